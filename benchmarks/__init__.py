@@ -1,0 +1,1 @@
+"""cachekit benchmarks: run with `python -m benchmarks [--quick]`."""

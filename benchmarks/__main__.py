@@ -1,0 +1,4 @@
+import sys
+
+print("benchmarks: not written yet")
+sys.exit(0)
