@@ -1,5 +1,14 @@
-"""cachekit: an asyncio memoizing cache that never runs the same call twice at once."""
+"""cachekit: an asyncio memoizing cache that never runs the same call twice at once.
+
+A caller either gets a fresh result, joins the one computation already under way for its
+key, or starts it. Completed results expire (TTL), are evicted by a cachetools policy, and
+failures can be cached for a short while (negative caching).
+"""
+
+from ._cache import AsyncCache
+from ._decorator import CachedFunction, async_cached
+from ._stats import CacheStats
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["AsyncCache", "CacheStats", "CachedFunction", "async_cached", "__version__"]

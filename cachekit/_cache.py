@@ -1,0 +1,438 @@
+"""AsyncCache: the one coordinator of completed entries and flights.
+
+Design note: the states of a key.
+
+    absent       no entry, no flight
+    in flight    a Flight in `_flights`; callers join it
+    fresh        an Entry (success) or a Failure (negative) in `_entries`, expires_at > now
+    expired      an entry with expires_at <= now: treated as absent, reclaimed lazily
+
+A key can be fresh *and* in flight only after `set()` raced a flight; `set()` forgets
+the flight first, so in practice the states are exclusive. The transitions, each made in
+exactly one method:
+
+    absent/expired -> in flight    `_lead_or_join_locked` (a miss leads a flight)
+    in flight -> fresh             `_land` (the outcome is stored if cacheable and the
+                                    flight is still the current one for its key)
+    in flight -> absent            `_land` (not cacheable), `_forget_locked` (invalidate,
+                                    clear, set), `_abandon` (cancel_abandoned)
+    fresh -> absent                `_drop_locked` (invalidate, expiry reclaim) and
+                                    `_evicted` (the store's policy)
+    anything -> fresh              `set`
+
+The hit path reads `_entries` without the lock and appends the key to `_touched`; hits
+are replayed into the store's order under the lock before any change to the store, so
+eviction order is exactly as if every hit had touched the store at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from functools import partial
+from typing import Any, Final, Generic, TypeVar
+
+import cachetools
+
+from . import _store
+from ._clock import default_timer
+from ._expiry import NEVER, Entry, ExpiryQueue, Failure
+from ._flights import CANCELLED, Flight, Outcome, resolve
+from ._options import check_exception_types, check_maxsize, check_seconds
+from ._stats import CacheStats
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+#: Hits buffered lock-free before the hit path replays them into the store.
+DRAIN_AT: Final = 512
+#: Expired entries reclaimed at most per operation: bounds the pause, amortised O(1).
+_RECLAIM_BUDGET: Final = 32
+
+
+async def _compute(compute: Callable[[], Awaitable[V]]) -> V:
+    return await compute()
+
+
+def unhashable(key: object) -> TypeError:
+    """The error for a key that cannot be hashed, naming the offending type."""
+    parts = key if type(key) is tuple else (key,)
+    for part in parts:
+        try:
+            hash(part)
+        except TypeError:
+            return TypeError(
+                f"cache key is unhashable: an argument of type {type(part).__name__!r} "
+                f"({part!r:.60}) cannot be part of a key"
+            )
+    return TypeError(f"cache key of type {type(key).__name__!r} is unhashable")
+
+
+class AsyncCache(Generic[K, V]):
+    """Completed results and in-flight computations, side by side, under one key.
+
+    A caller of `get_or_compute` gets a fresh result, joins the one computation already
+    under way, or starts it. See README for every option.
+    """
+
+    def __init__(
+        self,
+        maxsize: int | None = 1024,
+        ttl: float | None = None,
+        policy: str = "lru",
+        negative_ttl: float | None = None,
+        negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
+        timer: Callable[[], float] | None = None,
+        store: cachetools.Cache[Hashable, Any] | None = None,
+        cancel_abandoned: bool = False,
+    ) -> None:
+        self._ttl = check_seconds("ttl", ttl)
+        self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
+        self._negative_exceptions = check_exception_types(
+            "negative_exceptions", negative_exceptions
+        )
+        if timer is not None and not callable(timer):
+            raise TypeError(f"timer must be a zero-argument callable or None, got {timer!r}")
+        self._injected_timer = timer
+        self._timer: Callable[[], float] = timer if timer is not None else default_timer
+        self._cancel_abandoned = bool(cancel_abandoned)
+        if store is None:
+            maxsize = check_maxsize(maxsize)
+            if not isinstance(policy, str) or policy not in _store.POLICIES:
+                names = ", ".join(map(repr, _store.POLICIES))
+                raise ValueError(f"policy must be one of {names}, got {policy!r}")
+            store = _store.make_store(policy, maxsize)
+        else:
+            if not isinstance(store, cachetools.Cache):
+                raise TypeError(f"store must be a cachetools.Cache instance, got {store!r}")
+            if len(store):
+                raise ValueError(f"store must be empty, got one holding {len(store)} items")
+            if _store.is_hooked(store):
+                raise ValueError(f"store is already used by another AsyncCache: {store!r}")
+            if maxsize != 1024 or policy != "lru":
+                raise ValueError("pass either store= or maxsize=/policy=, not both")
+            _store.size_entries_by_value(store)
+        self._store = store
+        self._touch_mode = _store.touch_mode(store)
+        _store.hook_evictions(store, self._evicted)
+
+        # Guards every structure below except where a comment says the hit path reads it.
+        self._lock = threading.Lock()
+        # key -> Entry. Invariant: the same keys and Entry objects as `_store`; both change
+        # together under `_lock`. The hit path reads it without the lock.
+        self._entries: dict[Hashable, Entry] = {}
+        # Keys served by hits since the last drain, in hit order. The hit path appends
+        # without the lock; `_drain_locked` removes exactly the items it replays.
+        self._touched: list[Hashable] = []
+        # key -> its flight in progress. Never evicted, never expired: a flight leaves
+        # only by landing, being forgotten, or being abandoned, and always by identity.
+        self._flights: dict[Hashable, Flight] = {}
+        # Entries with a finite expiry, in expiry order; may hold stale entries.
+        self._expiry = ExpiryQueue()
+
+        self._hits = 0  # hits drained from `_touched`
+        self._misses = 0
+        self._coalesced = 0
+        self._evictions = 0
+        self._expirations = 0
+        self._load_failures = 0
+
+    # ------------------------------------------------------------------ hit path
+
+    async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        """The fresh value for `key`; else join its computation; else start `compute()`.
+
+        `compute` is a zero-argument callable returning an awaitable. A cached failure is
+        re-raised.
+        """
+        try:
+            entry = self._entries.get(key)
+        except TypeError:
+            raise unhashable(key) from None
+        if entry is not None and entry.expires_at > self._timer():
+            touched = self._touched
+            touched.append(key)
+            if len(touched) >= DRAIN_AT:
+                self._drain()
+            value: V = entry.value
+            return value
+        return await self._load(key, compute)
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """A fresh, successful, completed value for `key`, else `default`. Never waits.
+
+        A value found counts as a hit and touches the eviction order; not finding one starts
+        nothing, so it is not counted as a miss.
+        """
+        entry = self._entries.get(key)
+        if type(entry) is Entry and entry.expires_at > self._timer():
+            self._touched.append(key)
+            value: V = entry.value
+            return value
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        """True when a fresh completed entry (a value or a cached failure) exists."""
+        entry = self._entries.get(key)
+        return entry is not None and entry.expires_at > self._timer()
+
+    def __len__(self) -> int:
+        """Completed entries held, expired ones included until they are reclaimed."""
+        return len(self._entries)
+
+    # ------------------------------------------------------------------ writes
+
+    def set(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Store `value` for `key` now; `ttl=None` means the cache's ttl.
+
+        A computation of `key` in flight is forgotten: its callers still get its result,
+        but it will not overwrite this value.
+        """
+        ttl = self._ttl if ttl is None else check_seconds("ttl", ttl)
+        with self._lock:
+            now = self._timer()
+            self._reclaim_locked(now)
+            self._forget_locked(key)
+            entry = Entry(key, value, NEVER if ttl is None else now + ttl)
+            if entry.expires_at > now:
+                self._insert_locked(entry, ttl)
+            else:
+                self._drop_locked(key)
+
+    def invalidate(self, key: K) -> bool:
+        """Drop `key`'s entry and forget its flight; True if there was either.
+
+        A forgotten flight still answers the callers already waiting for it, but its
+        result is not stored: the next caller starts afresh.
+        """
+        with self._lock:
+            forgot = self._forget_locked(key)
+            dropped = self._drop_locked(key)
+        return forgot or dropped
+
+    def clear(self) -> None:
+        """Drop every entry and forget every flight (their waiters are still answered)."""
+        with self._lock:
+            self._drain_locked()
+            self._flights.clear()
+            self._entries.clear()
+            self._store.clear()
+            self._expiry.clear()
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            maxsize = self._store.maxsize
+            return CacheStats(
+                hits=self._hits + len(self._touched),
+                misses=self._misses,
+                coalesced=self._coalesced,
+                evictions=self._evictions,
+                expirations=self._expirations,
+                load_failures=self._load_failures,
+                currsize=len(self._entries),
+                maxsize=None if maxsize == float("inf") else maxsize,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncCache {type(self._store).__name__} entries={len(self._entries)} "
+            f"flights={len(self._flights)} ttl={self._ttl}>"
+        )
+
+    # ------------------------------------------------------------------ miss path
+
+    async def _load(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        loop = asyncio.get_running_loop()
+        # A flight that was cancelled (its loop shut down, or the computation cancelled
+        # itself) gives its waiters nothing; they start over once, then give up loudly.
+        for _attempt in range(2):
+            with self._lock:
+                found, flight, leads = self._lead_or_join_locked(key, loop)
+                if flight is not None:
+                    waiter = flight.add_waiter(loop)
+            if flight is None:
+                assert found is not None
+                value: V = found.value
+                return value
+            if leads:
+                # Started outside the lock: an eager task factory may run compute() now.
+                task = loop.create_task(_compute(compute))
+                flight.task = task
+                task.add_done_callback(partial(self._land, flight))
+            try:
+                outcome = await waiter
+            except asyncio.CancelledError:
+                self._abandon(flight)
+                raise
+            if outcome is not CANCELLED:
+                assert isinstance(outcome, Entry)
+                value = outcome.value
+                return value
+        raise RuntimeError(f"the computation of key {key!r} was cancelled twice")
+
+    def _lead_or_join_locked(
+        self, key: K, loop: asyncio.AbstractEventLoop
+    ) -> tuple[Entry | None, Flight | None, bool]:
+        """(a fresh entry, None, False), or (None, the flight to wait for, whether it is new)."""
+        now = self._timer()
+        self._reclaim_locked(now)
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.expires_at > now:
+                self._touched.append(key)
+                return entry, None, False
+            self._drop_locked(key)
+            self._expirations += 1
+        flight = self._flights.get(key)
+        if flight is not None and flight.loop is not loop and not flight.loop.is_running():
+            # Orphaned: its loop is closed or stopped, so it would never land.
+            del self._flights[key]
+            flight = None
+        if flight is not None:
+            self._coalesced += 1
+            return None, flight, False
+        flight = self._flights[key] = Flight(key, loop)
+        self._misses += 1
+        return None, flight, True
+
+    def _land(self, flight: Flight, task: asyncio.Task[Any]) -> None:
+        """The flight's task is done: build its outcome, store it if due, answer waiters."""
+        key = flight.key
+        error = None if task.cancelled() else task.exception()
+        with self._lock:
+            now = self._timer()
+            ttl: float | None
+            outcome: Outcome
+            if task.cancelled():
+                outcome, ttl = CANCELLED, 0.0
+            elif error is None:
+                ttl = self._ttl
+                outcome = Entry(key, task.result(), NEVER if ttl is None else now + ttl)
+            else:
+                self._load_failures += 1
+                ttl = self._negative_ttl
+                cacheable = (
+                    ttl is not None
+                    and isinstance(error, Exception)
+                    and isinstance(error, self._negative_exceptions)
+                )
+                outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+                if isinstance(outcome, Entry) and outcome.expires_at > now:
+                    self._insert_locked(outcome, ttl)
+            waiters = flight.land()
+        resolve(waiters, flight.loop, outcome)
+
+    def _abandon(self, flight: Flight) -> None:
+        """A waiter was cancelled. With cancel_abandoned, the last one cancels the flight."""
+        with self._lock:
+            if flight.landed:
+                return
+            flight.live -= 1
+            if flight.live or not self._cancel_abandoned:
+                return
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            task = flight.task
+        if task is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is flight.loop:
+            task.cancel()
+        else:
+            try:
+                flight.loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # its loop is closed: the task will never run again
+                pass
+
+    # ------------------------------------------------------------------ bookkeeping
+    # Everything below runs under `_lock`.
+
+    def _insert_locked(self, entry: Entry, ttl: float | None) -> None:
+        key = entry.key
+        self._drain_locked()
+        try:
+            self._store[key] = entry
+        except ValueError:  # larger than the whole store: keep nothing for this key
+            self._drop_locked(key)
+            return
+        self._entries[key] = entry
+        if entry.expires_at != NEVER:
+            assert ttl is not None
+            self._expiry.push(entry, ttl)
+
+    def _drop_locked(self, key: Hashable) -> bool:
+        """Remove `key`'s entry, if any, from the store and the hit-path view."""
+        if key not in self._entries:
+            return False
+        self._drain_locked()
+        del self._entries[key]
+        del self._store[key]
+        return True
+
+    def _forget_locked(self, key: Hashable) -> bool:
+        """Detach `key`'s flight: it still answers its waiters but will store nothing."""
+        return self._flights.pop(key, None) is not None
+
+    def _evicted(self, key: Hashable, entry: Entry) -> None:
+        """Called by the store (inside `_insert_locked`) for each entry it drops for room."""
+        if self._entries.get(key) is entry:
+            del self._entries[key]
+            self._evictions += 1
+
+    def _reclaim_locked(self, now: float) -> None:
+        for entry in self._expiry.pop_expired(now, _RECLAIM_BUDGET):
+            key = entry.key
+            if self._entries.get(key) is entry:
+                self._drop_locked(key)
+                self._expirations += 1
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        """Replay buffered hits into the store's order and count them."""
+        touched = self._touched
+        count = len(touched)
+        if not count:
+            return
+        batch = touched[:count]
+        del touched[:count]  # hits appended meanwhile by other threads stay buffered
+        self._hits += count
+        mode = self._touch_mode
+        if mode is _store.TouchMode.NONE:
+            return
+        keys: Iterator[Hashable] | list[Hashable]
+        if mode is _store.TouchMode.LAST:
+            keys = reversed(dict.fromkeys(reversed(batch)))
+        else:
+            keys = batch
+        entries, store = self._entries, self._store
+        for key in keys:
+            if key in entries:
+                store[key]  # a read is what moves a key in a cachetools policy
+
+    # ------------------------------------------------------------------ for the decorator
+
+    def _hit_path(
+        self,
+    ) -> tuple[
+        dict[Hashable, Entry],
+        list[Hashable],
+        Callable[[], None],
+        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
+        Callable[[], float] | None,
+    ]:
+        """What a generated wrapper binds: the view, the hit buffer, and the miss path.
+
+        The timer is None when the default clock is in use, so that the wrapper reads
+        `time.monotonic` itself (one call fewer) and still follows freezegun.
+        """
+        return self._entries, self._touched, self._drain, self._load, self._injected_timer

@@ -1,0 +1,238 @@
+"""@async_cached: arguments -> key -> AsyncCache, with the hit path inlined per signature.
+
+The hit path is the product, so a decorated function with a fixed signature gets a
+wrapper generated for that signature (as dataclasses and attrs generate __init__): it
+takes the same parameters, so no *args tuple or **kwargs dict is built, and a hit is a
+dict lookup, a clock read, a list append and a slot read. Everything else, misses
+included, goes through `AsyncCache._load`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar, overload
+
+import cachetools
+
+from ._cache import DRAIN_AT, AsyncCache, unhashable
+from ._keys import fixed_key_source, has_fixed_signature, make_key
+from ._stats import CacheStats
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_PREFIX: Final = "_ck_"
+
+# The generated hit path. `{now}` is `_ck_timer()` for an injected clock and
+# `_time.monotonic()` for the default one (looked up per call: freezegun replaces it).
+_TEMPLATE: Final = """
+def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_load, _ck_timer):
+    _ck_get = _ck_entries.get
+    _ck_touch = _ck_touched.append
+
+    async def _ck_wrapper({params}):
+        _ck_key = {key}
+        try:
+            _ck_entry = _ck_get(_ck_key)
+        except TypeError:
+            raise _ck_unhashable(_ck_key) from None
+        if _ck_entry is not None and _ck_entry.expires_at > {now}:
+            _ck_touch(_ck_key)
+            if len(_ck_touched) >= {drain_at}:
+                _ck_drain()
+            return _ck_entry.value
+        return await _ck_load(_ck_key, lambda: _ck_func({call}))
+
+    def _ck_make_key({params}):
+        return {key}
+
+    return _ck_wrapper, _ck_make_key
+"""
+
+
+class CachedFunction(Protocol, Generic[P, R_co]):
+    """What `@async_cached` returns: the function, plus its cache's controls."""
+
+    cache: AsyncCache[Hashable, Any]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable: ...
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+
+    def cache_clear(self) -> None: ...
+
+    def cache_info(self) -> CacheStats: ...
+
+
+def _signature_wrapper(
+    func: Callable[..., Any], cache: AsyncCache[Any, Any], typed: bool
+) -> tuple[Callable[..., Any], Callable[..., Hashable]] | None:
+    """A wrapper and key builder generated for `func`'s own parameters, if it has fixed ones."""
+    if not has_fixed_signature(func):
+        return None
+    params = list(inspect.signature(func).parameters.values())
+    if any(p.name.startswith(_PREFIX) for p in params):
+        return None
+    kind = inspect.Parameter
+    text: list[str] = []
+    call: list[str] = []
+    for i, p in enumerate(params):
+        if p.kind is kind.KEYWORD_ONLY and (i == 0 or params[i - 1].kind is not kind.KEYWORD_ONLY):
+            text.append("*")
+        text.append(p.name)
+        call.append(f"{p.name}={p.name}" if p.kind is kind.KEYWORD_ONLY else p.name)
+        last_positional_only = p.kind is kind.POSITIONAL_ONLY and (
+            i + 1 == len(params) or params[i + 1].kind is not kind.POSITIONAL_ONLY
+        )
+        if last_positional_only:
+            text.append("/")
+    entries, touched, drain, load, timer = cache._hit_path()
+    source = _TEMPLATE.format(
+        params=", ".join(text),
+        call=", ".join(call),
+        key=fixed_key_source(params, typed),
+        now="_time.monotonic()" if timer is None else "_ck_timer()",
+        drain_at=DRAIN_AT,
+    )
+    namespace: dict[str, Any] = {}
+    exec(source, {"_time": time, "_ck_unhashable": unhashable}, namespace)
+    wrapper, key_of = namespace["_ck_factory"](func, entries, touched, drain, load, timer)
+    for generated in (wrapper, key_of):
+        generated.__defaults__ = func.__defaults__
+        generated.__kwdefaults__ = func.__kwdefaults__
+    return wrapper, key_of
+
+
+def _generic_wrapper(
+    func: Callable[..., Any],
+    cache: AsyncCache[Any, Any],
+    key_of: Callable[..., Hashable],
+) -> Callable[..., Any]:
+    """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
+    entries, touched, drain, load, timer = cache._hit_path()
+    get = entries.get
+    now = timer if timer is not None else time.monotonic
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = key_of(*args, **kwargs)
+        try:
+            entry = get(key)
+        except TypeError:
+            raise unhashable(key) from None
+        if entry is not None and entry.expires_at > now():
+            touched.append(key)
+            if len(touched) >= DRAIN_AT:
+                drain()
+            return entry.value
+        return await load(key, lambda: func(*args, **kwargs))
+
+    return wrapper
+
+
+def _decorate(
+    func: Callable[P, Coroutine[Any, Any, R]],
+    key: Callable[..., Hashable] | None,
+    typed: bool,
+    options: dict[str, Any],
+) -> CachedFunction[P, R]:
+    if isinstance(func, classmethod | staticmethod):
+        # Cache the underlying function, then rewrap it: the key then includes `cls`.
+        inner = _decorate(func.__func__, key, typed, options)
+        return type(func)(inner)  # type: ignore[return-value]
+    if not inspect.iscoroutinefunction(func):
+        raise TypeError(f"@async_cached needs an async def function, got {func!r}")
+    if key is not None and not callable(key):
+        raise TypeError(f"key must be a callable building the key from the arguments, got {key!r}")
+    cache: AsyncCache[Any, Any] = AsyncCache(**options)
+    generated = None if key is not None else _signature_wrapper(func, cache, typed)
+    if generated is not None:
+        wrapper, key_of = generated
+    else:
+        if key is None:
+
+            def key_of(*args: Any, **kwargs: Any) -> Hashable:
+                return make_key(args, kwargs, typed)
+        else:
+            key_of = key
+        wrapper = _generic_wrapper(func, cache, key_of)
+    functools.update_wrapper(wrapper, func)
+
+    def invalidate(*args: Any, **kwargs: Any) -> bool:
+        return cache.invalidate(key_of(*args, **kwargs))
+
+    wrapper.cache = cache  # type: ignore[attr-defined]
+    wrapper.cache_key = key_of  # type: ignore[attr-defined]
+    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+    wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+@overload
+def async_cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> CachedFunction[P, R]: ...
+
+
+@overload
+def async_cached(
+    *,
+    ttl: float | None = None,
+    maxsize: int | None = 1024,
+    policy: str = "lru",
+    negative_ttl: float | None = None,
+    negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
+    timer: Callable[[], float] | None = None,
+    store: cachetools.Cache[Hashable, Any] | None = None,
+    cancel_abandoned: bool = False,
+    key: Callable[..., Hashable] | None = None,
+    typed: bool = False,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]: ...
+
+
+def async_cached(
+    func: Callable[P, Coroutine[Any, Any, R]] | None = None,
+    /,
+    *,
+    ttl: float | None = None,
+    maxsize: int | None = 1024,
+    policy: str = "lru",
+    negative_ttl: float | None = None,
+    negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
+    timer: Callable[[], float] | None = None,
+    store: cachetools.Cache[Hashable, Any] | None = None,
+    cancel_abandoned: bool = False,
+    key: Callable[..., Hashable] | None = None,
+    typed: bool = False,
+) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
+    """Memoize an async function in an `AsyncCache`: one computation per key at a time.
+
+    Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
+    are AsyncCache's, plus `key` (a callable building the key from the call's arguments)
+    and `typed` (arguments of different types are cached apart, as in functools).
+    """
+    options: dict[str, Any] = {
+        "ttl": ttl,
+        "maxsize": maxsize,
+        "policy": policy,
+        "negative_ttl": negative_ttl,
+        "negative_exceptions": negative_exceptions,
+        "timer": timer,
+        "store": store,
+        "cancel_abandoned": cancel_abandoned,
+    }
+    if store is None:
+        # Bad options fail here, before any function is decorated. (A store can back one
+        # cache only, so with store= the check happens when the function is decorated.)
+        AsyncCache(**options)
+    if func is not None:
+        return _decorate(func, key, typed, options)
+
+    def decorator(f: Callable[P, Coroutine[Any, Any, R]]) -> CachedFunction[P, R]:
+        return _decorate(f, key, typed, options)
+
+    return decorator

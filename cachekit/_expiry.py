@@ -1,0 +1,98 @@
+"""Completed entries and the queue that reclaims them once they expire.
+
+An entry is an outcome (a value, or an exception admitted for negative caching) and the
+moment it stops being fresh. Freshness is `entry.expires_at > now`; nothing else decides it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Hashable, Iterator
+from types import TracebackType
+from typing import Any, Final, final
+
+NEVER: Final = math.inf
+
+
+class Entry:
+    """A successful outcome. `value` is a plain slot: reading it is the whole hit."""
+
+    __slots__ = ("expires_at", "key", "value")
+
+    def __init__(self, key: Hashable, value: Any, expires_at: float) -> None:
+        self.key = key
+        self.value = value
+        self.expires_at = expires_at
+
+
+@final
+class Failure(Entry):
+    """A failed outcome. Reading `value` re-raises the exception.
+
+    The traceback is reset to the one captured when the computation failed before every
+    raise, so an exception re-raised on many hits never accumulates frames.
+    """
+
+    __slots__ = ("error", "traceback")
+
+    def __init__(self, key: Hashable, error: BaseException, expires_at: float) -> None:
+        self.key = key
+        self.error = error
+        self.traceback: TracebackType | None = error.__traceback__
+        self.expires_at = expires_at
+
+    @property
+    def value(self) -> Any:
+        raise self.error.with_traceback(self.traceback)
+
+
+class ExpiryQueue:
+    """Entries in the order they expire, so reclaiming is O(1) per entry and never a scan.
+
+    Entries written with the same time-to-live expire in the order they were written, so
+    each distinct ttl gets a FIFO deque (Caffeine's write-order queue). Past a handful of
+    distinct ttls the rest go to a heap.
+
+    Invariant: every deque is sorted by `expires_at`; the queue may still hold entries that
+    were replaced, invalidated or evicted (it never searches), so the caller must check
+    that the entry it pops is still the one stored under its key.
+    """
+
+    _MAX_FIFOS: Final = 8
+
+    def __init__(self) -> None:
+        # ttl -> entries written with that ttl, oldest first.
+        self._fifos: dict[float, deque[Entry]] = {}
+        # (expires_at, tie-breaker, entry) for entries whose ttl got no deque.
+        self._heap: list[tuple[float, int, Entry]] = []
+        self._pushed = 0
+
+    def __len__(self) -> int:
+        return sum(map(len, self._fifos.values())) + len(self._heap)
+
+    def push(self, entry: Entry, ttl: float) -> None:
+        fifo = self._fifos.get(ttl)
+        if fifo is None and len(self._fifos) < self._MAX_FIFOS:
+            fifo = self._fifos[ttl] = deque()
+        if fifo is not None and (not fifo or fifo[-1].expires_at <= entry.expires_at):
+            fifo.append(entry)
+        else:
+            self._pushed += 1
+            heapq.heappush(self._heap, (entry.expires_at, self._pushed, entry))
+
+    def pop_expired(self, now: float, budget: int) -> Iterator[Entry]:
+        """Yield up to `budget` entries whose time ran out by `now`, soonest first per source."""
+        for fifo in self._fifos.values():
+            while budget and fifo and fifo[0].expires_at <= now:
+                budget -= 1
+                yield fifo.popleft()
+        heap = self._heap
+        while budget and heap and heap[0][0] <= now:
+            budget -= 1
+            yield heapq.heappop(heap)[2]
+
+    def clear(self) -> None:
+        self._fifos.clear()
+        self._heap.clear()

@@ -1,0 +1,35 @@
+"""Validation of configuration: early, with the parameter's name and value in the message."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def check_seconds(name: str, value: Any, *, allow_none: bool = True) -> float | None:
+    """A duration in seconds: a real number >= 0 (or None where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds or None, got {value!r}")
+    return float(value)
+
+
+def check_maxsize(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"maxsize must be an int > 0 or None, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"maxsize must be > 0 or None, got {value!r}")
+    return value
+
+
+def check_exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, tuple) else (value,)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{name} must be a tuple of exception types, got {value!r}")
+    return types

@@ -1,0 +1,33 @@
+"""CacheStats: a frozen snapshot of a cache's counters."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What a cache has done since it was created (or since its counters were last reset).
+
+    hits: calls served from a completed entry, a cached failure included.
+    misses: calls that started a computation.
+    coalesced: calls that joined a computation already in flight.
+    evictions: entries dropped by the policy to make room.
+    expirations: entries dropped because their time ran out.
+    load_failures: computations that raised (cached or not).
+    currsize: completed entries held at snapshot time.
+    maxsize: the store's capacity (None when unbounded).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    coalesced: int = 0
+    evictions: int = 0
+    expirations: int = 0
+    load_failures: int = 0
+    currsize: int = 0
+    maxsize: float | None = None
+
+    @property
+    def hit_ratio(self) -> float:
+        """Hits over all calls that asked for a value (hits, misses and coalesced); 0.0 if none."""
+        total = self.hits + self.misses + self.coalesced
+        return self.hits / total if total else 0.0
