@@ -1,0 +1,171 @@
+"""One cache, many event loops and threads: entries are shared, flights never hang."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachekit import AsyncCache, async_cached
+
+from .conftest import assert_stats
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Block this (non-loop) thread until `condition()` holds; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def test_completed_entries_are_shared_across_asyncio_run_calls() -> None:
+    calls = 0
+
+    @async_cached(ttl=60)
+    async def f(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        return x
+
+    assert asyncio.run(f(1)) == 1
+    assert asyncio.run(f(1)) == 1
+    assert calls == 1
+
+
+def test_a_key_in_flight_on_one_loop_is_joined_from_another_thread() -> None:
+    cache: AsyncCache[str, str] = AsyncCache()
+    release = threading.Event()
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        return "shared"
+
+    results: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        results[name] = asyncio.run(cache.get_or_compute("k", compute))
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    wait_until(lambda: cache.stats().misses == 1)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    wait_until(lambda: cache.stats().coalesced == 1)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert results == {"first": "shared", "second": "shared"}
+    assert calls == 1
+
+
+def test_a_flight_on_a_stopped_loop_is_replaced_not_joined() -> None:
+    cache: AsyncCache[str, str] = AsyncCache()
+    old_loop = asyncio.new_event_loop()
+
+    async def never() -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    async def start_and_leave() -> asyncio.Task[str]:
+        task = asyncio.create_task(cache.get_or_compute("k", never))
+        await asyncio.sleep(0)
+        return task
+
+    abandoned = old_loop.run_until_complete(start_and_leave())  # old_loop now stops
+
+    async def fresh() -> str:
+        return "fresh"
+
+    assert asyncio.run(cache.get_or_compute("k", fresh)) == "fresh"
+    assert cache.get("k") == "fresh"
+    # Shut the old loop down as asyncio.run would: its flight is cancelled late, and that
+    # must not touch the new entry.
+    pending = asyncio.all_tasks(old_loop)
+    assert abandoned in pending and len(pending) == 2  # the caller and the flight's task
+    for task in pending:
+        task.cancel()
+    old_loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    old_loop.close()
+    assert cache.get("k") == "fresh"
+
+
+def test_waiter_on_another_loop_starts_over_when_the_flights_loop_shuts_down() -> None:
+    cache: AsyncCache[str, str] = AsyncCache()
+    started = threading.Event()
+    stop_first = threading.Event()
+
+    async def hang() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def first_main() -> None:
+        caller = asyncio.create_task(cache.get_or_compute("k", hang))
+        await asyncio.get_running_loop().run_in_executor(None, stop_first.wait)
+        # Returning makes asyncio.run cancel the caller and the flight's task, then close.
+        assert not caller.done()
+
+    first = threading.Thread(target=asyncio.run, args=(first_main(),))
+    first.start()
+    started.wait(10)
+
+    async def own() -> str:
+        return "own"
+
+    result: list[str] = []
+    second = threading.Thread(
+        target=lambda: result.append(asyncio.run(cache.get_or_compute("k", own)))
+    )
+    second.start()
+    wait_until(lambda: cache.stats().coalesced == 1)
+    stop_first.set()
+    first.join(10)
+    second.join(10)
+    assert result == ["own"]
+    assert cache.get("k") == "own"
+
+
+def test_many_threads_each_with_its_own_loop_share_one_cache() -> None:
+    threads_n, keys_n = 8, 50
+    cache: AsyncCache[int, int] = AsyncCache(maxsize=None)
+    all_requested = threading.Event()
+    computed: list[int] = []
+    lock = threading.Lock()
+
+    async def compute(k: int) -> int:
+        with lock:
+            computed.append(k)
+        await asyncio.get_running_loop().run_in_executor(None, all_requested.wait)
+        return k * k
+
+    results: list[list[int]] = []
+
+    async def worker() -> list[int]:
+        return await asyncio.gather(
+            *(cache.get_or_compute(k, lambda k=k: compute(k)) for k in range(keys_n))
+        )
+
+    def run() -> None:
+        values = asyncio.run(worker())
+        with lock:
+            results.append(values)
+
+    threads = [threading.Thread(target=run) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: cache.stats().misses + cache.stats().coalesced == threads_n * keys_n)
+    all_requested.set()
+    for t in threads:
+        t.join(10)
+    assert results == [[k * k for k in range(keys_n)]] * threads_n
+    assert sorted(computed) == list(range(keys_n))
+    assert_stats(cache, misses=keys_n, coalesced=(threads_n - 1) * keys_n)
+    # And afterwards every thread hits.
+    assert asyncio.run(worker()) == [k * k for k in range(keys_n)]
+    assert_stats(cache, hits=keys_n)
