@@ -13,7 +13,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
-from typing import Any, Final, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import cachetools
 
@@ -22,6 +22,8 @@ from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._stats import CacheStats
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
+S = TypeVar("S")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
@@ -68,6 +70,19 @@ class CachedFunction(Protocol, Generic[P, R_co]):
     def cache_clear(self) -> None: ...
 
     def cache_info(self) -> CacheStats: ...
+
+    # Decorating a method: reading it from an instance binds `self`, like a function.
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None
+    ) -> CachedFunction[P, R_co]: ...
+
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, P2], R_co],
+        instance: S,
+        owner: type[Any] | None = None,
+    ) -> Callable[P2, Coroutine[Any, Any, R_co]]: ...
 
 
 def _signature_wrapper(
