@@ -7,8 +7,16 @@ failures can be cached for a short while (negative caching).
 
 from ._cache import AsyncCache
 from ._decorator import CachedFunction, async_cached
+from ._limits import LoadLimiter
 from ._stats import CacheStats
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AsyncCache", "CacheStats", "CachedFunction", "async_cached", "__version__"]
+__all__ = [
+    "AsyncCache",
+    "CacheStats",
+    "CachedFunction",
+    "LoadLimiter",
+    "async_cached",
+    "__version__",
+]

@@ -39,6 +39,7 @@ from . import _store
 from ._clock import default_timer
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure
 from ._flights import CANCELLED, Flight, Outcome, resolve
+from ._limits import LoadLimiter
 from ._options import check_exception_types, check_maxsize, check_seconds
 from ._stats import CacheStats
 
@@ -51,8 +52,8 @@ DRAIN_AT: Final = 512
 _RECLAIM_BUDGET: Final = 32
 
 
-async def _compute(compute: Callable[[], Awaitable[V]]) -> V:
-    return await compute()
+class LoadTimeoutError(TimeoutError):
+    """A computation ran past `load_timeout` and was cancelled."""
 
 
 def unhashable(key: object) -> TypeError:
@@ -86,6 +87,8 @@ class AsyncCache(Generic[K, V]):
         timer: Callable[[], float] | None = None,
         store: cachetools.Cache[Hashable, Any] | None = None,
         cancel_abandoned: bool = False,
+        max_loads: int | LoadLimiter | None = None,
+        load_timeout: float | None = None,
     ) -> None:
         self._ttl = check_seconds("ttl", ttl)
         self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
@@ -97,6 +100,14 @@ class AsyncCache(Generic[K, V]):
         self._injected_timer = timer
         self._timer: Callable[[], float] = timer if timer is not None else default_timer
         self._cancel_abandoned = bool(cancel_abandoned)
+        self._limiter: LoadLimiter | None
+        if max_loads is None or isinstance(max_loads, LoadLimiter):
+            self._limiter = max_loads  # a shared limiter bounds every cache that holds it
+        else:
+            self._limiter = LoadLimiter(max_loads)
+        self._load_timeout = check_seconds("load_timeout", load_timeout)
+        if self._load_timeout == 0:
+            raise ValueError(f"load_timeout must be > 0 seconds or None, got {load_timeout!r}")
         if store is None:
             maxsize = check_maxsize(maxsize)
             if not isinstance(policy, str) or policy not in _store.POLICIES:
@@ -137,6 +148,10 @@ class AsyncCache(Generic[K, V]):
         self._evictions = 0
         self._expirations = 0
         self._load_failures = 0
+        self._load_timeouts = 0
+        self._loads_running = 0  # flights of this cache whose computation runs now
+        self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
+        self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
 
     # ------------------------------------------------------------------ hit path
 
@@ -231,9 +246,21 @@ class AsyncCache(Generic[K, V]):
                 evictions=self._evictions,
                 expirations=self._expirations,
                 load_failures=self._load_failures,
+                load_timeouts=self._load_timeouts,
+                loads_running=self._loads_running,
+                loads_queued=self._loads_queued,
+                queue_wait_seconds=self._queue_wait,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
             )
+
+    def loading(self) -> dict[Hashable, str]:
+        """A snapshot of the keys whose computation is in flight: key -> "running" or "queued"."""
+        with self._lock:
+            return {
+                key: "queued" if flight.ticket is not None else "running"
+                for key, flight in self._flights.items()
+            }
 
     def __repr__(self) -> str:
         return (
@@ -257,10 +284,7 @@ class AsyncCache(Generic[K, V]):
                 value: V = found.value
                 return value
             if leads:
-                # Started outside the lock: an eager task factory may run compute() now.
-                task = loop.create_task(_compute(compute))
-                flight.task = task
-                task.add_done_callback(partial(self._land, flight))
+                self._launch(flight, compute)
             try:
                 outcome = await waiter
             except asyncio.CancelledError:
@@ -271,6 +295,55 @@ class AsyncCache(Generic[K, V]):
                 value = outcome.value
                 return value
         raise RuntimeError(f"the computation of key {key!r} was cancelled twice")
+
+    def _launch(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
+        """Start a new flight's computation now, or queue it for a LoadLimiter slot.
+
+        Called outside the lock: an eager task factory may run compute() at once.
+        """
+        limiter = self._limiter
+        if limiter is not None:
+            start = partial(self._start, flight, compute)
+            with self._lock:
+                flight.queued_at = self._timer()
+                ticket = limiter.acquire(start, flight.loop)
+                if ticket is not None:
+                    flight.ticket = ticket
+                    self._loads_queued += 1
+                    return
+        self._start(flight, compute)
+
+    def _start(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
+        """Run the computation as a task on the flight's loop (holding a slot, if limited)."""
+        with self._lock:
+            if flight.ticket is not None:  # it leaves the queue
+                flight.ticket = None
+                self._loads_queued -= 1
+                self._queue_wait += self._timer() - flight.queued_at
+            abandoned = flight.landed
+            if not abandoned:
+                self._loads_running += 1
+        if abandoned:  # every waiter left while it was queued: it never runs
+            assert self._limiter is not None
+            self._limiter.release()
+            return
+        task = flight.loop.create_task(self._run(flight.key, compute))
+        flight.task = task
+        task.add_done_callback(partial(self._land, flight))
+
+    async def _run(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> V:
+        seconds = self._load_timeout
+        if seconds is None:
+            return await compute()
+        try:
+            async with asyncio.timeout(seconds) as scope:
+                return await compute()
+        except TimeoutError:
+            if scope.expired():
+                raise LoadTimeoutError(
+                    f"the computation of key {key!r} exceeded load_timeout={seconds}s"
+                ) from None
+            raise
 
     def _lead_or_join_locked(
         self, key: K, loop: asyncio.AbstractEventLoop
@@ -312,6 +385,7 @@ class AsyncCache(Generic[K, V]):
                 outcome = Entry(key, task.result(), NEVER if ttl is None else now + ttl)
             else:
                 self._load_failures += 1
+                self._load_timeouts += isinstance(error, LoadTimeoutError)
                 ttl = self._negative_ttl
                 cacheable = (
                     ttl is not None
@@ -324,6 +398,9 @@ class AsyncCache(Generic[K, V]):
                 if isinstance(outcome, Entry) and outcome.expires_at > now:
                     self._insert_locked(outcome, ttl)
             waiters = flight.land()
+            self._loads_running -= 1
+        if self._limiter is not None:
+            self._limiter.release()
         resolve(waiters, flight.loop, outcome)
 
     def _abandon(self, flight: Flight) -> None:
@@ -336,7 +413,15 @@ class AsyncCache(Generic[K, V]):
                 return
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
-            task = flight.task
+            task, ticket = flight.task, flight.ticket
+            if ticket is not None:  # still queued: close it so that it never runs
+                flight.ticket = None
+                self._loads_queued -= 1
+                flight.land()
+        if ticket is not None:
+            assert self._limiter is not None
+            self._limiter.withdraw(ticket)
+            return
         if task is None:
             return
         try:

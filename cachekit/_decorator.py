@@ -19,6 +19,7 @@ import cachetools
 
 from ._cache import DRAIN_AT, AsyncCache, unhashable
 from ._keys import fixed_key_source, has_fixed_signature, make_key
+from ._limits import LoadLimiter
 from ._stats import CacheStats
 
 P = ParamSpec("P")
@@ -204,6 +205,8 @@ def async_cached(
     timer: Callable[[], float] | None = None,
     store: cachetools.Cache[Hashable, Any] | None = None,
     cancel_abandoned: bool = False,
+    max_loads: int | LoadLimiter | None = None,
+    load_timeout: float | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]: ...
@@ -221,6 +224,8 @@ def async_cached(
     timer: Callable[[], float] | None = None,
     store: cachetools.Cache[Hashable, Any] | None = None,
     cancel_abandoned: bool = False,
+    max_loads: int | LoadLimiter | None = None,
+    load_timeout: float | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
 ) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
@@ -239,6 +244,8 @@ def async_cached(
         "timer": timer,
         "store": store,
         "cancel_abandoned": cancel_abandoned,
+        "max_loads": max_loads,
+        "load_timeout": load_timeout,
     }
     if store is None:
         # Bad options fail here, before any function is decorated. (A store can back one

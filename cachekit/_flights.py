@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from typing import Any, Final, final
 
 from ._expiry import Entry
+from ._limits import Ticket
 
 
 @final
@@ -35,15 +36,19 @@ class Flight:
 
     Every field is read and written only under the owning cache's lock.
     Invariants: `waiters` is None once the flight has landed, and no waiter is added after;
-    `live` counts the waiters still awaiting (not cancelled), so `live <= len(waiters)`.
+    `live` counts the waiters still awaiting (not cancelled), so `live <= len(waiters)`;
+    `ticket` is set only while the flight waits in a LoadLimiter's queue (then `task` is
+    None), and `queued_at` is when it joined that queue.
     """
 
-    __slots__ = ("key", "live", "loop", "task", "waiters")
+    __slots__ = ("key", "live", "loop", "queued_at", "task", "ticket", "waiters")
 
     def __init__(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
         self.loop = loop
         self.task: asyncio.Task[Any] | None = None
+        self.ticket: Ticket | None = None
+        self.queued_at = 0.0
         self.waiters: list[asyncio.Future[Outcome]] | None = []
         self.live = 0
 

@@ -13,6 +13,10 @@ class CacheStats:
     evictions: entries dropped by the policy to make room.
     expirations: entries dropped because their time ran out.
     load_failures: computations that raised (cached or not).
+    load_timeouts: computations cancelled for running past `load_timeout`.
+    loads_running: computations running at snapshot time.
+    loads_queued: computations waiting for a `max_loads` slot at snapshot time.
+    queue_wait_seconds: total time computations spent waiting for a slot.
     currsize: completed entries held at snapshot time.
     maxsize: the store's capacity (None when unbounded).
     """
@@ -23,6 +27,10 @@ class CacheStats:
     evictions: int = 0
     expirations: int = 0
     load_failures: int = 0
+    load_timeouts: int = 0
+    loads_running: int = 0
+    loads_queued: int = 0
+    queue_wait_seconds: float = 0.0
     currsize: int = 0
     maxsize: float | None = None
 
