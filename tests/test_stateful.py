@@ -1,8 +1,14 @@
-"""A hypothesis state machine: AsyncCache against a plain model of the key states."""
+"""A hypothesis state machine: AsyncCache against a plain model of the key states.
+
+The model knows completed entries (value or cached failure, with expiry), the current
+flight of each key, and, when `max_loads` is set, which flights hold a slot and which wait
+in the FIFO queue. Every caller's outcome is predicted when its flight lands.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,37 +30,44 @@ class Boom(Exception):
 
 @dataclass
 class ModelFlight:
-    """A slow computation the test releases by hand, and the callers that await it."""
+    """One computation: fast ones finish as soon as they run, slow ones when released."""
 
     key: str
-    gate: asyncio.Event
-    succeed: list[bool] = field(default_factory=lambda: [True])
-    value: str = ""
+    value: str
+    gate: asyncio.Event | None  # None: a fast computation
+    ok: bool = True
     callers: list[asyncio.Task[Any]] = field(default_factory=list)
     current: bool = True  # still the key's flight in the model (not forgotten)
+    landed: bool = False
 
 
 class CacheMachine(RuleBasedStateMachine):
+    max_loads: int | None = None
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = FakeClock()
         self.cache: AsyncCache[str, str] = AsyncCache(
-            maxsize=None, ttl=TTL, negative_ttl=NEGATIVE_TTL, timer=self.clock
+            maxsize=None,
+            ttl=TTL,
+            negative_ttl=NEGATIVE_TTL,
+            timer=self.clock,
+            max_loads=self.max_loads,
         )
         # key -> (outcome, expires_at): outcome is a value, or Boom for a cached failure.
         self.entries: dict[str, tuple[str | type[Boom], float]] = {}
         self.flights: dict[str, ModelFlight] = {}  # key -> the model's current flight
-        self.pending: list[ModelFlight] = []  # every flight not yet released
-        self.computations = 0
+        self.running: list[ModelFlight] = []  # slow flights computing now (holding a slot)
+        self.queue: deque[ModelFlight] = deque()  # flights waiting for a slot, FIFO
+        self.landed: list[ModelFlight] = []  # flights whose callers must now be answered
+        self.model_computations = 0
+        self.computations = 0  # counted by the real computations
         self.counter = 0
 
-    def run(self, awaitable: Any) -> Any:
-        return self.loop.run_until_complete(awaitable)
-
     def settle(self) -> None:
-        self.run(asyncio.sleep(0))
-        self.run(asyncio.sleep(0))
+        for _ in range(40):
+            self.loop.run_until_complete(asyncio.sleep(0))
 
     def fresh(self, key: str) -> tuple[str | type[Boom], float] | None:
         entry = self.entries.get(key)
@@ -63,63 +76,65 @@ class CacheMachine(RuleBasedStateMachine):
         self.entries.pop(key, None)
         return None
 
-    def store(self, key: str, ok: bool, value: str) -> None:
-        if ok:
-            self.entries[key] = (value, self.clock.now + TTL)
+    # -------------------------------------------------------------- the model's flights
+
+    def launch(self, flight: ModelFlight) -> None:
+        slots_taken = len(self.running)
+        if self.max_loads is None or slots_taken < self.max_loads:
+            self.start(flight)
         else:
-            self.entries[key] = (Boom, self.clock.now + NEGATIVE_TTL)
+            self.queue.append(flight)
+
+    def start(self, flight: ModelFlight) -> None:
+        self.model_computations += 1
+        if flight.gate is None:
+            self.land(flight)
+        else:
+            self.running.append(flight)
+
+    def land(self, flight: ModelFlight) -> None:
+        flight.landed = True
+        self.landed.append(flight)
+        if flight.current:
+            del self.flights[flight.key]
+            if flight.ok:
+                self.entries[flight.key] = (flight.value, self.clock.now + TTL)
+            else:
+                self.entries[flight.key] = (Boom, self.clock.now + NEGATIVE_TTL)
+        # Its slot passes to the oldest queued flight (fast ones land and pass it on).
+        while self.queue and (self.max_loads is None or len(self.running) < self.max_loads):
+            self.start(self.queue.popleft())
+
+    def forget(self, key: str) -> None:
+        flight = self.flights.pop(key, None)
+        if flight is not None:
+            flight.current = False
 
     # -------------------------------------------------------------- rules
 
-    @rule(key=KEYS, ok=st.booleans())
-    def get_fast(self, key: str, ok: bool) -> None:
-        """A caller whose computation completes at once (when it gets to run one)."""
+    @rule(key=KEYS, kind=st.sampled_from(["ok", "fail", "slow"]))
+    def get(self, key: str, kind: str) -> None:
         self.counter += 1
-        value = f"v{self.counter}"
+        flight = ModelFlight(
+            key,
+            f"v{self.counter}",
+            asyncio.Event() if kind == "slow" else None,
+            ok=kind != "fail",
+        )
 
         async def compute() -> str:
             self.computations += 1
-            if not ok:
-                raise Boom(value)
-            return value
-
-        entry = self.fresh(key)
-        flight = self.flights.get(key)
-        task = self.loop.create_task(self.cache.get_or_compute(key, compute))
-        self.settle()
-        if entry is not None:
-            expected: str | type[Boom] = entry[0]
-        elif flight is not None:
-            flight.callers.append(task)  # joined the slow flight; checked when released
-            assert not task.done()
-            return
-        else:
-            expected = value if ok else Boom
-            self.store(key, ok, value)
-        assert task.done()
-        if expected is Boom:
-            assert isinstance(task.exception(), Boom)
-        else:
-            assert task.result() == expected
-
-    @rule(key=KEYS)
-    def get_slow(self, key: str) -> None:
-        """A caller whose computation (if it starts one) waits for `release`."""
-        self.counter += 1
-        flight = ModelFlight(key, asyncio.Event(), value=f"s{self.counter}")
-
-        async def compute() -> str:
-            self.computations += 1
-            await flight.gate.wait()
-            if not flight.succeed[0]:
+            if flight.gate is not None:
+                await flight.gate.wait()
+            if not flight.ok:
                 raise Boom(flight.value)
             return flight.value
 
         entry = self.fresh(key)
         current = self.flights.get(key)
         task = self.loop.create_task(self.cache.get_or_compute(key, compute))
-        self.settle()
         if entry is not None:
+            self.settle()
             assert task.done()
             if entry[0] is Boom:
                 assert isinstance(task.exception(), Boom)
@@ -130,24 +145,16 @@ class CacheMachine(RuleBasedStateMachine):
         else:
             flight.callers.append(task)
             self.flights[key] = flight
-            self.pending.append(flight)
+            self.launch(flight)
 
-    @precondition(lambda self: self.pending)
+    @precondition(lambda self: self.running)
     @rule(index=st.integers(min_value=0), ok=st.booleans())
     def release(self, index: int, ok: bool) -> None:
-        flight = self.pending.pop(index % len(self.pending))
-        flight.succeed[0] = ok
+        flight = self.running.pop(index % len(self.running))
+        assert flight.gate is not None
+        flight.ok = ok
         flight.gate.set()
-        self.settle()
-        if flight.current:
-            del self.flights[flight.key]
-            self.store(flight.key, ok, flight.value)
-        for caller in flight.callers:
-            assert caller.done()
-            if ok:
-                assert caller.result() == flight.value
-            else:
-                assert isinstance(caller.exception(), Boom)
+        self.land(flight)
 
     @rule(key=KEYS, value=st.text(max_size=3))
     def set(self, key: str, value: str) -> None:
@@ -175,12 +182,21 @@ class CacheMachine(RuleBasedStateMachine):
     def tick(self, seconds: float) -> None:
         self.clock.tick(seconds)
 
-    def forget(self, key: str) -> None:
-        flight = self.flights.pop(key, None)
-        if flight is not None:
-            flight.current = False
-
     # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def callers_get_what_their_flight_gave(self) -> None:
+        self.settle()
+        for flight in self.landed:
+            for caller in flight.callers:
+                assert caller.done()
+                if flight.ok:
+                    assert caller.result() == flight.value
+                else:
+                    assert isinstance(caller.exception(), Boom)
+        self.landed.clear()
+        for flight in [*self.running, *self.queue]:
+            assert not any(caller.done() for caller in flight.callers)
 
     @invariant()
     def membership_matches_the_model(self) -> None:
@@ -191,19 +207,28 @@ class CacheMachine(RuleBasedStateMachine):
             assert self.cache.get(key) == expected
 
     @invariant()
-    def one_computation_per_flight(self) -> None:
+    def one_computation_per_flight_and_no_slot_leaked(self) -> None:
+        self.settle()
+        assert self.computations == self.model_computations
         stats = self.cache.stats()
-        assert stats.misses == self.computations
+        assert stats.misses == self.model_computations + len(self.queue)
+        assert (stats.loads_running, stats.loads_queued) == (len(self.running), len(self.queue))
         assert set(self.cache._flights) == set(self.flights)
         assert len(self.cache._entries) == len(self.cache._store)
 
     def teardown(self) -> None:
-        for flight in self.pending:
-            flight.gate.set()
-        self.settle()
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        while self.running:
+            self.release(0, True)
+        self.callers_get_what_their_flight_gave()  # also retrieves their exceptions
         self.loop.close()
 
 
-CacheMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+class LimitedCacheMachine(CacheMachine):
+    max_loads = 2
+
+
+_settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
+CacheMachine.TestCase.settings = _settings
+LimitedCacheMachine.TestCase.settings = _settings
 test_cache_against_model = CacheMachine.TestCase
+test_cache_with_max_loads_against_model = LimitedCacheMachine.TestCase
