@@ -224,7 +224,7 @@ class CacheMachine(RuleBasedStateMachine):
 
 
 class LimitedCacheMachine(CacheMachine):
-    max_loads = 2
+    max_loads = 1
 
 
 _settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
