@@ -182,7 +182,10 @@ class AsyncCache(Generic[K, V]):
         """
         entry = self._entries.get(key)
         if type(entry) is Entry and entry.expires_at > self._timer():
-            self._touched.append(key)
+            touched = self._touched
+            touched.append(key)
+            if len(touched) >= DRAIN_AT:
+                self._drain()
             value: V = entry.value
             return value
         return default
@@ -360,8 +363,11 @@ class AsyncCache(Generic[K, V]):
             self._expirations += 1
         flight = self._flights.get(key)
         if flight is not None and flight.loop is not loop and not flight.loop.is_running():
-            # Orphaned: its loop is closed or stopped, so it would never land.
+            # Orphaned: its loop is closed or stopped, so it would never land. If it waits
+            # for a load slot, it gives up its place so that it never holds one.
             del self._flights[key]
+            if flight.ticket is not None:
+                self._withdraw_locked(flight)
             flight = None
         if flight is not None:
             self._coalesced += 1
@@ -413,15 +419,10 @@ class AsyncCache(Generic[K, V]):
                 return
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
-            task, ticket = flight.task, flight.ticket
-            if ticket is not None:  # still queued: close it so that it never runs
-                flight.ticket = None
-                self._loads_queued -= 1
-                flight.land()
-        if ticket is not None:
-            assert self._limiter is not None
-            self._limiter.withdraw(ticket)
-            return
+            if flight.ticket is not None:
+                self._withdraw_locked(flight)
+                return
+            task = flight.task
         if task is None:
             return
         try:
@@ -464,6 +465,14 @@ class AsyncCache(Generic[K, V]):
     def _forget_locked(self, key: Hashable) -> bool:
         """Detach `key`'s flight: it still answers its waiters but will store nothing."""
         return self._flights.pop(key, None) is not None
+
+    def _withdraw_locked(self, flight: Flight) -> None:
+        """Take a queued flight out of the LoadLimiter's queue for good: it never runs."""
+        assert self._limiter is not None and flight.ticket is not None
+        self._limiter.withdraw(flight.ticket)
+        flight.ticket = None
+        self._loads_queued -= 1
+        flight.land()
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
         """Called by the store (inside `_insert_locked`) for each entry it drops for room."""
