@@ -28,6 +28,7 @@ eviction order is exactly as if every hit had touched the store at once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from functools import partial
@@ -284,6 +285,8 @@ class AsyncCache(Generic[K, V]):
         cancelled (its loop shut down, or the computation cancelled itself), the future
         raises `Restart`, and the caller tries once more through `_retry`.
         """
+        if not callable(compute):
+            raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._entries.get(key)
@@ -363,12 +366,15 @@ class AsyncCache(Generic[K, V]):
         task.add_done_callback(partial(self._land, flight))
 
     async def _run(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> V:
+        awaitable = compute()
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
         seconds = self._load_timeout
         if seconds is None:
-            return await compute()
+            return await awaitable
         try:
             async with asyncio.timeout(seconds) as scope:
-                return await compute()
+                return await awaitable
         except TimeoutError:
             if scope.expired():
                 raise LoadTimeoutError(
