@@ -17,7 +17,7 @@ exactly one method:
     in flight -> absent            `_land` (not cacheable), `_forget_locked` (invalidate,
                                     clear, set), `_abandon` (cancel_abandoned)
     fresh -> absent                `_drop_locked` (invalidate, expiry reclaim) and
-                                    `_evicted` (the store's policy)
+                                    the store's policy (counted in `_evicted`)
     anything -> fresh              `set`
 
 The hit path reads `_entries` without the lock and appends the key to `_touched`; hits
@@ -131,9 +131,9 @@ class AsyncCache(Generic[K, V]):
 
         # Guards every structure below except where a comment says the hit path reads it.
         self._lock = threading.Lock()
-        # key -> Entry. Invariant: the same keys and Entry objects as `_store`; both change
-        # together under `_lock`. The hit path reads it without the lock.
-        self._entries: dict[Hashable, Entry] = {}
+        # key -> Entry: the store's own items dict. Changed only by the store, under
+        # `_lock`; the hit path reads it without the lock.
+        self._entries: dict[Hashable, Entry] = _store.items_of(store)
         # Keys served by hits since the last drain, in hit order. The hit path appends
         # without the lock; `_drain_locked` removes exactly the items it replays.
         self._touched: list[Hashable] = []
@@ -237,7 +237,6 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             self._drain_locked()
             self._flights.clear()
-            self._entries.clear()
             self._store.clear()
             self._expiry.clear()
 
@@ -477,17 +476,15 @@ class AsyncCache(Generic[K, V]):
         except ValueError:  # larger than the whole store: keep nothing for this key
             self._drop_locked(key)
             return
-        self._entries[key] = entry
         if entry.expires_at != NEVER:
             assert ttl is not None
             self._expiry.push(entry, ttl)
 
     def _drop_locked(self, key: Hashable) -> bool:
-        """Remove `key`'s entry, if any, from the store and the hit-path view."""
+        """Remove `key`'s entry, if any, from the store (and so from the hit path's view)."""
         if key not in self._entries:
             return False
         self._drain_locked()
-        del self._entries[key]
         del self._store[key]
         return True
 
@@ -504,10 +501,8 @@ class AsyncCache(Generic[K, V]):
         flight.land()
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
-        """Called by the store (inside `_insert_locked`) for each entry it drops for room."""
-        if self._entries.get(key) is entry:
-            del self._entries[key]
-            self._evictions += 1
+        """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
+        self._evictions += 1
 
     def _reclaim_locked(self, now: float) -> None:
         for entry in self._expiry.pop_expired(now, _RECLAIM_BUDGET):
@@ -537,10 +532,12 @@ class AsyncCache(Generic[K, V]):
             keys = reversed(dict.fromkeys(reversed(batch)))
         else:
             keys = batch
-        entries, store = self._entries, self._store
+        store = self._store
         for key in keys:
-            if key in entries:
+            try:
                 store[key]  # a read is what moves a key in a cachetools policy
+            except KeyError:  # dropped since it was hit
+                pass
 
     # ------------------------------------------------------------------ for the decorator
 
