@@ -1,0 +1,170 @@
+"""Hit ratio: traces replayed through each eviction policy at several cache sizes, next to
+Bélády's optimal (OPT, computed offline with next-use lookahead).
+
+Policies: the ones `policy=` accepts (cachetools' lru, lfu, fifo, rr; cachekit's own
+`tinylfu` when present) and theine's W-TinyLFU when it is installed. Each row gives the hit
+percentage, OPT's, the gap in points, and the policy's own cost per access (the replay
+loop, no asyncio). Run alone: python -m benchmarks.hitratio [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cachetools
+
+from . import traces
+
+Replay = Callable[[list[int], int], int]
+
+
+def _cachetools_replay(factory: Callable[[int], Any]) -> Replay:
+    def replay(keys: list[int], capacity: int) -> int:
+        cache = factory(capacity)
+        hits = 0
+        for key in keys:
+            if key in cache:
+                cache[key]  # a read is a use: it moves the key in the policy's order
+                hits += 1
+            else:
+                cache[key] = None
+        return hits
+
+    return replay
+
+
+def _theine_replay(keys: list[int], capacity: int) -> int:
+    from theine import Cache
+
+    cache = Cache(capacity)
+    get, put = cache.get, cache.set
+    hits = 0
+    for key in keys:
+        if get(key)[1]:
+            hits += 1
+        else:
+            put(key, None)
+    return hits
+
+
+def policies() -> tuple[dict[str, Replay], dict[str, str]]:
+    """Replays by policy name, and the policies skipped here with the reason."""
+    found: dict[str, Replay] = {
+        "lru": _cachetools_replay(cachetools.LRUCache),
+        "lfu": _cachetools_replay(cachetools.LFUCache),
+        "fifo": _cachetools_replay(cachetools.FIFOCache),
+        "rr": _cachetools_replay(cachetools.RRCache),
+    }
+    skipped: dict[str, str] = {}
+    try:
+        from cachekit import TinyLFUCache  # type: ignore[attr-defined]
+
+        found["tinylfu"] = _cachetools_replay(TinyLFUCache)
+    except ImportError:
+        skipped["tinylfu"] = "cachekit has no TinyLFUCache yet"
+    try:
+        import theine  # noqa: F401
+
+        found["theine"] = _theine_replay
+    except ImportError as exc:
+        skipped["theine"] = f"not importable: {exc}"
+    return found, skipped
+
+
+def workload(quick: bool) -> tuple[list[tuple[traces.Trace, list[int]]], dict[str, str]]:
+    """(trace, cache sizes) pairs, and the traces skipped with the reason."""
+    length = 30_000 if quick else 300_000
+    chosen: list[tuple[traces.Trace, list[int]]] = []
+    for alpha in (0.7, 0.9, 1.1):
+        chosen.append((traces.zipf(alpha, 50_000, length, seed=7), [500, 2_500]))
+    chosen.append((traces.scan_polluted(20_000, length, seed=7), [1_000, 4_000]))
+    chosen.append((traces.loop(1_500, length // 2), [1_000]))
+    chosen.append((traces.shifting(20_000, length, seed=7), [500, 2_000]))
+    if quick:
+        chosen = [(trace, sizes[:1]) for trace, sizes in chosen]
+    real = ["lirs/loop", "lirs/sprite", "arc/OLTP", "cache2k/web07"]
+    if not quick:
+        real += ["lirs/multi2", "lirs/2_pools", "arc/P3", "cache2k/orm-busy", "scarab/recs"]
+    skipped: dict[str, str] = {}
+    for name in real:
+        try:
+            trace = traces.real(name, length)
+        except traces.TraceUnavailable as exc:
+            skipped[name] = str(exc)
+            continue
+        distinct = len(set(trace.keys))
+        sizes = sorted({max(16, distinct // 100), max(32, distinct // 20), max(64, distinct // 5)})
+        chosen.append((trace, sizes if not quick else sizes[1:2]))
+    return chosen, skipped
+
+
+def run(*, quick: bool) -> list[dict[str, object]]:
+    """One row per (trace, size, policy), OPT included as its own reference."""
+    replays, skipped_policies = policies()
+    chosen, skipped_traces = workload(quick)
+    rows: list[dict[str, object]] = []
+    for trace, sizes in chosen:
+        for size in sizes:
+            opt = 100 * traces.opt_hits(trace.keys, size) / len(trace.keys)
+            for name, replay in replays.items():
+                began = time.perf_counter()
+                hits = replay(trace.keys, size)
+                elapsed = time.perf_counter() - began
+                pct = 100 * hits / len(trace.keys)
+                rows.append(
+                    {
+                        "trace": trace.name,
+                        "size": size,
+                        "policy": name,
+                        "hit_pct": round(pct, 2),
+                        "opt_pct": round(opt, 2),
+                        "gap_pts": round(opt - pct, 2),
+                        "ns_per_access": round(1e9 * elapsed / len(trace.keys), 1),
+                    }
+                )
+    for name, reason in {**skipped_policies, **skipped_traces}.items():
+        rows.append({"trace": name, "policy": "skipped", "note": reason})
+    return rows
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """A markdown table: hit % by policy per (trace, size), OPT and each policy's gap."""
+    measured = [r for r in rows if r.get("policy") != "skipped"]
+    names = list(dict.fromkeys(str(r["policy"]) for r in measured))
+    lines = [
+        "| trace | size | OPT % | " + " | ".join(f"{n} % (gap)" for n in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    groups: dict[tuple[object, object], dict[str, dict[str, object]]] = {}
+    for r in measured:
+        groups.setdefault((r["trace"], r["size"]), {})[str(r["policy"])] = r
+    for (trace, size), by_policy in groups.items():
+        opt = next(iter(by_policy.values()))["opt_pct"]
+        cells = [
+            f"{by_policy[n]['hit_pct']} ({by_policy[n]['gap_pts']})" if n in by_policy else "-"
+            for n in names
+        ]
+        lines.append(f"| {trace} | {size} | {opt} | " + " | ".join(cells) + " |")
+    gaps = {n: [float(str(r["gap_pts"])) for r in measured if r["policy"] == n] for n in names}
+    mean = " | ".join(f"{sum(g) / len(g):.2f}" for g in gaps.values())
+    lines.append(f"| **mean gap to OPT (pts)** | | | {mean} |")
+    for r in rows:
+        if r.get("policy") == "skipped":
+            lines.append(f"\nskipped: {r['trace']}: {r['note']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    began = time.perf_counter()
+    print(table(run(quick=quick)))
+    print(f"\n({time.perf_counter() - began:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
