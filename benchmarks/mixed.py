@@ -18,8 +18,17 @@ import time
 from typing import Any
 
 from .adapters import Options
-from .common import Context, Result, Target, fmt_ratio, gc_paused, median, rotated, zipf_stream
-from .common import skipped_rows
+from .common import (
+    Context,
+    Result,
+    Target,
+    fmt_ratio,
+    gc_paused,
+    median,
+    rotated,
+    skipped_rows,
+    zipf_stream,
+)
 
 TARGET = 0.5
 
