@@ -107,9 +107,10 @@ def rotated(items: Sequence[Any], shift: int) -> list[Any]:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(collect: bool = True) -> Iterator[None]:
     was_enabled = gc.isenabled()
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.disable()
     try:
         yield
@@ -118,9 +119,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-async def ns_per_call(fn: Cached, keys: Sequence[int], rounds: int) -> float:
+async def ns_per_call(fn: Cached, keys: Sequence[int], rounds: int, collect: bool = True) -> float:
     """Nanoseconds per `await fn(key)` over `rounds` passes of `keys`, loop overhead removed."""
-    with gc_paused():
+    with gc_paused(collect):
         began = time.perf_counter()
         for _ in range(rounds):
             for key in keys:
@@ -134,9 +135,11 @@ async def ns_per_call(fn: Cached, keys: Sequence[int], rounds: int) -> float:
     return max(spent - empty, 0.0) / (rounds * len(keys)) * 1e9
 
 
-async def calibrate_rounds(fn: Cached, keys: Sequence[int], seconds: float) -> int:
+async def calibrate_rounds(
+    fn: Cached, keys: Sequence[int], seconds: float, collect: bool = True
+) -> int:
     """How many passes over `keys` take about `seconds` for this system (at least one)."""
-    per_call = await ns_per_call(fn, keys, 1)
+    per_call = await ns_per_call(fn, keys, 1, collect)
     per_pass = max(per_call * len(keys) / 1e9, 1e-9)
     return max(1, round(seconds / per_pass))
 
