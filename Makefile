@@ -15,7 +15,7 @@ $(VENV)/.test-installed: pyproject.toml
 $(VENV)/.bench-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -e '.[bench]' || $(PY) -m benchmarks.install
 	touch $@
 
 lint: $(VENV)/.test-installed

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .adapters import Options
-from .common import Context, Result, Target, fmt_ratio, gc_paused, median, rotated, skipped_rows
+from .common import Context, Result, Target, gc_paused, median, rotated, skipped_rows
 
 SLEEP = 0.020
 TARGET = 1.3
@@ -126,5 +126,5 @@ def _target(rows: list[dict[str, Any]]) -> Target:
     ck = next((r for r in rows if r["system"] == "cachekit" and r["N"] == 10_000), None)
     if ck is None:
         return Target(name, want, "cachekit not measured", None)
-    value = f"{fmt_ratio(ck['x ideal'])} ideal, {ck['loader calls']} loader call(s)"
+    value = f"{ck['x ideal']:.3f}x ideal, {ck['loader calls']} loader call(s)"
     return Target(name, want, value, ck["x ideal"] <= TARGET and ck["loader calls"] == 1)
