@@ -11,7 +11,7 @@ A key can be fresh *and* in flight only after `set()` raced a flight; `set()` fo
 the flight first, so in practice the states are exclusive. The transitions, each made in
 exactly one method:
 
-    absent/expired -> in flight    `_lead_or_join_locked` (a miss leads a flight)
+    absent/expired -> in flight    `_join` (a miss leads a flight, or joins it)
     in flight -> fresh             `_land` (the outcome is stored if cacheable and the
                                     flight is still the current one for its key)
     in flight -> absent            `_land` (not cacheable), `_forget_locked` (invalidate,
@@ -28,6 +28,7 @@ eviction order is exactly as if every hit had touched the store at once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from functools import partial
@@ -38,7 +39,7 @@ import cachetools
 from . import _store
 from ._clock import default_timer
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure
-from ._flights import CANCELLED, Flight, Outcome, resolve
+from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
 from ._limits import LoadLimiter
 from ._options import check_exception_types, check_maxsize, check_seconds
 from ._stats import CacheStats
@@ -172,7 +173,10 @@ class AsyncCache(Generic[K, V]):
                 self._drain()
             value: V = entry.value
             return value
-        return await self._load(key, compute)
+        try:
+            return await self._join(key, compute)
+        except Restart:
+            return await self._retry(key, compute)
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """A fresh, successful, completed value for `key`, else `default`. Never waits.
@@ -210,11 +214,10 @@ class AsyncCache(Generic[K, V]):
         ttl = self._ttl if ttl is None else check_seconds("ttl", ttl)
         with self._lock:
             now = self._timer()
-            self._reclaim_locked(now)
             self._forget_locked(key)
             entry = Entry(key, value, NEVER if ttl is None else now + ttl)
             if entry.expires_at > now:
-                self._insert_locked(entry, ttl)
+                self._insert_locked(entry, ttl, now)
             else:
                 self._drop_locked(key)
 
@@ -273,31 +276,59 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ miss path
 
-    async def _load(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+    def _join(self, key: K, compute: Callable[[], Awaitable[V]]) -> Awaitable[V]:
+        """The miss path: a future of the caller's own that will hold the key's outcome.
+
+        It leads a new flight or joins the current one, and returns at once; the caller
+        awaits the future, which receives the value or the exception itself, so nothing is
+        left to unwrap. Cancelling the caller cancels only its own future. If the flight is
+        cancelled (its loop shut down, or the computation cancelled itself), the future
+        raises `Restart`, and the caller tries once more through `_retry`.
+        """
+        if not callable(compute):
+            raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         loop = asyncio.get_running_loop()
-        # A flight that was cancelled (its loop shut down, or the computation cancelled
-        # itself) gives its waiters nothing; they start over once, then give up loudly.
-        for _attempt in range(2):
-            with self._lock:
-                found, flight, leads = self._lead_or_join_locked(key, loop)
-                if flight is not None:
-                    waiter = flight.add_waiter(loop)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                if entry.expires_at > self._timer():  # it landed since the caller looked
+                    self._touched.append(key)
+                    ready: asyncio.Future[V] = asyncio.Future(loop=loop)
+                    ready.set_result(entry.value)  # a cached failure raises here instead
+                    return ready
+                self._drop_locked(key)
+                self._expirations += 1
+            flight = self._flights.get(key)
+            if flight is not None and flight.loop is not loop and not flight.loop.is_running():
+                # Orphaned: its loop is closed or stopped, so it would never land. If it
+                # waits for a load slot, it gives up its place so that it never holds one.
+                del self._flights[key]
+                if flight.ticket is not None:
+                    self._withdraw_locked(flight)
+                flight = None
+            leads = flight is None
             if flight is None:
-                assert found is not None
-                value: V = found.value
-                return value
-            if leads:
-                self._launch(flight, compute)
-            try:
-                outcome = await waiter
-            except asyncio.CancelledError:
-                self._abandon(flight)
-                raise
-            if outcome is not CANCELLED:
-                assert isinstance(outcome, Entry)
-                value = outcome.value
-                return value
-        raise RuntimeError(f"the computation of key {key!r} was cancelled twice")
+                flight = self._flights[key] = Flight(key, loop)
+                self._misses += 1
+            else:
+                self._coalesced += 1
+            waiter = flight.add_waiter(loop)
+        if leads:
+            self._launch(flight, compute)
+        if self._cancel_abandoned:
+            waiter.add_done_callback(partial(self._waiter_done, flight))
+        return waiter
+
+    async def _retry(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        """The second and last attempt after a flight was cancelled under its waiters."""
+        try:
+            return await self._join(key, compute)
+        except Restart:
+            raise RuntimeError(f"the computation of key {key!r} was cancelled twice") from None
+
+    def _waiter_done(self, flight: Flight, waiter: asyncio.Future[Any]) -> None:
+        if waiter.cancelled():
+            self._abandon(flight)
 
     def _launch(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
@@ -335,46 +366,21 @@ class AsyncCache(Generic[K, V]):
         task.add_done_callback(partial(self._land, flight))
 
     async def _run(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> V:
+        awaitable = compute()
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
         seconds = self._load_timeout
         if seconds is None:
-            return await compute()
+            return await awaitable
         try:
             async with asyncio.timeout(seconds) as scope:
-                return await compute()
+                return await awaitable
         except TimeoutError:
             if scope.expired():
                 raise LoadTimeoutError(
                     f"the computation of key {key!r} exceeded load_timeout={seconds}s"
                 ) from None
             raise
-
-    def _lead_or_join_locked(
-        self, key: K, loop: asyncio.AbstractEventLoop
-    ) -> tuple[Entry | None, Flight | None, bool]:
-        """(a fresh entry, None, False), or (None, the flight to wait for, whether it is new)."""
-        now = self._timer()
-        self._reclaim_locked(now)
-        entry = self._entries.get(key)
-        if entry is not None:
-            if entry.expires_at > now:
-                self._touched.append(key)
-                return entry, None, False
-            self._drop_locked(key)
-            self._expirations += 1
-        flight = self._flights.get(key)
-        if flight is not None and flight.loop is not loop and not flight.loop.is_running():
-            # Orphaned: its loop is closed or stopped, so it would never land. If it waits
-            # for a load slot, it gives up its place so that it never holds one.
-            del self._flights[key]
-            if flight.ticket is not None:
-                self._withdraw_locked(flight)
-            flight = None
-        if flight is not None:
-            self._coalesced += 1
-            return None, flight, False
-        flight = self._flights[key] = Flight(key, loop)
-        self._misses += 1
-        return None, flight, True
 
     def _land(self, flight: Flight, task: asyncio.Task[Any]) -> None:
         """The flight's task is done: build its outcome, store it if due, answer waiters."""
@@ -402,7 +408,7 @@ class AsyncCache(Generic[K, V]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
                 if isinstance(outcome, Entry) and outcome.expires_at > now:
-                    self._insert_locked(outcome, ttl)
+                    self._insert_locked(outcome, ttl, now)
             waiters = flight.land()
             self._loads_running -= 1
         if self._limiter is not None:
@@ -440,8 +446,10 @@ class AsyncCache(Generic[K, V]):
     # ------------------------------------------------------------------ bookkeeping
     # Everything below runs under `_lock`.
 
-    def _insert_locked(self, entry: Entry, ttl: float | None) -> None:
+    def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
+        """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
+        self._reclaim_locked(now)
         self._drain_locked()
         try:
             self._store[key] = entry
@@ -522,11 +530,20 @@ class AsyncCache(Generic[K, V]):
         list[Hashable],
         Callable[[], None],
         Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
+        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
         Callable[[], float] | None,
     ]:
-        """What a generated wrapper binds: the view, the hit buffer, and the miss path.
+        """What a generated wrapper binds: the view, the hit buffer, the miss path (join,
+        then retry once if the flight was cancelled), and the injected clock.
 
         The timer is None when the default clock is in use, so that the wrapper reads
         `time.monotonic` itself (one call fewer) and still follows freezegun.
         """
-        return self._entries, self._touched, self._drain, self._load, self._injected_timer
+        return (
+            self._entries,
+            self._touched,
+            self._drain,
+            self._join,
+            self._retry,
+            self._injected_timer,
+        )

@@ -4,7 +4,7 @@ The hit path is the product, so a decorated function with a fixed signature gets
 wrapper generated for that signature (as dataclasses and attrs generate __init__): it
 takes the same parameters, so no *args tuple or **kwargs dict is built, and a hit is a
 dict lookup, a clock read, a list append and a slot read. Everything else, misses
-included, goes through `AsyncCache._load`.
+included, goes through `AsyncCache._join`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVa
 import cachetools
 
 from ._cache import DRAIN_AT, AsyncCache, unhashable
+from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._limits import LoadLimiter
 from ._stats import CacheStats
@@ -33,7 +34,7 @@ _PREFIX: Final = "_ck_"
 # The generated hit path. `{now}` is `_ck_timer()` for an injected clock and
 # `_time.monotonic()` for the default one (looked up per call: freezegun replaces it).
 _TEMPLATE: Final = """
-def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_load, _ck_timer):
+def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_join, _ck_retry, _ck_timer):
     _ck_get = _ck_entries.get
     _ck_touch = _ck_touched.append
 
@@ -48,7 +49,11 @@ def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_load, _ck_tim
             if len(_ck_touched) >= {drain_at}:
                 _ck_drain()
             return _ck_entry.value
-        return await _ck_load(_ck_key, lambda: _ck_func({call}))
+        _ck_compute = lambda: _ck_func({call})
+        try:
+            return await _ck_join(_ck_key, _ck_compute)
+        except _ck_Restart:
+            return await _ck_retry(_ck_key, _ck_compute)
 
     def _ck_make_key({params}):
         return {key}
@@ -108,7 +113,7 @@ def _signature_wrapper(
         )
         if last_positional_only:
             text.append("/")
-    entries, touched, drain, load, timer = cache._hit_path()
+    entries, touched, drain, join, retry, timer = cache._hit_path()
     source = _TEMPLATE.format(
         params=", ".join(text),
         call=", ".join(call),
@@ -117,8 +122,9 @@ def _signature_wrapper(
         drain_at=DRAIN_AT,
     )
     namespace: dict[str, Any] = {}
-    exec(source, {"_time": time, "_ck_unhashable": unhashable}, namespace)
-    wrapper, key_of = namespace["_ck_factory"](func, entries, touched, drain, load, timer)
+    exec(source, {"_time": time, "_ck_unhashable": unhashable, "_ck_Restart": Restart}, namespace)
+    factory = namespace["_ck_factory"]
+    wrapper, key_of = factory(func, entries, touched, drain, join, retry, timer)
     for generated in (wrapper, key_of):
         generated.__defaults__ = func.__defaults__
         generated.__kwdefaults__ = func.__kwdefaults__
@@ -131,7 +137,7 @@ def _generic_wrapper(
     key_of: Callable[..., Hashable],
 ) -> Callable[..., Any]:
     """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
-    entries, touched, drain, load, timer = cache._hit_path()
+    entries, touched, drain, join, retry, timer = cache._hit_path()
     get = entries.get
     now = timer if timer is not None else time.monotonic
 
@@ -146,7 +152,11 @@ def _generic_wrapper(
             if len(touched) >= DRAIN_AT:
                 drain()
             return entry.value
-        return await load(key, lambda: func(*args, **kwargs))
+        compute = lambda: func(*args, **kwargs)  # noqa: E731
+        try:
+            return await join(key, compute)
+        except Restart:
+            return await retry(key, compute)
 
     return wrapper
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from types import TracebackType
 from typing import Any, Final, final
 
@@ -82,16 +82,16 @@ class ExpiryQueue:
             self._pushed += 1
             heapq.heappush(self._heap, (entry.expires_at, self._pushed, entry))
 
-    def pop_expired(self, now: float, budget: int) -> Iterator[Entry]:
-        """Yield up to `budget` entries whose time ran out by `now`, soonest first per source."""
+    def pop_expired(self, now: float, budget: int) -> list[Entry]:
+        """Up to `budget` entries whose time ran out by `now`, soonest first per source."""
+        expired: list[Entry] = []
         for fifo in self._fifos.values():
-            while budget and fifo and fifo[0].expires_at <= now:
-                budget -= 1
-                yield fifo.popleft()
+            while fifo and fifo[0].expires_at <= now and len(expired) < budget:
+                expired.append(fifo.popleft())
         heap = self._heap
-        while budget and heap and heap[0][0] <= now:
-            budget -= 1
-            yield heapq.heappop(heap)[2]
+        while heap and heap[0][0] <= now and len(expired) < budget:
+            expired.append(heapq.heappop(heap)[2])
+        return expired
 
     def clear(self) -> None:
         self._fifos.clear()

@@ -169,3 +169,39 @@ def test_many_threads_each_with_its_own_loop_share_one_cache() -> None:
     # And afterwards every thread hits.
     assert asyncio.run(worker()) == [k * k for k in range(keys_n)]
     assert_stats(cache, hits=keys_n)
+
+
+def test_threads_hammering_a_small_cache_keep_its_invariants() -> None:
+    # Whatever the interleaving, the store and the hit-path view must hold the same
+    # entries, every caller must get its key's value, and nothing may be left in flight.
+    cache: AsyncCache[int, int] = AsyncCache(maxsize=8, ttl=60)
+    errors: list[BaseException] = []
+
+    async def compute(k: int) -> int:
+        await asyncio.sleep(0)
+        return k * 3
+
+    async def worker(seed: int) -> None:
+        for i in range(2_000):
+            k = (i * 7 + seed) % 20
+            assert await cache.get_or_compute(k, lambda k=k: compute(k)) == k * 3
+            if i % 97 == 0:
+                cache.invalidate(k)
+
+    def run(seed: int) -> None:
+        try:
+            asyncio.run(worker(seed))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(cache._entries) == len(cache._store) <= 8
+    assert set(cache._entries) == set(cache._store)
+    assert cache._flights == {}
+    stats = cache.stats()
+    assert stats.hits + stats.misses + stats.coalesced == 4 * 2_000
