@@ -62,7 +62,7 @@ async def _pass(build: Any, stream: list[int], maxsize: int, workers: int) -> tu
 
 async def run(ctx: Context) -> Result:
     keys, calls, maxsize = (10_000, 20_000, 1_000) if ctx.quick else (100_000, 200_000, 10_000)
-    repeats = 2 if ctx.quick else 3
+    repeats = 2
     stream = zipf_stream(keys, calls, 1.0, ctx.seed)
     systems = [s for s in ctx.systems if s.name != "bare"]  # bare memoizes nothing
     worker_counts = [1, 64]
