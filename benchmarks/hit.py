@@ -37,7 +37,7 @@ async def _loader(x: int) -> int:
 
 
 async def run(ctx: Context) -> Result:
-    repeats = 5 if ctx.quick else 9
+    repeats = 5 if ctx.quick else 7
     budget = 0.02 if ctx.quick else 0.08  # seconds per timed loop
     rows: list[dict[str, Any]] = []
     targets: list[Target] = []

@@ -68,7 +68,7 @@ async def _system(build: Any, n: int) -> tuple[float, int, int]:
 
 async def run(ctx: Context) -> Result:
     sizes = [100, 1_000, 10_000]
-    repeats = 2 if ctx.quick else 7
+    repeats = 2 if ctx.quick else 5
     systems = ctx.systems
     ctx.progress.add(len(sizes) * repeats * len(systems))
     rows: list[dict[str, Any]] = []
