@@ -17,7 +17,7 @@ exactly one method:
     in flight -> absent            `_land` (not cacheable), `_forget_locked` (invalidate,
                                     clear, set), `_abandon` (cancel_abandoned)
     fresh -> absent                `_drop_locked` (invalidate, expiry reclaim) and
-                                    `_evicted` (the store's policy)
+                                    the store's policy (counted in `_evicted`)
     anything -> fresh              `set`
 
 The hit path reads `_entries` without the lock and appends the key to `_touched`; hits
@@ -131,9 +131,9 @@ class AsyncCache(Generic[K, V]):
 
         # Guards every structure below except where a comment says the hit path reads it.
         self._lock = threading.Lock()
-        # key -> Entry. Invariant: the same keys and Entry objects as `_store`; both change
-        # together under `_lock`. The hit path reads it without the lock.
-        self._entries: dict[Hashable, Entry] = {}
+        # key -> Entry: the store's own items dict. Changed only by the store, under
+        # `_lock`; the hit path reads it without the lock.
+        self._entries: dict[Hashable, Entry] = _store.items_of(store)
         # Keys served by hits since the last drain, in hit order. The hit path appends
         # without the lock; `_drain_locked` removes exactly the items it replays.
         self._touched: list[Hashable] = []
@@ -237,7 +237,6 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             self._drain_locked()
             self._flights.clear()
-            self._entries.clear()
             self._store.clear()
             self._expiry.clear()
 
@@ -361,40 +360,61 @@ class AsyncCache(Generic[K, V]):
             assert self._limiter is not None
             self._limiter.release()
             return
-        task = flight.loop.create_task(self._run(flight.key, compute))
+        task = flight.loop.create_task(self._run(flight, compute))
         flight.task = task
-        task.add_done_callback(partial(self._land, flight))
+        task.add_done_callback(partial(self._after_task, flight))
 
-    async def _run(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> V:
-        awaitable = compute()
-        if not inspect.isawaitable(awaitable):
-            raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
-        seconds = self._load_timeout
-        if seconds is None:
-            return await awaitable
+    async def _run(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
+        """The flight's task: compute, then land the outcome in the same step.
+
+        Landing here rather than in a done callback answers the waiters one event-loop
+        iteration sooner, which is most of the cost of a miss whose computation is quick.
+        """
+        value: Any = None
+        error: BaseException | None = None
         try:
-            async with asyncio.timeout(seconds) as scope:
-                return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise LoadTimeoutError(
-                    f"the computation of key {key!r} exceeded load_timeout={seconds}s"
-                ) from None
-            raise
+            awaitable = compute()
+            if not inspect.isawaitable(awaitable):
+                raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
+            seconds = self._load_timeout
+            if seconds is None:
+                value = await awaitable
+            else:
+                try:
+                    async with asyncio.timeout(seconds) as scope:
+                        value = await awaitable
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    raise LoadTimeoutError(
+                        f"the computation of key {flight.key!r} exceeded load_timeout={seconds}s"
+                    ) from None
+        except BaseException as exc:  # every outcome lands; see below for what re-raises
+            error = exc
+        self._land(flight, value, error)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
 
-    def _land(self, flight: Flight, task: asyncio.Task[Any]) -> None:
-        """The flight's task is done: build its outcome, store it if due, answer waiters."""
+    def _after_task(self, flight: Flight, task: asyncio.Task[Any]) -> None:
+        """Done callback: land a task cancelled before its first step; retrieve the rest."""
+        if task.cancelled():
+            if not flight.landed:
+                self._land(flight, None, asyncio.CancelledError())
+        else:
+            task.exception()  # KeyboardInterrupt or SystemExit, already given to the waiters
+
+    def _land(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+        """Build the flight's outcome, store it if due, and answer its waiters."""
         key = flight.key
-        error = None if task.cancelled() else task.exception()
         with self._lock:
             now = self._timer()
             ttl: float | None
             outcome: Outcome
-            if task.cancelled():
+            if isinstance(error, asyncio.CancelledError):
                 outcome, ttl = CANCELLED, 0.0
             elif error is None:
                 ttl = self._ttl
-                outcome = Entry(key, task.result(), NEVER if ttl is None else now + ttl)
+                outcome = Entry(key, value, NEVER if ttl is None else now + ttl)
             else:
                 self._load_failures += 1
                 self._load_timeouts += isinstance(error, LoadTimeoutError)
@@ -456,17 +476,15 @@ class AsyncCache(Generic[K, V]):
         except ValueError:  # larger than the whole store: keep nothing for this key
             self._drop_locked(key)
             return
-        self._entries[key] = entry
         if entry.expires_at != NEVER:
             assert ttl is not None
             self._expiry.push(entry, ttl)
 
     def _drop_locked(self, key: Hashable) -> bool:
-        """Remove `key`'s entry, if any, from the store and the hit-path view."""
+        """Remove `key`'s entry, if any, from the store (and so from the hit path's view)."""
         if key not in self._entries:
             return False
         self._drain_locked()
-        del self._entries[key]
         del self._store[key]
         return True
 
@@ -483,10 +501,8 @@ class AsyncCache(Generic[K, V]):
         flight.land()
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
-        """Called by the store (inside `_insert_locked`) for each entry it drops for room."""
-        if self._entries.get(key) is entry:
-            del self._entries[key]
-            self._evictions += 1
+        """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
+        self._evictions += 1
 
     def _reclaim_locked(self, now: float) -> None:
         for entry in self._expiry.pop_expired(now, _RECLAIM_BUDGET):
@@ -516,10 +532,12 @@ class AsyncCache(Generic[K, V]):
             keys = reversed(dict.fromkeys(reversed(batch)))
         else:
             keys = batch
-        entries, store = self._entries, self._store
+        store = self._store
         for key in keys:
-            if key in entries:
+            try:
                 store[key]  # a read is what moves a key in a cachetools policy
+            except KeyError:  # dropped since it was hit
+                pass
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -126,15 +126,14 @@ async def test_only_listed_exceptions_are_cached(clock: FakeClock) -> None:
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3)])
 async def test_base_exceptions_are_never_cached(error: BaseException) -> None:
     # A task that raises KeyboardInterrupt also re-raises it out of the event loop, which
-    # would stop the test run; so land a finished stand-in task by hand, as the loop would.
+    # would stop the test run; so land the outcome by hand, as the flight's task would.
     cache: AsyncCache[str, str] = AsyncCache(negative_ttl=60, negative_exceptions=(BaseException,))
     loop = asyncio.get_running_loop()
     flight = Flight("k", loop)
     cache._flights["k"] = flight
     waiter = flight.add_waiter(loop)
-    finished: asyncio.Future[str] = loop.create_future()
-    finished.set_exception(error)
-    cache._land(flight, finished)  # type: ignore[arg-type]
+    cache._loads_running += 1  # as _start would have counted it
+    cache._land(flight, None, error)
     await settle()
     assert waiter.exception() is error  # the waiter gets it, the cache keeps nothing
     assert "k" not in cache
