@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import datetime
 import importlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -143,8 +144,16 @@ def _systems_table(adapters: list[Adapter]) -> str:
     return markdown_table(rows)
 
 
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _machine() -> dict[str, Any]:
     return {
+        "cachetools": _version("cachetools"),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# cachekit benchmarks ({mode} mode)\n")
     print(
         f"{machine['date']}; Python {machine['python']} ({machine['implementation']}); "
-        f"{machine['platform']}; {machine['cpus']} CPUs\n"
+        f"{machine['platform']}; {machine['cpus']} CPUs; cachetools {machine['cachetools']}\n"
     )
     print("## Systems\n")
     print(_systems_table(selected) + "\n", flush=True)
