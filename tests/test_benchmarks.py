@@ -1,0 +1,46 @@
+"""The benchmark harness still runs against the current core (its outcome scenarios only).
+
+Runs `python -m benchmarks` in a subprocess with cachekit alone (no peer needs installing)
+on the deterministic scenarios, and pins cachekit's outcomes there: one load on an expired
+key, one load for 100 callers of a failing loader, the others unharmed by a cancelled caller.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--no-progress",
+        "--systems",
+        "cachekit",
+        "--scenarios",
+        "expiry,cancellation,failure,hitratio",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    scenarios = json.loads(out.read_text())["scenarios"]
+
+    def row(scenario: str, system: str = "cachekit") -> dict[str, object]:
+        rows = scenarios[scenario]["rows"]
+        return next(r for r in rows if r["system"] == system)
+
+    assert row("expiry")["loader calls"] == 1
+    assert row("cancellation")["others when 1st cancelled"] == "2/2 value"
+    assert row("cancellation")["result stored"] == "yes"
+    assert row("failure")["loads by 100 callers"] == 1
+    assert row("failure", "cachekit (negative_ttl=5)")["failure cached"] == (
+        "yes, reloaded after 5 s"
+    )
+    assert "failed" not in " ".join(n for s in scenarios.values() for n in s["notes"])
