@@ -105,6 +105,24 @@ def run(*, quick: bool) -> list[dict[str, Any]]:
     return asyncio.run(main())
 
 
+def run_scenario(ctx: Any) -> Any:
+    """The harness entry (`python -m benchmarks --scenarios coldstart`)."""
+    from .common import Result, Target
+
+    ctx.progress.add(1)
+    rows = run(quick=ctx.quick)
+    ctx.progress.step("coldstart")
+    bursts, hit = rows[:-1], rows[-1]
+    held = all(row["bound_held"] for row in bursts)
+    ratio = float(hit["hit_ratio_with_max_loads"])
+    targets = [
+        Target("coldstart: peak upstream concurrency", "== max_loads", str(held), held),
+        Target("coldstart: hit with max_loads", "<= 1.05x without", f"{ratio:.3f}x", ratio <= 1.05),
+    ]
+    title = "Cold start: distinct cold keys at once (loader sleeps 20 ms), with and without a bound"
+    return Result("coldstart", title, [*bursts, hit], targets=targets)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

@@ -37,6 +37,7 @@ SCENARIOS: dict[str, str] = {
     "cancellation": "benchmarks.outcomes:run_cancellation",
     "failure": "benchmarks.outcomes:run_failure",
     "hitratio": "benchmarks.hitratio_scenario",
+    "coldstart": "benchmarks.coldstart:run_scenario",
 }
 
 RESULTS_DIR = Path(__file__).parent / "results"
