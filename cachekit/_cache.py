@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import Any, Final, Generic, TypeVar
 
@@ -126,7 +126,7 @@ class AsyncCache(Generic[K, V]):
                 raise ValueError("pass either store= or maxsize=/policy=, not both")
             _store.size_entries_by_value(store)
         self._store = store
-        self._touch_mode = _store.touch_mode(store)
+        self._replay_hits = _store.hit_replayer(store)
         _store.hook_evictions(store, self._evicted)
 
         # Guards every structure below except where a comment says the hit path reads it.
@@ -524,20 +524,8 @@ class AsyncCache(Generic[K, V]):
         batch = touched[:count]
         del touched[:count]  # hits appended meanwhile by other threads stay buffered
         self._hits += count
-        mode = self._touch_mode
-        if mode is _store.TouchMode.NONE:
-            return
-        keys: Iterator[Hashable] | list[Hashable]
-        if mode is _store.TouchMode.LAST:
-            keys = reversed(dict.fromkeys(reversed(batch)))
-        else:
-            keys = batch
-        store = self._store
-        for key in keys:
-            try:
-                store[key]  # a read is what moves a key in a cachetools policy
-            except KeyError:  # dropped since it was hit
-                pass
+        if self._replay_hits is not None:
+            self._replay_hits(batch)
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -2,14 +2,13 @@
 
 The store holds completed entries only (never flights). The hit path reads the dict in
 which the store keeps its items directly (see `items_of`), so an entry costs one dict slot,
-not two, and hits are replayed into the store's order in batches (see `TouchMode`).
+not two, and hits are replayed into the store's order in batches (see `hit_replayer`).
 """
 
 from __future__ import annotations
 
-import enum
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Final
 
 import cachetools
@@ -19,17 +18,6 @@ from ._expiry import Entry
 Store = cachetools.Cache[Hashable, Entry]
 
 _UNBOUNDED: Final = float("inf")
-
-
-class TouchMode(enum.Enum):
-    """How a batch of hits is replayed into the store's order."""
-
-    #: Only the last hit of each key matters (LRU): replay each key once, in last-hit order.
-    LAST = "last"
-    #: Every hit counts (LFU, TinyLFU, unknown policies): replay every hit in order.
-    EVERY = "every"
-    #: Hits do not change the order (FIFO, RR): replay nothing.
-    NONE = "none"
 
 
 class LRUStore(cachetools.Cache[Hashable, Entry]):
@@ -55,6 +43,16 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
     def __setitem__(self, key: Hashable, entry: Entry) -> None:
         super().__setitem__(key, entry)
         self._order.move_to_end(key)
+
+    def replay_hits(self, keys: list[Hashable]) -> None:
+        """Replay a batch of hits, oldest first: only each key's last hit moves it."""
+        move = self._order.move_to_end
+        try:
+            deque(map(move, _last_hits(keys)), maxlen=0)  # the loop runs in C
+        except KeyError:  # another thread dropped a key after its hit: replay the rest
+            for key in _last_hits(keys):
+                if key in self._order:
+                    move(key)
 
     def popitem(self) -> tuple[Hashable, Entry]:
         """Remove and return the least recently used item."""
@@ -98,12 +96,29 @@ def make_store(policy: str, maxsize: int | None) -> Store:
     return POLICIES[policy](_UNBOUNDED if maxsize is None else maxsize)
 
 
-def touch_mode(store: Store) -> TouchMode:
-    if isinstance(store, LRUStore | cachetools.LRUCache):
-        return TouchMode.LAST
+def _last_hits(keys: list[Hashable]) -> Iterator[Hashable]:
+    """Each key once, at the place of its last hit: all that matters to an LRU order."""
+    return reversed(dict.fromkeys(reversed(keys)))
+
+
+def _replay_reads(store: Store, keys: Iterable[Hashable]) -> None:
+    for key in keys:
+        try:
+            store[key]  # a read is what moves a key in a cachetools policy
+        except KeyError:  # dropped since it was hit
+            pass
+
+
+def hit_replayer(store: Store) -> Callable[[list[Hashable]], None] | None:
+    """How a batch of hits (keys in hit order) is replayed into the store, None if hits do
+    not change its order (FIFO, RR). Every other policy sees each hit as a read."""
+    if isinstance(store, LRUStore):
+        return store.replay_hits
+    if isinstance(store, cachetools.LRUCache):
+        return lambda keys: _replay_reads(store, _last_hits(keys))
     if isinstance(store, cachetools.FIFOCache | cachetools.RRCache):
-        return TouchMode.NONE
-    return TouchMode.EVERY
+        return None
+    return lambda keys: _replay_reads(store, keys)
 
 
 def is_hooked(store: Store) -> bool:
