@@ -32,16 +32,17 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
+from random import Random
 from typing import Any, Final, Generic, TypeVar
 
 import cachetools
 
 from . import _store
 from ._clock import default_timer
-from ._expiry import NEVER, Entry, ExpiryQueue, Failure
+from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
 from ._limits import LoadLimiter
-from ._options import check_exception_types, check_maxsize, check_seconds
+from ._options import check_exception_types, check_fraction, check_maxsize, check_seconds
 from ._stats import CacheStats
 
 K = TypeVar("K", bound=Hashable)
@@ -90,8 +91,26 @@ class AsyncCache(Generic[K, V]):
         cancel_abandoned: bool = False,
         max_loads: int | LoadLimiter | None = None,
         load_timeout: float | None = None,
+        stale_ttl: float | None = None,
+        refresh_after: float | None = None,
+        ttl_jitter: float = 0.0,
+        random: Random | None = None,
     ) -> None:
         self._ttl = check_seconds("ttl", ttl)
+        self._stale_ttl = check_seconds("stale_ttl", stale_ttl) or 0.0
+        self._refresh_after = check_seconds("refresh_after", refresh_after)
+        if self._refresh_after is not None and not (
+            self._ttl is not None and 0 < self._refresh_after < self._ttl
+        ):
+            raise ValueError(
+                f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
+            )
+        if self._stale_ttl and self._ttl is None:
+            raise ValueError(
+                f"stale_ttl needs a ttl to count from, got ttl=None, stale_ttl={stale_ttl!r}"
+            )
+        self._ttl_jitter = check_fraction("ttl_jitter", ttl_jitter)
+        self._random = random if random is not None else Random()
         self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
         self._negative_exceptions = check_exception_types(
             "negative_exceptions", negative_exceptions
@@ -150,6 +169,11 @@ class AsyncCache(Generic[K, V]):
         self._expirations = 0
         self._load_failures = 0
         self._load_timeouts = 0
+        self._stale_hits = 0  # hits served past fresh_until (included in hits)
+        self._refreshes = 0  # background refreshes started
+        self._refresh_failures = 0
+        self._load_count = 0  # computations that landed
+        self._load_time = 0.0  # seconds they took, on `_timer`
         self._loads_running = 0  # flights of this cache whose computation runs now
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
         self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
@@ -185,7 +209,7 @@ class AsyncCache(Generic[K, V]):
         nothing, so it is not counted as a miss.
         """
         entry = self._entries.get(key)
-        if type(entry) is Entry and entry.expires_at > self._timer():
+        if type(entry) is not Failure and entry is not None and entry.expires_at > self._timer():
             touched = self._touched
             touched.append(key)
             if len(touched) >= DRAIN_AT:
@@ -215,9 +239,9 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             now = self._timer()
             self._forget_locked(key)
-            entry = Entry(key, value, NEVER if ttl is None else now + ttl)
+            entry, duration = self._make_entry(key, value, now, ttl)
             if entry.expires_at > now:
-                self._insert_locked(entry, ttl, now)
+                self._insert_locked(entry, duration, now)
             else:
                 self._drop_locked(key)
 
@@ -236,7 +260,8 @@ class AsyncCache(Generic[K, V]):
         """Drop every entry and forget every flight (their waiters are still answered)."""
         with self._lock:
             self._drain_locked()
-            self._flights.clear()
+            for key in list(self._flights):
+                self._forget_locked(key)
             self._store.clear()
             self._expiry.clear()
 
@@ -255,6 +280,11 @@ class AsyncCache(Generic[K, V]):
                 loads_running=self._loads_running,
                 loads_queued=self._loads_queued,
                 queue_wait_seconds=self._queue_wait,
+                stale_hits=self._stale_hits,
+                refreshes=self._refreshes,
+                refresh_failures=self._refresh_failures,
+                load_count=self._load_count,
+                load_time_total=self._load_time,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
             )
@@ -287,31 +317,45 @@ class AsyncCache(Generic[K, V]):
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         loop = asyncio.get_running_loop()
+        served: Entry | None = None
+        refresh: Flight | None = None
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
-                if entry.expires_at > self._timer():  # it landed since the caller looked
+                now = self._timer()
+                if entry.reclaim_at > now:
+                    # Fresh (it landed since the caller looked), or past its refresh point
+                    # but still servable: served now, and refreshed in the background once.
+                    served = entry
                     self._touched.append(key)
-                    ready: asyncio.Future[V] = asyncio.Future(loop=loop)
-                    ready.set_result(entry.value)  # a cached failure raises here instead
-                    return ready
-                self._drop_locked(key)
-                self._expirations += 1
-            flight = self._flights.get(key)
-            if flight is not None and flight.loop is not loop and not flight.loop.is_running():
-                # Orphaned: its loop is closed or stopped, so it would never land. If it
-                # waits for a load slot, it gives up its place so that it never holds one.
-                del self._flights[key]
-                if flight.ticket is not None:
-                    self._withdraw_locked(flight)
-                flight = None
-            leads = flight is None
-            if flight is None:
-                flight = self._flights[key] = Flight(key, loop)
-                self._misses += 1
-            else:
-                self._coalesced += 1
-            waiter = flight.add_waiter(loop)
+                    if entry.expires_at <= now:
+                        refresh = self._refresh_locked(entry, loop, now)
+                else:
+                    self._drop_locked(key)
+                    self._expirations += 1
+            if served is None:
+                flight = self._flights.get(key)
+                if flight is not None and flight.loop is not loop and not flight.loop.is_running():
+                    # Orphaned: its loop is closed or stopped, so it would never land. If
+                    # it waits for a load slot, it gives up its place and never holds one.
+                    del self._flights[key]
+                    if flight.ticket is not None:
+                        self._withdraw_locked(flight)
+                    flight = None
+                leads = flight is None
+                if flight is None:
+                    flight = self._flights[key] = Flight(key, loop)
+                    self._misses += 1
+                else:
+                    self._coalesced += 1
+                waiter = flight.add_waiter(loop)
+        if served is not None:
+            if refresh is not None:
+                self._launch(refresh, compute)
+            ready: asyncio.Future[V] = asyncio.Future(loop=loop)
+            ready.set_result(served.value)  # a cached failure raises here instead
+            return ready
+        assert flight is not None
         if leads:
             self._launch(flight, compute)
         if self._cancel_abandoned:
@@ -328,6 +372,40 @@ class AsyncCache(Generic[K, V]):
     def _waiter_done(self, flight: Flight, waiter: asyncio.Future[Any]) -> None:
         if waiter.cancelled():
             self._abandon(flight)
+
+    def _refresh_locked(
+        self, entry: Entry, loop: asyncio.AbstractEventLoop, now: float
+    ) -> Flight | None:
+        """A hit past the entry's refresh point: count it, and lead a background refresh
+        unless one is already in flight. The refresh flight has no waiters of its own."""
+        assert isinstance(entry, RefreshingEntry)
+        if now >= entry.fresh_until:
+            self._stale_hits += 1
+        if entry.key in self._flights:
+            return None
+        flight = self._flights[entry.key] = Flight(entry.key, loop)
+        flight.refresh = True
+        self._refreshes += 1
+        return flight
+
+    def _make_entry(
+        self, key: Hashable, value: Any, now: float, ttl: float | None
+    ) -> tuple[Entry, float | None]:
+        """The entry for a value landing now, and its nominal lifetime (for the expiry
+        queue, which keeps one FIFO per lifetime)."""
+        if ttl is None:
+            return Entry(key, value, NEVER), None
+        if self._ttl_jitter:
+            ttl *= 1.0 - self._ttl_jitter * self._random.random()
+        fresh_until = now + ttl
+        if not self._stale_ttl and self._refresh_after is None:
+            return Entry(key, value, fresh_until), ttl
+        attention = fresh_until
+        if self._refresh_after is not None:
+            attention = now + min(self._refresh_after, ttl)
+        lifetime = ttl + self._stale_ttl
+        entry = RefreshingEntry(key, value, attention, fresh_until, now + lifetime)
+        return entry, lifetime
 
     def _launch(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
@@ -356,6 +434,7 @@ class AsyncCache(Generic[K, V]):
             abandoned = flight.landed
             if not abandoned:
                 self._loads_running += 1
+                flight.started_at = self._timer()
         if abandoned:  # every waiter left while it was queued: it never runs
             assert self._limiter is not None
             self._limiter.release()
@@ -413,8 +492,7 @@ class AsyncCache(Generic[K, V]):
             if isinstance(error, asyncio.CancelledError):
                 outcome, ttl = CANCELLED, 0.0
             elif error is None:
-                ttl = self._ttl
-                outcome = Entry(key, value, NEVER if ttl is None else now + ttl)
+                outcome, ttl = self._make_entry(key, value, now, self._ttl)
             else:
                 self._load_failures += 1
                 self._load_timeouts += isinstance(error, LoadTimeoutError)
@@ -425,9 +503,19 @@ class AsyncCache(Generic[K, V]):
                     and isinstance(error, self._negative_exceptions)
                 )
                 outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
+            self._load_count += 1
+            self._load_time += now - flight.started_at
+            if flight.refresh and error is not None:
+                self._refresh_failures += 1
             if self._flights.get(key) is flight:
                 del self._flights[key]
-                if isinstance(outcome, Entry) and outcome.expires_at > now:
+                current = self._entries.get(key)
+                keeps_stale = (
+                    isinstance(outcome, Failure)
+                    and current is not None
+                    and current.reclaim_at > now
+                )  # stale-if-error: a failed refresh never replaces a servable value
+                if isinstance(outcome, Entry) and outcome.expires_at > now and not keeps_stale:
                     self._insert_locked(outcome, ttl, now)
             waiters = flight.land()
             self._loads_running -= 1
@@ -445,10 +533,15 @@ class AsyncCache(Generic[K, V]):
                 return
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
-            if flight.ticket is not None:
-                self._withdraw_locked(flight)
-                return
-            task = flight.task
+            self._cancel_locked(flight)
+
+    def _cancel_locked(self, flight: Flight) -> None:
+        """Stop a flight nobody waits for: out of the load queue, or its task cancelled
+        (on its own loop's thread; Task.cancel only schedules, so the lock is no hazard)."""
+        if flight.ticket is not None:
+            self._withdraw_locked(flight)
+            return
+        task = flight.task
         if task is None:
             return
         try:
@@ -489,8 +582,16 @@ class AsyncCache(Generic[K, V]):
         return True
 
     def _forget_locked(self, key: Hashable) -> bool:
-        """Detach `key`'s flight: it still answers its waiters but will store nothing."""
-        return self._flights.pop(key, None) is not None
+        """Detach `key`'s flight: it still answers its waiters but will store nothing.
+
+        A background refresh that nobody waits for has no one left to answer: it is
+        cancelled."""
+        flight = self._flights.pop(key, None)
+        if flight is None:
+            return False
+        if flight.refresh and not flight.live:
+            self._cancel_locked(flight)
+        return True
 
     def _withdraw_locked(self, flight: Flight) -> None:
         """Take a queued flight out of the LoadLimiter's queue for good: it never runs."""

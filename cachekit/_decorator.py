@@ -13,6 +13,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
+from random import Random
 from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import cachetools
@@ -217,6 +218,10 @@ def async_cached(
     cancel_abandoned: bool = False,
     max_loads: int | LoadLimiter | None = None,
     load_timeout: float | None = None,
+    stale_ttl: float | None = None,
+    refresh_after: float | None = None,
+    ttl_jitter: float = 0.0,
+    random: Random | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]: ...
@@ -236,6 +241,10 @@ def async_cached(
     cancel_abandoned: bool = False,
     max_loads: int | LoadLimiter | None = None,
     load_timeout: float | None = None,
+    stale_ttl: float | None = None,
+    refresh_after: float | None = None,
+    ttl_jitter: float = 0.0,
+    random: Random | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
 ) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
@@ -256,6 +265,10 @@ def async_cached(
         "cancel_abandoned": cancel_abandoned,
         "max_loads": max_loads,
         "load_timeout": load_timeout,
+        "stale_ttl": stale_ttl,
+        "refresh_after": refresh_after,
+        "ttl_jitter": ttl_jitter,
+        "random": random,
     }
     if store is None:
         # Bad options fail here, before any function is decorated. (A store can back one

@@ -1,7 +1,8 @@
 """Completed entries and the queue that reclaims them once they expire.
 
 An entry is an outcome (a value, or an exception admitted for negative caching) and the
-moment it stops being fresh. Freshness is `entry.expires_at > now`; nothing else decides it.
+moment it needs attention: `entry.expires_at > now` decides, alone, that a hit is served
+without any work (a RefreshingEntry can still be served past it; see its docstring).
 """
 
 from __future__ import annotations
@@ -26,6 +27,31 @@ class Entry:
         self.value = value
         self.expires_at = expires_at
 
+    @property
+    def reclaim_at(self) -> float:
+        """When the entry may be dropped: nothing can be served from it after that."""
+        return self.expires_at
+
+
+@final
+class RefreshingEntry(Entry):
+    """A value that stays servable past the moment it needs attention.
+
+    `expires_at` is when the hit path stops serving it blindly: the refresh_after point,
+    or the end of the ttl. Until `fresh_until` it is fresh (a hit past `expires_at` starts a
+    refresh ahead of expiry); after that, until `reclaim_at`, it is stale: served at once
+    while one background refresh runs (stale-while-revalidate).
+    """
+
+    __slots__ = ("fresh_until", "reclaim_at")
+
+    def __init__(
+        self, key: Hashable, value: Any, expires_at: float, fresh_until: float, reclaim_at: float
+    ) -> None:
+        super().__init__(key, value, expires_at)
+        self.fresh_until = fresh_until
+        self.reclaim_at = reclaim_at  # type: ignore[misc]
+
 
 @final
 class Failure(Entry):
@@ -49,13 +75,13 @@ class Failure(Entry):
 
 
 class ExpiryQueue:
-    """Entries in the order they expire, so reclaiming is O(1) per entry and never a scan.
+    """Entries in the order they can be reclaimed, so reclaiming is O(1) per entry and never a scan.
 
     Entries written with the same time-to-live expire in the order they were written, so
     each distinct ttl gets a FIFO deque (Caffeine's write-order queue). Past a handful of
     distinct ttls the rest go to a heap.
 
-    Invariant: every deque is sorted by `expires_at`; the queue may still hold entries that
+    Invariant: every deque is sorted by `reclaim_at`; the queue may still hold entries that
     were replaced, invalidated or evicted (it never searches), so the caller must check
     that the entry it pops is still the one stored under its key.
     """
@@ -76,17 +102,17 @@ class ExpiryQueue:
         fifo = self._fifos.get(ttl)
         if fifo is None and len(self._fifos) < self._MAX_FIFOS:
             fifo = self._fifos[ttl] = deque()
-        if fifo is not None and (not fifo or fifo[-1].expires_at <= entry.expires_at):
+        if fifo is not None and (not fifo or fifo[-1].reclaim_at <= entry.reclaim_at):
             fifo.append(entry)
         else:
             self._pushed += 1
-            heapq.heappush(self._heap, (entry.expires_at, self._pushed, entry))
+            heapq.heappush(self._heap, (entry.reclaim_at, self._pushed, entry))
 
     def pop_expired(self, now: float, budget: int) -> list[Entry]:
-        """Up to `budget` entries whose time ran out by `now`, soonest first per source."""
+        """Up to `budget` entries reclaimable by `now`, soonest first per source."""
         expired: list[Entry] = []
         for fifo in self._fifos.values():
-            while fifo and fifo[0].expires_at <= now and len(expired) < budget:
+            while fifo and fifo[0].reclaim_at <= now and len(expired) < budget:
                 expired.append(fifo.popleft())
         heap = self._heap
         while heap and heap[0][0] <= now and len(expired) < budget:

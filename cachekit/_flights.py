@@ -41,7 +41,17 @@ class Flight:
     None), and `queued_at` is when it joined that queue.
     """
 
-    __slots__ = ("key", "live", "loop", "queued_at", "task", "ticket", "waiters")
+    __slots__ = (
+        "key",
+        "live",
+        "loop",
+        "queued_at",
+        "refresh",
+        "started_at",
+        "task",
+        "ticket",
+        "waiters",
+    )
 
     def __init__(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
@@ -49,6 +59,8 @@ class Flight:
         self.task: asyncio.Task[Any] | None = None
         self.ticket: Ticket | None = None
         self.queued_at = 0.0
+        self.started_at = 0.0
+        self.refresh = False  # a background refresh of a still-servable entry
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
 

@@ -33,3 +33,12 @@ def check_exception_types(name: str, value: Any) -> tuple[type[BaseException], .
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(f"{name} must be a tuple of exception types, got {value!r}")
     return types
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """A fraction in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    if math.isnan(value) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)

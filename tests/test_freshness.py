@@ -1,0 +1,193 @@
+"""Freshness: stale-while-revalidate, refresh-ahead, stale-if-error, ttl jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from cachekit import AsyncCache, async_cached
+
+from .conftest import FakeClock, Gate, assert_stats, settle
+
+
+class Loader:
+    """Returns v1, v2, ... and can be held on a gate or made to fail."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise ConnectionError(f"down at call {self.calls}")
+        return f"v{self.calls}"
+
+
+async def test_stale_key_serves_everyone_at_once_and_refreshes_once(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=30, timer=clock)
+    load = Loader()
+    assert await cache.get_or_compute("k", load) == "v1"
+    clock.tick(15)  # stale: past ttl, within ttl + stale_ttl
+    load.gate = asyncio.Event()
+    callers = [asyncio.create_task(cache.get_or_compute("k", load)) for _ in range(1000)]
+    await settle()
+    assert all(c.done() for c in callers)  # nobody waited for the refresh
+    assert {c.result() for c in callers} == {"v1"}
+    assert load.calls == 2  # exactly one refresh
+    assert_stats(cache, stale_hits=1000, refreshes=1, misses=1)
+    load.gate.set()
+    await settle()
+    assert await cache.get_or_compute("k", load) == "v2"
+    assert load.calls == 2
+
+
+async def test_past_ttl_plus_stale_ttl_the_entry_is_expired(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=5, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    clock.tick(15)
+    assert await cache.get_or_compute("k", load) == "v2"  # a plain miss: waits for v2
+    assert_stats(cache, stale_hits=0, refreshes=0, misses=2, expirations=1)
+
+
+async def test_refresh_ahead_keeps_a_hot_key_from_expiring(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, refresh_after=6, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    clock.tick(5.9)
+    assert await cache.get_or_compute("k", load) == "v1"
+    assert load.calls == 1  # before refresh_after: a plain hit
+    clock.tick(0.1)
+    assert await cache.get_or_compute("k", load) == "v1"  # the current value, at once
+    await settle()
+    assert load.calls == 2
+    assert_stats(cache, refreshes=1, stale_hits=0)
+    clock.tick(9)  # past the first value's ttl: the refreshed one (landed at 6) is fresh
+    assert await cache.get_or_compute("k", load) == "v2"
+    assert load.calls == 2
+
+
+async def test_failed_refresh_keeps_serving_the_old_value_then_expires(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=20, negative_ttl=60, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    load.fail = True
+    clock.tick(12)
+    assert await cache.get_or_compute("k", load) == "v1"
+    await settle()
+    assert_stats(cache, refresh_failures=1, refreshes=1)
+    clock.tick(5)
+    assert await cache.get_or_compute("k", load) == "v1"  # still served, a new refresh
+    await settle()
+    assert_stats(cache, refresh_failures=2, refreshes=2)
+    clock.tick(13)  # 30 s after landing: nothing can be served any more
+    with pytest.raises(ConnectionError):
+        await cache.get_or_compute("k", load)
+
+
+async def test_invalidate_cancels_a_background_refresh(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=30, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    clock.tick(11)
+    load.gate = asyncio.Event()
+    assert await cache.get_or_compute("k", load) == "v1"
+    await settle()
+    assert cache.loading() == {"k": "running"}
+    assert cache.invalidate("k") is True
+    await settle()
+    assert cache.loading() == {}
+    assert_stats(cache, loads_running=0)
+    load.gate.set()
+    await settle()
+    assert "k" not in cache  # the cancelled refresh stored nothing
+    load.gate = None
+    assert await cache.get_or_compute("k", load) == "v3"
+
+
+async def test_callers_after_the_stale_window_join_the_refresh(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=5, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    clock.tick(12)
+    load.gate = asyncio.Event()
+    assert await cache.get_or_compute("k", load) == "v1"  # starts the refresh
+    clock.tick(5)  # the stale window closed while the refresh runs
+    late = asyncio.create_task(cache.get_or_compute("k", load))
+    await settle()
+    assert not late.done()
+    load.gate.set()
+    assert await late == "v2"
+    assert load.calls == 2
+
+
+async def test_ttl_jitter_stays_in_bounds_and_spreads_expiries(clock: FakeClock) -> None:
+    cache: AsyncCache[int, int] = AsyncCache(
+        maxsize=None, ttl=100, ttl_jitter=0.2, random=random.Random(7), timer=clock
+    )
+    for k in range(200):
+        cache.set(k, k)
+    expiries = [cache._entries[k].expires_at - clock.now for k in range(200)]
+    assert all(80 <= e <= 100 for e in expiries)
+    assert max(expiries) - min(expiries) > 15  # spread, not bunched
+    clock.tick(90)
+    alive = sum(k in cache for k in range(200))
+    assert 0 < alive < 200
+
+
+async def test_load_time_is_counted_on_the_cache_clock(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(timer=clock)
+    gate = Gate("v")
+    task = asyncio.create_task(cache.get_or_compute("k", gate))
+    await gate.started.wait()
+    clock.tick(2.5)
+    gate.release.set()
+    await task
+    assert_stats(cache, load_count=1)
+    assert cache.stats().load_time_total == 2.5
+
+
+async def test_decorator_takes_the_freshness_options(clock: FakeClock) -> None:
+    calls = 0
+
+    @async_cached(ttl=10, stale_ttl=10, timer=clock)
+    async def f(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    assert await f(1) == 1
+    clock.tick(11)
+    assert await f(1) == 1  # stale, through the generated hit path's slow branch
+    await settle()
+    assert await f(1) == 2
+    assert_stats(f.cache, stale_hits=1, refreshes=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"ttl": 10, "refresh_after": 10}, ValueError, r"^refresh_after must be > 0 and < ttl"),
+        ({"refresh_after": 1}, ValueError, r"^refresh_after must be > 0 and < ttl \(None\)"),
+        ({"ttl": 10, "stale_ttl": -1}, ValueError, r"^stale_ttl must be >= 0 seconds"),
+        (
+            {"stale_ttl": 5},
+            ValueError,
+            r"^stale_ttl needs a ttl to count from, got ttl=None, stale_ttl=5$",
+        ),
+        ({"ttl_jitter": 1.0}, ValueError, r"^ttl_jitter must be in \[0, 1\), got 1.0$"),
+        ({"ttl_jitter": "x"}, TypeError, r"^ttl_jitter must be a number in \[0, 1\)"),
+    ],
+)
+def test_bad_freshness_options_fail_early(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        AsyncCache(**options)
