@@ -76,7 +76,7 @@ def policies() -> tuple[dict[str, Replay], dict[str, str]]:
 
 def workload(quick: bool) -> tuple[list[tuple[traces.Trace, list[int]]], dict[str, str]]:
     """(trace, cache sizes) pairs, and the traces skipped with the reason."""
-    length = 30_000 if quick else 300_000
+    length = 30_000 if quick else 150_000
     chosen: list[tuple[traces.Trace, list[int]]] = []
     for alpha in (0.7, 0.9, 1.1):
         chosen.append((traces.zipf(alpha, 50_000, length, seed=7), [500, 2_500]))
