@@ -76,7 +76,7 @@ def policies() -> tuple[dict[str, Replay], dict[str, str]]:
 
 def workload(quick: bool) -> tuple[list[tuple[traces.Trace, list[int]]], dict[str, str]]:
     """(trace, cache sizes) pairs, and the traces skipped with the reason."""
-    length = 30_000 if quick else 150_000
+    length = 30_000 if quick else 100_000
     chosen: list[tuple[traces.Trace, list[int]]] = []
     for alpha in (0.7, 0.9, 1.1):
         chosen.append((traces.zipf(alpha, 50_000, length, seed=7), [500, 2_500]))
@@ -96,7 +96,7 @@ def workload(quick: bool) -> tuple[list[tuple[traces.Trace, list[int]]], dict[st
             skipped[name] = str(exc)
             continue
         distinct = len(set(trace.keys))
-        sizes = sorted({max(16, distinct // 100), max(32, distinct // 20), max(64, distinct // 5)})
+        sizes = sorted({max(16, distinct // 100), max(32, distinct // 20)})
         chosen.append((trace, sizes if not quick else sizes[1:2]))
     return chosen, skipped
 
