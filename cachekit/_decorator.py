@@ -14,7 +14,18 @@ import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
 from random import Random
-from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 import cachetools
 
@@ -201,6 +212,25 @@ def _decorate(
     return wrapper  # type: ignore[return-value]
 
 
+class CacheOptions(TypedDict, total=False):
+    """The keyword options `async_cached` passes to `AsyncCache` (defaults: see README)."""
+
+    ttl: float | None
+    maxsize: int | None
+    policy: str
+    negative_ttl: float | None
+    negative_exceptions: tuple[type[BaseException], ...]
+    timer: Callable[[], float] | None
+    store: cachetools.Cache[Hashable, Any] | None
+    cancel_abandoned: bool
+    max_loads: int | LoadLimiter | None
+    load_timeout: float | None
+    stale_ttl: float | None
+    refresh_after: float | None
+    ttl_jitter: float
+    random: Random | None
+
+
 @overload
 def async_cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> CachedFunction[P, R]: ...
 
@@ -208,22 +238,9 @@ def async_cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> CachedFunction
 @overload
 def async_cached(
     *,
-    ttl: float | None = None,
-    maxsize: int | None = 1024,
-    policy: str = "lru",
-    negative_ttl: float | None = None,
-    negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
-    timer: Callable[[], float] | None = None,
-    store: cachetools.Cache[Hashable, Any] | None = None,
-    cancel_abandoned: bool = False,
-    max_loads: int | LoadLimiter | None = None,
-    load_timeout: float | None = None,
-    stale_ttl: float | None = None,
-    refresh_after: float | None = None,
-    ttl_jitter: float = 0.0,
-    random: Random | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
+    **options: Unpack[CacheOptions],
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]: ...
 
 
@@ -231,53 +248,26 @@ def async_cached(
     func: Callable[P, Coroutine[Any, Any, R]] | None = None,
     /,
     *,
-    ttl: float | None = None,
-    maxsize: int | None = 1024,
-    policy: str = "lru",
-    negative_ttl: float | None = None,
-    negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
-    timer: Callable[[], float] | None = None,
-    store: cachetools.Cache[Hashable, Any] | None = None,
-    cancel_abandoned: bool = False,
-    max_loads: int | LoadLimiter | None = None,
-    load_timeout: float | None = None,
-    stale_ttl: float | None = None,
-    refresh_after: float | None = None,
-    ttl_jitter: float = 0.0,
-    random: Random | None = None,
     key: Callable[..., Hashable] | None = None,
     typed: bool = False,
+    **options: Unpack[CacheOptions],
 ) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
     """Memoize an async function in an `AsyncCache`: one computation per key at a time.
 
     Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
-    are AsyncCache's, plus `key` (a callable building the key from the call's arguments)
-    and `typed` (arguments of different types are cached apart, as in functools).
+    are AsyncCache's (ttl, maxsize, policy, negative_ttl, negative_exceptions, timer, store,
+    cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter,
+    random), plus `key` (a callable building the key from the call's arguments) and `typed`
+    (arguments of different types are cached apart, as in functools).
     """
-    options: dict[str, Any] = {
-        "ttl": ttl,
-        "maxsize": maxsize,
-        "policy": policy,
-        "negative_ttl": negative_ttl,
-        "negative_exceptions": negative_exceptions,
-        "timer": timer,
-        "store": store,
-        "cancel_abandoned": cancel_abandoned,
-        "max_loads": max_loads,
-        "load_timeout": load_timeout,
-        "stale_ttl": stale_ttl,
-        "refresh_after": refresh_after,
-        "ttl_jitter": ttl_jitter,
-        "random": random,
-    }
-    if store is None:
+    if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one
         # cache only, so with store= the check happens when the function is decorated.)
         AsyncCache(**options)
     if func is not None:
-        return _decorate(func, key, typed, options)
+        return _decorate(func, key, typed, dict(options))
 
     def decorator(f: Callable[P, Coroutine[Any, Any, R]]) -> CachedFunction[P, R]:
-        return _decorate(f, key, typed, options)
+        return _decorate(f, key, typed, dict(options))
 
     return decorator
