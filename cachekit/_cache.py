@@ -82,7 +82,7 @@ class AsyncCache(Generic[K, V]):
     def __init__(
         self,
         maxsize: int | None = 1024,
-        ttl: float | None = None,
+        ttl: float | Callable[[Any], float | None] | None = None,
         policy: str = "lru",
         negative_ttl: float | None = None,
         negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
@@ -95,17 +95,24 @@ class AsyncCache(Generic[K, V]):
         refresh_after: float | None = None,
         ttl_jitter: float = 0.0,
         random: Random | None = None,
+        is_negative: Callable[[Any], bool] | None = None,
     ) -> None:
-        self._ttl = check_seconds("ttl", ttl)
+        # A callable ttl is asked, when each value lands, how long that value stays fresh
+        # (from an HTTP Cache-Control header in the value, say).
+        self._ttl_of: Callable[[Any], float | None] | None = ttl if callable(ttl) else None
+        self._ttl = None if callable(ttl) else check_seconds("ttl", ttl)
+        if is_negative is not None and not callable(is_negative):
+            raise TypeError(f"is_negative must be a callable value -> bool, got {is_negative!r}")
+        self._is_negative = is_negative
         self._stale_ttl = check_seconds("stale_ttl", stale_ttl) or 0.0
         self._refresh_after = check_seconds("refresh_after", refresh_after)
         if self._refresh_after is not None and not (
-            self._ttl is not None and 0 < self._refresh_after < self._ttl
+            self._refresh_after > 0 and (self._ttl_of or (self._ttl or 0) > self._refresh_after)
         ):
             raise ValueError(
                 f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
             )
-        if self._stale_ttl and self._ttl is None:
+        if self._stale_ttl and self._ttl is None and self._ttl_of is None:
             raise ValueError(
                 f"stale_ttl needs a ttl to count from, got ttl=None, stale_ttl={stale_ttl!r}"
             )
@@ -235,7 +242,7 @@ class AsyncCache(Generic[K, V]):
         A computation of `key` in flight is forgotten: its callers still get its result,
         but it will not overwrite this value.
         """
-        ttl = self._ttl if ttl is None else check_seconds("ttl", ttl)
+        ttl = self._ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
         with self._lock:
             now = self._timer()
             self._forget_locked(key)
@@ -388,6 +395,15 @@ class AsyncCache(Generic[K, V]):
         self._refreshes += 1
         return flight
 
+    def _ttl_for(self, value: Any) -> float | None:
+        """How long a landing value stays fresh: negative_ttl for a successful result that
+        means "absent" (is_negative, as DNS caches NXDOMAIN), else the ttl or ttl(value)."""
+        if self._is_negative is not None and self._is_negative(value):
+            return self._negative_ttl or 0.0
+        if self._ttl_of is not None:
+            return check_seconds("ttl(value)", self._ttl_of(value))
+        return self._ttl
+
     def _make_entry(
         self, key: Hashable, value: Any, now: float, ttl: float | None
     ) -> tuple[Entry, float | None]:
@@ -451,6 +467,7 @@ class AsyncCache(Generic[K, V]):
         """
         value: Any = None
         error: BaseException | None = None
+        fresh_for: float | None = None
         try:
             awaitable = compute()
             if not inspect.isawaitable(awaitable):
@@ -468,9 +485,11 @@ class AsyncCache(Generic[K, V]):
                     raise LoadTimeoutError(
                         f"the computation of key {flight.key!r} exceeded load_timeout={seconds}s"
                     ) from None
+            # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
+            fresh_for = self._ttl_for(value)
         except BaseException as exc:  # every outcome lands; see below for what re-raises
             error = exc
-        self._land(flight, value, error)
+        self._land(flight, value, error, fresh_for)
         if error is not None and not isinstance(error, Exception):
             raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
 
@@ -478,11 +497,13 @@ class AsyncCache(Generic[K, V]):
         """Done callback: land a task cancelled before its first step; retrieve the rest."""
         if task.cancelled():
             if not flight.landed:
-                self._land(flight, None, asyncio.CancelledError())
+                self._land(flight, None, asyncio.CancelledError(), None)
         else:
             task.exception()  # KeyboardInterrupt or SystemExit, already given to the waiters
 
-    def _land(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+    def _land(
+        self, flight: Flight, value: Any, error: BaseException | None, fresh_for: float | None
+    ) -> None:
         """Build the flight's outcome, store it if due, and answer its waiters."""
         key = flight.key
         with self._lock:
@@ -492,7 +513,7 @@ class AsyncCache(Generic[K, V]):
             if isinstance(error, asyncio.CancelledError):
                 outcome, ttl = CANCELLED, 0.0
             elif error is None:
-                outcome, ttl = self._make_entry(key, value, now, self._ttl)
+                outcome, ttl = self._make_entry(key, value, now, fresh_for)
             else:
                 self._load_failures += 1
                 self._load_timeouts += isinstance(error, LoadTimeoutError)

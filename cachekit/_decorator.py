@@ -215,7 +215,7 @@ def _decorate(
 class CacheOptions(TypedDict, total=False):
     """The keyword options `async_cached` passes to `AsyncCache` (defaults: see README)."""
 
-    ttl: float | None
+    ttl: float | Callable[[Any], float | None] | None
     maxsize: int | None
     policy: str
     negative_ttl: float | None
@@ -229,6 +229,7 @@ class CacheOptions(TypedDict, total=False):
     refresh_after: float | None
     ttl_jitter: float
     random: Random | None
+    is_negative: Callable[[Any], bool] | None
 
 
 @overload
@@ -256,9 +257,9 @@ def async_cached(
 
     Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
     are AsyncCache's (ttl, maxsize, policy, negative_ttl, negative_exceptions, timer, store,
-    cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter,
-    random), plus `key` (a callable building the key from the call's arguments) and `typed`
-    (arguments of different types are cached apart, as in functools).
+    cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter, random,
+    is_negative), plus `key` (a callable building the key from the call's arguments) and
+    `typed` (arguments of different types are cached apart, as in functools).
     """
     if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one

@@ -133,7 +133,7 @@ async def test_base_exceptions_are_never_cached(error: BaseException) -> None:
     cache._flights["k"] = flight
     waiter = flight.add_waiter(loop)
     cache._loads_running += 1  # as _start would have counted it
-    cache._land(flight, None, error)
+    cache._land(flight, None, error, None)
     await settle()
     assert waiter.exception() is error  # the waiter gets it, the cache keeps nothing
     assert "k" not in cache

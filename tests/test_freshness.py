@@ -191,3 +191,49 @@ def test_bad_freshness_options_fail_early(
 ) -> None:
     with pytest.raises(error, match=message):
         AsyncCache(**options)
+
+
+async def test_ttl_can_be_computed_from_each_value(clock: FakeClock) -> None:
+    cache: AsyncCache[str, dict[str, int]] = AsyncCache(ttl=lambda v: v["max_age"], timer=clock)
+
+    async def fetch(max_age: int) -> dict[str, int]:
+        return {"max_age": max_age}
+
+    await cache.get_or_compute("short", lambda: fetch(5))
+    await cache.get_or_compute("long", lambda: fetch(50))
+    clock.tick(5)
+    assert ("short" in cache, "long" in cache) == (False, True)
+
+
+async def test_a_ttl_function_that_fails_fails_the_flight_not_the_cache() -> None:
+    cache: AsyncCache[str, int] = AsyncCache(ttl=lambda v: -1)
+
+    async def one() -> int:
+        return 1
+
+    with pytest.raises(ValueError, match=r"^ttl\(value\) must be >= 0 seconds or None, got -1$"):
+        await cache.get_or_compute("k", one)
+    assert cache.loading() == {}
+    assert_stats(cache, load_failures=1, loads_running=0)
+
+
+async def test_is_negative_results_are_kept_for_negative_ttl(clock: FakeClock) -> None:
+    cache: AsyncCache[str, list[int]] = AsyncCache(
+        ttl=60, negative_ttl=5, is_negative=lambda v: v == [], timer=clock
+    )
+
+    async def empty() -> list[int]:
+        return []
+
+    async def full() -> list[int]:
+        return [1]
+
+    await cache.get_or_compute("none", empty)
+    await cache.get_or_compute("some", full)
+    clock.tick(5)
+    assert ("none" in cache, "some" in cache) == (False, True)
+    without_negative_ttl: AsyncCache[str, list[int]] = AsyncCache(
+        ttl=60, is_negative=lambda v: not v
+    )
+    await without_negative_ttl.get_or_compute("none", empty)
+    assert "none" not in without_negative_ttl  # "absent" is not cached at all then
