@@ -5,8 +5,9 @@ key, or starts it. Completed results expire (TTL), are evicted by a cachetools p
 failures can be cached for a short while (negative caching).
 """
 
-from ._cache import AsyncCache
+from ._cache import AsyncCache, LoadTimeoutError
 from ._decorator import CachedFunction, async_cached
+from ._events import CacheEvent
 from ._limits import LoadLimiter
 from ._stats import CacheStats
 
@@ -14,9 +15,11 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AsyncCache",
+    "CacheEvent",
     "CacheStats",
     "CachedFunction",
     "LoadLimiter",
+    "LoadTimeoutError",
     "async_cached",
     "__version__",
 ]

@@ -30,15 +30,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
 from random import Random
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, final
 
 import cachetools
 
 from . import _store
 from ._clock import default_timer
+from ._events import CacheEvent, EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
 from ._limits import LoadLimiter
@@ -72,6 +73,19 @@ def unhashable(key: object) -> TypeError:
     return TypeError(f"cache key of type {type(key).__name__!r} is unhashable")
 
 
+@final
+class _Raised:
+    """A key's failure in a bulk result, raised once every key has settled."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_RESTART: Final = object()  # a key whose flight was cancelled under it, in a bulk result
+
+
 class AsyncCache(Generic[K, V]):
     """Completed results and in-flight computations, side by side, under one key.
 
@@ -96,6 +110,8 @@ class AsyncCache(Generic[K, V]):
         ttl_jitter: float = 0.0,
         random: Random | None = None,
         is_negative: Callable[[Any], bool] | None = None,
+        stale_if_error: float | None = None,
+        on_event: Callable[[CacheEvent], object] | None = None,
     ) -> None:
         # A callable ttl is asked, when each value lands, how long that value stays fresh
         # (from an HTTP Cache-Control header in the value, say).
@@ -112,10 +128,12 @@ class AsyncCache(Generic[K, V]):
             raise ValueError(
                 f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
             )
-        if self._stale_ttl and self._ttl is None and self._ttl_of is None:
-            raise ValueError(
-                f"stale_ttl needs a ttl to count from, got ttl=None, stale_ttl={stale_ttl!r}"
-            )
+        self._stale_if_error = check_seconds("stale_if_error", stale_if_error) or 0.0
+        for name, grace in (("stale_ttl", stale_ttl), ("stale_if_error", stale_if_error)):
+            if grace and self._ttl is None and self._ttl_of is None:
+                raise ValueError(
+                    f"{name} needs a ttl to count from, got ttl=None, {name}={grace!r}"
+                )
         self._ttl_jitter = check_fraction("ttl_jitter", ttl_jitter)
         self._random = random if random is not None else Random()
         self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
@@ -127,6 +145,12 @@ class AsyncCache(Generic[K, V]):
         self._injected_timer = timer
         self._timer: Callable[[], float] = timer if timer is not None else default_timer
         self._cancel_abandoned = bool(cancel_abandoned)
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be a callable taking a CacheEvent, got {on_event!r}")
+        # Events recorded under the lock, delivered after it; None: no listener, no cost.
+        self._events = None if on_event is None else EventQueue(on_event)
+        # Hits buffered before a drain; a listener hears of each hit as it happens.
+        self._drain_at = DRAIN_AT if on_event is None else 1
         self._limiter: LoadLimiter | None
         if max_loads is None or isinstance(max_loads, LoadLimiter):
             self._limiter = max_loads  # a shared limiter bounds every cache that holds it
@@ -179,6 +203,7 @@ class AsyncCache(Generic[K, V]):
         self._stale_hits = 0  # hits served past fresh_until (included in hits)
         self._refreshes = 0  # background refreshes started
         self._refresh_failures = 0
+        self._stale_if_error_hits = 0  # calls given the old value because a reload failed
         self._load_count = 0  # computations that landed
         self._load_time = 0.0  # seconds they took, on `_timer`
         self._loads_running = 0  # flights of this cache whose computation runs now
@@ -200,7 +225,7 @@ class AsyncCache(Generic[K, V]):
         if entry is not None and entry.expires_at > self._timer():
             touched = self._touched
             touched.append(key)
-            if len(touched) >= DRAIN_AT:
+            if len(touched) >= self._drain_at:
                 self._drain()
             value: V = entry.value
             return value
@@ -208,6 +233,91 @@ class AsyncCache(Generic[K, V]):
             return await self._join(key, compute)
         except Restart:
             return await self._retry(key, compute)
+
+    async def get_many(
+        self,
+        keys: Iterable[K],
+        compute_many: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+    ) -> dict[K, V]:
+        """The values of many keys at once, loading the missing ones in one call.
+
+        Fresh keys are hits and keys in flight are joined; every other key is loaded by one
+        call `compute_many(missing_keys)`, which returns a mapping from key to value and
+        whose flights every concurrent caller of any of those keys joins (DataLoader). A
+        key missing from that mapping fails with KeyError (negatively cached if
+        `negative_ttl` says so). Returns a dict in the order of `keys` (duplicates once);
+        if any key failed, raises the first failure in that order, once all have settled.
+        """
+        if not callable(compute_many):
+            raise TypeError(
+                f"compute_many must be a callable taking a list of keys, got {compute_many!r}"
+            )
+        wanted: list[K] = []
+        for key in keys:
+            try:
+                hash(key)
+            except TypeError:
+                raise unhashable(key) from None
+            wanted.append(key)
+        wanted = list(dict.fromkeys(wanted))
+        outcomes = await self._settle_many(wanted, compute_many)
+        restarted = [key for key in wanted if outcomes[key] is _RESTART]
+        if restarted:  # their bulk load was cancelled: one more try, as get_or_compute does
+            again = await self._settle_many(restarted, compute_many)
+            for key in restarted:
+                if again[key] is _RESTART:
+                    raise RuntimeError(f"the computation of key {key!r} was cancelled twice")
+                outcomes[key] = again[key]
+        for key in wanted:
+            if isinstance(outcomes[key], _Raised):
+                raise outcomes[key].error
+        return outcomes
+
+    async def _settle_many(
+        self, keys: list[K], compute_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+    ) -> dict[K, Any]:
+        """Each key's outcome: its value, `_Raised(error)`, or `_RESTART`."""
+        loop = asyncio.get_running_loop()
+        outcomes: dict[K, Any] = {}
+        waiting: dict[K, asyncio.Future[Any]] = {}
+        leads: list[Flight] = []
+        refreshes: list[Flight] = []
+        with self._lock:
+            for key in keys:
+                served, launch, flight = self._claim_locked(key, loop)
+                if served is not None:
+                    outcomes[key] = served
+                else:
+                    assert flight is not None
+                    waiter = waiting[key] = flight.add_waiter(loop)
+                    if self._cancel_abandoned:
+                        waiter.add_done_callback(partial(self._waiter_done, flight))
+                if launch is not None:
+                    (refreshes if launch.refresh else leads).append(launch)
+        if self._events is not None:
+            self._drain()
+        for group in (leads, refreshes):
+            if group:
+                self._launch_batch(group, compute_many)
+        if waiting:
+            try:
+                await asyncio.wait(waiting.values())
+            except asyncio.CancelledError:
+                for waiter in waiting.values():
+                    waiter.cancel()
+                raise
+        for key in keys:
+            waiter_or_entry = waiting.get(key)
+            try:
+                if waiter_or_entry is None:
+                    outcomes[key] = outcomes[key].value
+                else:
+                    outcomes[key] = waiter_or_entry.result()
+            except Restart:
+                outcomes[key] = _RESTART
+            except Exception as error:
+                outcomes[key] = _Raised(error)
+        return outcomes
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """A fresh, successful, completed value for `key`, else `default`. Never waits.
@@ -219,7 +329,7 @@ class AsyncCache(Generic[K, V]):
         if type(entry) is not Failure and entry is not None and entry.expires_at > self._timer():
             touched = self._touched
             touched.append(key)
-            if len(touched) >= DRAIN_AT:
+            if len(touched) >= self._drain_at:
                 self._drain()
             value: V = entry.value
             return value
@@ -251,6 +361,8 @@ class AsyncCache(Generic[K, V]):
                 self._insert_locked(entry, duration, now)
             else:
                 self._drop_locked(key)
+        if self._events is not None:
+            self._events.deliver()
 
     def invalidate(self, key: K) -> bool:
         """Drop `key`'s entry and forget its flight; True if there was either.
@@ -261,16 +373,25 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             forgot = self._forget_locked(key)
             dropped = self._drop_locked(key)
+            if self._events is not None and (forgot or dropped):
+                self._events.record("invalidation", key)
+        if self._events is not None:
+            self._events.deliver()
         return forgot or dropped
 
     def clear(self) -> None:
         """Drop every entry and forget every flight (their waiters are still answered)."""
         with self._lock:
             self._drain_locked()
+            if self._events is not None:
+                for key in {**self._entries, **self._flights}:
+                    self._events.record("invalidation", key)
             for key in list(self._flights):
                 self._forget_locked(key)
             self._store.clear()
             self._expiry.clear()
+        if self._events is not None:
+            self._events.deliver()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
@@ -290,6 +411,7 @@ class AsyncCache(Generic[K, V]):
                 stale_hits=self._stale_hits,
                 refreshes=self._refreshes,
                 refresh_failures=self._refresh_failures,
+                stale_if_error_hits=self._stale_if_error_hits,
                 load_count=self._load_count,
                 load_time_total=self._load_time,
                 currsize=len(self._entries),
@@ -300,7 +422,7 @@ class AsyncCache(Generic[K, V]):
         """A snapshot of the keys whose computation is in flight: key -> "running" or "queued"."""
         with self._lock:
             return {
-                key: "queued" if flight.ticket is not None else "running"
+                key: "queued" if (flight.batch or (flight,))[0].ticket is not None else "running"
                 for key, flight in self._flights.items()
             }
 
@@ -324,50 +446,74 @@ class AsyncCache(Generic[K, V]):
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         loop = asyncio.get_running_loop()
-        served: Entry | None = None
-        refresh: Flight | None = None
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                now = self._timer()
-                if entry.reclaim_at > now:
-                    # Fresh (it landed since the caller looked), or past its refresh point
-                    # but still servable: served now, and refreshed in the background once.
-                    served = entry
-                    self._touched.append(key)
-                    if entry.expires_at <= now:
-                        refresh = self._refresh_locked(entry, loop, now)
-                else:
-                    self._drop_locked(key)
-                    self._expirations += 1
-            if served is None:
-                flight = self._flights.get(key)
-                if flight is not None and flight.loop is not loop and not flight.loop.is_running():
-                    # Orphaned: its loop is closed or stopped, so it would never land. If
-                    # it waits for a load slot, it gives up its place and never holds one.
-                    del self._flights[key]
-                    if flight.ticket is not None:
-                        self._withdraw_locked(flight)
-                    flight = None
-                leads = flight is None
-                if flight is None:
-                    flight = self._flights[key] = Flight(key, loop)
-                    self._misses += 1
-                else:
-                    self._coalesced += 1
+            served, launch, flight = self._claim_locked(key, loop)
+            if flight is not None:
                 waiter = flight.add_waiter(loop)
+        if self._events is not None:
+            self._drain()
+        if launch is not None:
+            self._launch(launch, compute)
         if served is not None:
-            if refresh is not None:
-                self._launch(refresh, compute)
             ready: asyncio.Future[V] = asyncio.Future(loop=loop)
             ready.set_result(served.value)  # a cached failure raises here instead
             return ready
         assert flight is not None
-        if leads:
-            self._launch(flight, compute)
         if self._cancel_abandoned:
             waiter.add_done_callback(partial(self._waiter_done, flight))
         return waiter
+
+    def _claim_locked(
+        self, key: Hashable, loop: asyncio.AbstractEventLoop
+    ) -> tuple[Entry | None, Flight | None, Flight | None]:
+        """What a caller that missed on the hit path gets: `(served, launch, flight)`.
+
+        `served` is an entry to answer from at once: fresh (it landed since the caller
+        looked), past its refresh point, stale, or quiet after a failed reload. `launch` is
+        a new flight the caller must launch once the lock is released: the one it leads, or
+        a background refresh. `flight` is the flight to wait for, None when served.
+        """
+        entry = self._entries.get(key)
+        if entry is not None:
+            now = self._timer()
+            if entry.reclaim_at <= now:
+                self._drop_locked(key)
+                self._expirations += 1
+                if self._events is not None:
+                    self._events.record("expiration", key)
+            elif entry.stale_until > now:
+                self._touched.append(key)
+                refresh = None
+                if entry.expires_at <= now:
+                    refresh = self._refresh_locked(entry, loop, now)
+                return entry, refresh, None
+            elif type(entry) is RefreshingEntry and entry.quiet_until > now:
+                # stale-if-error: its reload failed and the failure is negatively cached
+                self._touched.append(key)
+                self._stale_hits += 1
+                self._stale_if_error_hits += 1
+                if self._events is not None:
+                    self._events.record("stale_hit", key)
+                return entry, None, None
+            # else: past serving, kept as the fallback of the reload led or joined below
+        flight = self._flights.get(key)
+        if flight is not None and flight.loop is not loop and not flight.loop.is_running():
+            # Orphaned: its loop is closed or stopped, so it would never land. If it waits
+            # for a load slot, it gives up its place and never holds one.
+            del self._flights[key]
+            if flight.ticket is not None:
+                self._withdraw_locked(flight)
+            flight = None
+        if flight is None:
+            flight = self._flights[key] = Flight(key, loop)
+            self._misses += 1
+            if self._events is not None:
+                self._events.record("miss", key)
+            return None, flight, flight
+        self._coalesced += 1
+        if self._events is not None:
+            self._events.record("coalesced", key)
+        return None, None, flight
 
     async def _retry(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         """The second and last attempt after a flight was cancelled under its waiters."""
@@ -386,13 +532,18 @@ class AsyncCache(Generic[K, V]):
         """A hit past the entry's refresh point: count it, and lead a background refresh
         unless one is already in flight. The refresh flight has no waiters of its own."""
         assert isinstance(entry, RefreshingEntry)
+        key = entry.key
         if now >= entry.fresh_until:
             self._stale_hits += 1
-        if entry.key in self._flights:
+            if self._events is not None:
+                self._events.record("stale_hit", key)
+        if key in self._flights or entry.quiet_until > now:
             return None
-        flight = self._flights[entry.key] = Flight(entry.key, loop)
+        flight = self._flights[key] = Flight(key, loop)
         flight.refresh = True
         self._refreshes += 1
+        if self._events is not None:
+            self._events.record("refresh", key)
         return flight
 
     def _ttl_for(self, value: Any) -> float | None:
@@ -414,16 +565,27 @@ class AsyncCache(Generic[K, V]):
         if self._ttl_jitter:
             ttl *= 1.0 - self._ttl_jitter * self._random.random()
         fresh_until = now + ttl
-        if not self._stale_ttl and self._refresh_after is None:
+        if not self._stale_ttl and not self._stale_if_error and self._refresh_after is None:
             return Entry(key, value, fresh_until), ttl
         attention = fresh_until
         if self._refresh_after is not None:
             attention = now + min(self._refresh_after, ttl)
-        lifetime = ttl + self._stale_ttl
-        entry = RefreshingEntry(key, value, attention, fresh_until, now + lifetime)
+        lifetime = ttl + max(self._stale_ttl, self._stale_if_error)
+        entry = RefreshingEntry(
+            key, value, attention, fresh_until, fresh_until + self._stale_ttl, now + lifetime
+        )
         return entry, lifetime
 
-    def _launch(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
+    def _launch_batch(
+        self, flights: list[Flight], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> None:
+        """Launch new flights as one bulk load: one call of `compute_many`, one load slot."""
+        batch = tuple(flights)
+        for flight in batch:
+            flight.batch = batch
+        self._launch(batch[0], compute_many)
+
+    def _launch(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
 
         Called outside the lock: an eager task factory may run compute() at once.
@@ -440,7 +602,7 @@ class AsyncCache(Generic[K, V]):
                     return
         self._start(flight, compute)
 
-    def _start(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
+    def _start(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Run the computation as a task on the flight's loop (holding a slot, if limited)."""
         with self._lock:
             if flight.ticket is not None:  # it leaves the queue
@@ -449,13 +611,18 @@ class AsyncCache(Generic[K, V]):
                 self._queue_wait += self._timer() - flight.queued_at
             abandoned = flight.landed
             if not abandoned:
-                self._loads_running += 1
-                flight.started_at = self._timer()
+                now = self._timer()
+                for member in flight.batch or (flight,):
+                    self._loads_running += 1
+                    member.started_at = now
         if abandoned:  # every waiter left while it was queued: it never runs
             assert self._limiter is not None
             self._limiter.release()
             return
-        task = flight.loop.create_task(self._run(flight, compute))
+        if flight.batch is None:
+            task = flight.loop.create_task(self._run(flight, compute))
+        else:
+            task = flight.loop.create_task(self._run_batch(flight.batch, compute))
         flight.task = task
         task.add_done_callback(partial(self._after_task, flight))
 
@@ -493,11 +660,57 @@ class AsyncCache(Generic[K, V]):
         if error is not None and not isinstance(error, Exception):
             raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
 
+    async def _run_batch(
+        self, batch: tuple[Flight, ...], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> None:
+        """A bulk load's task: one call of `compute_many(keys)`, then every flight lands
+        with its own key's value, or a KeyError if the mapping returned has none."""
+        keys = [flight.key for flight in batch]
+        found: Mapping[Any, Any] = {}
+        error: BaseException | None = None
+        try:
+            awaitable = compute_many(keys)
+            if not inspect.isawaitable(awaitable):
+                raise TypeError(f"compute_many() must return an awaitable, got {awaitable!r}")
+            seconds = self._load_timeout
+            if seconds is None:
+                found = await awaitable
+            else:
+                try:
+                    async with asyncio.timeout(seconds) as scope:
+                        found = await awaitable
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    raise LoadTimeoutError(
+                        f"the bulk load of keys {keys!r:.200} exceeded load_timeout={seconds}s"
+                    ) from None
+            if not isinstance(found, Mapping):
+                raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+        except BaseException as exc:  # every flight lands; see below for what re-raises
+            error = exc
+        for flight in batch:
+            value: Any = None
+            own_error = error
+            fresh_for: float | None = None
+            if error is None:
+                try:
+                    value = found[flight.key]
+                    fresh_for = self._ttl_for(value)
+                except KeyError:
+                    own_error = KeyError(f"compute_many() returned no value for {flight.key!r}")
+                except Exception as exc:  # a ttl(value) or is_negative that raised
+                    own_error = exc
+            self._land(flight, value, own_error, fresh_for)
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
     def _after_task(self, flight: Flight, task: asyncio.Task[Any]) -> None:
         """Done callback: land a task cancelled before its first step; retrieve the rest."""
         if task.cancelled():
-            if not flight.landed:
-                self._land(flight, None, asyncio.CancelledError(), None)
+            for member in flight.batch or (flight,):
+                if not member.landed:
+                    self._land(member, None, asyncio.CancelledError(), None)
         else:
             task.exception()  # KeyboardInterrupt or SystemExit, already given to the waiters
 
@@ -506,6 +719,8 @@ class AsyncCache(Generic[K, V]):
     ) -> None:
         """Build the flight's outcome, store it if due, and answer its waiters."""
         key = flight.key
+        events = self._events
+        carrier = flight.batch is None or flight is flight.batch[0]  # a bulk load counts once
         with self._lock:
             now = self._timer()
             ttl: float | None
@@ -524,25 +739,44 @@ class AsyncCache(Generic[K, V]):
                     and isinstance(error, self._negative_exceptions)
                 )
                 outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
-            self._load_count += 1
-            self._load_time += now - flight.started_at
+            if carrier:
+                self._load_count += 1
+                self._load_time += now - flight.started_at
             if flight.refresh and error is not None:
                 self._refresh_failures += 1
+            if events is not None:
+                events.record(
+                    "load_success" if error is None else "load_failure",
+                    key,
+                    now - flight.started_at,
+                    error,
+                )
+            answer: Outcome = outcome
             if self._flights.get(key) is flight:
                 del self._flights[key]
                 current = self._entries.get(key)
-                keeps_stale = (
-                    isinstance(outcome, Failure)
-                    and current is not None
+                if (
+                    type(outcome) is Failure
+                    and isinstance(error, Exception)
+                    and type(current) is RefreshingEntry
                     and current.reclaim_at > now
-                )  # stale-if-error: a failed refresh never replaces a servable value
-                if isinstance(outcome, Entry) and outcome.expires_at > now and not keeps_stale:
+                ):
+                    # stale-if-error: a failed reload never replaces a value still in its
+                    # grace; its callers get that value, and a failure that is negatively
+                    # cached keeps the upstream from being asked again meanwhile.
+                    answer = current
+                    if outcome.expires_at > now:
+                        current.quiet_until = min(outcome.expires_at, current.reclaim_at)
+                    self._stale_if_error_hits += flight.live
+                elif isinstance(outcome, Entry) and outcome.expires_at > now:
                     self._insert_locked(outcome, ttl, now)
             waiters = flight.land()
             self._loads_running -= 1
-        if self._limiter is not None:
+        if self._limiter is not None and carrier:
             self._limiter.release()
-        resolve(waiters, flight.loop, outcome)
+        if events is not None:
+            events.deliver()
+        resolve(waiters, flight.loop, answer)
 
     def _abandon(self, flight: Flight) -> None:
         """A waiter was cancelled. With cancel_abandoned, the last one cancels the flight."""
@@ -550,15 +784,18 @@ class AsyncCache(Generic[K, V]):
             if flight.landed:
                 return
             flight.live -= 1
-            if flight.live or not self._cancel_abandoned:
-                return
+            if flight.live or not self._cancel_abandoned or flight.batch is not None:
+                return  # a bulk load runs on: its other keys may still be wanted
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
             self._cancel_locked(flight)
 
     def _cancel_locked(self, flight: Flight) -> None:
         """Stop a flight nobody waits for: out of the load queue, or its task cancelled
-        (on its own loop's thread; Task.cancel only schedules, so the lock is no hazard)."""
+        (on its own loop's thread; Task.cancel only schedules, so the lock is no hazard).
+        A bulk load is never cancelled: its other keys may still be wanted."""
+        if flight.batch is not None:
+            return
         if flight.ticket is not None:
             self._withdraw_locked(flight)
             return
@@ -625,6 +862,8 @@ class AsyncCache(Generic[K, V]):
     def _evicted(self, key: Hashable, entry: Entry) -> None:
         """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
         self._evictions += 1
+        if self._events is not None:
+            self._events.record("eviction", key)
 
     def _reclaim_locked(self, now: float) -> None:
         for entry in self._expiry.pop_expired(now, _RECLAIM_BUDGET):
@@ -632,10 +871,14 @@ class AsyncCache(Generic[K, V]):
             if self._entries.get(key) is entry:
                 self._drop_locked(key)
                 self._expirations += 1
+                if self._events is not None:
+                    self._events.record("expiration", key)
 
     def _drain(self) -> None:
         with self._lock:
             self._drain_locked()
+        if self._events is not None:
+            self._events.deliver()
 
     def _drain_locked(self) -> None:
         """Replay buffered hits into the store's order and count them."""
@@ -648,6 +891,9 @@ class AsyncCache(Generic[K, V]):
         self._hits += count
         if self._replay_hits is not None:
             self._replay_hits(batch)
+        if self._events is not None:
+            for key in batch:
+                self._events.record("hit", key)
 
     # ------------------------------------------------------------------ for the decorator
 
@@ -656,13 +902,15 @@ class AsyncCache(Generic[K, V]):
     ) -> tuple[
         dict[Hashable, Entry],
         list[Hashable],
+        int,
         Callable[[], None],
         Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
         Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
         Callable[[], float] | None,
     ]:
-        """What a generated wrapper binds: the view, the hit buffer, the miss path (join,
-        then retry once if the flight was cancelled), and the injected clock.
+        """What a generated wrapper binds: the view, the hit buffer, how many hits it holds
+        before `_drain` must run, the miss path (join, then retry once if the flight was
+        cancelled), and the injected clock.
 
         The timer is None when the default clock is in use, so that the wrapper reads
         `time.monotonic` itself (one call fewer) and still follows freezegun.
@@ -670,6 +918,7 @@ class AsyncCache(Generic[K, V]):
         return (
             self._entries,
             self._touched,
+            self._drain_at,
             self._drain,
             self._join,
             self._retry,

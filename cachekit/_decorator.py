@@ -29,7 +29,8 @@ from typing import (
 
 import cachetools
 
-from ._cache import DRAIN_AT, AsyncCache, unhashable
+from ._cache import AsyncCache, unhashable
+from ._events import CacheEvent
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._limits import LoadLimiter
@@ -125,13 +126,13 @@ def _signature_wrapper(
         )
         if last_positional_only:
             text.append("/")
-    entries, touched, drain, join, retry, timer = cache._hit_path()
+    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
     source = _TEMPLATE.format(
         params=", ".join(text),
         call=", ".join(call),
         key=fixed_key_source(params, typed),
         now="_time.monotonic()" if timer is None else "_ck_timer()",
-        drain_at=DRAIN_AT,
+        drain_at=drain_at,
     )
     namespace: dict[str, Any] = {}
     exec(source, {"_time": time, "_ck_unhashable": unhashable, "_ck_Restart": Restart}, namespace)
@@ -149,7 +150,7 @@ def _generic_wrapper(
     key_of: Callable[..., Hashable],
 ) -> Callable[..., Any]:
     """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
-    entries, touched, drain, join, retry, timer = cache._hit_path()
+    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
     get = entries.get
     now = timer if timer is not None else time.monotonic
 
@@ -161,7 +162,7 @@ def _generic_wrapper(
             raise unhashable(key) from None
         if entry is not None and entry.expires_at > now():
             touched.append(key)
-            if len(touched) >= DRAIN_AT:
+            if len(touched) >= drain_at:
                 drain()
             return entry.value
         compute = lambda: func(*args, **kwargs)  # noqa: E731
@@ -230,6 +231,8 @@ class CacheOptions(TypedDict, total=False):
     ttl_jitter: float
     random: Random | None
     is_negative: Callable[[Any], bool] | None
+    stale_if_error: float | None
+    on_event: Callable[[CacheEvent], object] | None
 
 
 @overload

@@ -28,6 +28,11 @@ class Entry:
         self.expires_at = expires_at
 
     @property
+    def stale_until(self) -> float:
+        """Until when a caller may be served this entry without waiting for anything."""
+        return self.expires_at
+
+    @property
     def reclaim_at(self) -> float:
         """When the entry may be dropped: nothing can be served from it after that."""
         return self.expires_at
@@ -35,22 +40,33 @@ class Entry:
 
 @final
 class RefreshingEntry(Entry):
-    """A value that stays servable past the moment it needs attention.
+    """A value that stays useful past the moment it needs attention.
 
     `expires_at` is when the hit path stops serving it blindly: the refresh_after point,
     or the end of the ttl. Until `fresh_until` it is fresh (a hit past `expires_at` starts a
-    refresh ahead of expiry); after that, until `reclaim_at`, it is stale: served at once
-    while one background refresh runs (stale-while-revalidate).
+    refresh ahead of expiry); after that, until `stale_until`, it is stale: served at once
+    while one background refresh runs (stale-while-revalidate). Until `reclaim_at` it is
+    kept as the fallback of a recomputation that fails (stale-if-error); `quiet_until` is
+    set when such a failure is negatively cached: until then the entry is served without
+    asking the upstream again. Only `quiet_until` changes, under the owning cache's lock.
     """
 
-    __slots__ = ("fresh_until", "reclaim_at")
+    __slots__ = ("fresh_until", "quiet_until", "reclaim_at", "stale_until")
 
     def __init__(
-        self, key: Hashable, value: Any, expires_at: float, fresh_until: float, reclaim_at: float
+        self,
+        key: Hashable,
+        value: Any,
+        expires_at: float,
+        fresh_until: float,
+        stale_until: float,
+        reclaim_at: float,
     ) -> None:
         super().__init__(key, value, expires_at)
         self.fresh_until = fresh_until
+        self.stale_until = stale_until  # type: ignore[misc]
         self.reclaim_at = reclaim_at  # type: ignore[misc]
+        self.quiet_until = 0.0
 
 
 @final

@@ -38,10 +38,13 @@ class Flight:
     Invariants: `waiters` is None once the flight has landed, and no waiter is added after;
     `live` counts the waiters still awaiting (not cancelled), so `live <= len(waiters)`;
     `ticket` is set only while the flight waits in a LoadLimiter's queue (then `task` is
-    None), and `queued_at` is when it joined that queue.
+    None), and `queued_at` is when it joined that queue. The flights of one bulk load
+    (`get_many`) share one task and one `batch` tuple; the first of them, the carrier,
+    holds the load slot and the ticket.
     """
 
     __slots__ = (
+        "batch",
         "key",
         "live",
         "loop",
@@ -61,6 +64,7 @@ class Flight:
         self.queued_at = 0.0
         self.started_at = 0.0
         self.refresh = False  # a background refresh of a still-servable entry
+        self.batch: tuple[Flight, ...] | None = None  # the flights of its bulk load
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
 

@@ -17,9 +17,11 @@ class CacheStats:
     loads_running: computations running at snapshot time.
     loads_queued: computations waiting for a `max_loads` slot at snapshot time.
     queue_wait_seconds: total time computations spent waiting for a slot.
-    stale_hits: hits served from a stale entry while it was refreshed (included in hits).
+    stale_hits: hits served from a stale entry (included in hits).
     refreshes: background refreshes started (refresh_after, stale_ttl).
     refresh_failures: background refreshes that raised.
+    stale_if_error_hits: calls given the old value because reloading it failed
+        (stale_if_error); the ones served without waiting are also hits and stale_hits.
     load_count: computations that landed; load_time_total: the seconds they took.
     currsize: completed entries held at snapshot time.
     maxsize: the store's capacity (None when unbounded).
@@ -38,6 +40,7 @@ class CacheStats:
     stale_hits: int = 0
     refreshes: int = 0
     refresh_failures: int = 0
+    stale_if_error_hits: int = 0
     load_count: int = 0
     load_time_total: float = 0.0
     currsize: int = 0

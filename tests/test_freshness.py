@@ -75,7 +75,7 @@ async def test_refresh_ahead_keeps_a_hot_key_from_expiring(clock: FakeClock) -> 
 
 
 async def test_failed_refresh_keeps_serving_the_old_value_then_expires(clock: FakeClock) -> None:
-    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=20, negative_ttl=60, timer=clock)
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=20, negative_ttl=3, timer=clock)
     load = Loader()
     await cache.get_or_compute("k", load)
     load.fail = True
@@ -83,7 +83,11 @@ async def test_failed_refresh_keeps_serving_the_old_value_then_expires(clock: Fa
     assert await cache.get_or_compute("k", load) == "v1"
     await settle()
     assert_stats(cache, refresh_failures=1, refreshes=1)
-    clock.tick(5)
+    clock.tick(2)  # the failure is negatively cached for 3 s: no refresh meanwhile
+    assert await cache.get_or_compute("k", load) == "v1"
+    await settle()
+    assert_stats(cache, refresh_failures=1, refreshes=1)
+    clock.tick(3)
     assert await cache.get_or_compute("k", load) == "v1"  # still served, a new refresh
     await settle()
     assert_stats(cache, refresh_failures=2, refreshes=2)
@@ -237,3 +241,83 @@ async def test_is_negative_results_are_kept_for_negative_ttl(clock: FakeClock) -
     )
     await without_negative_ttl.get_or_compute("none", empty)
     assert "none" not in without_negative_ttl  # "absent" is not cached at all then
+
+
+async def test_stale_if_error_serves_the_old_value_while_reloads_fail_then_expires(
+    clock: FakeClock,
+) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_if_error=30, timer=clock)
+    load = Loader()
+    assert await cache.get_or_compute("k", load) == "v1"
+    load.fail, load.gate = True, asyncio.Event()
+    clock.tick(11)  # expired: callers wait for the reload (no stale_ttl)...
+    callers = [asyncio.create_task(cache.get_or_compute("k", load)) for _ in range(3)]
+    await settle()
+    assert not any(c.done() for c in callers)
+    load.gate.set()
+    assert [await c for c in callers] == ["v1", "v1", "v1"]  # ...and get v1, not the error
+    assert_stats(cache, misses=2, coalesced=2, load_failures=1, stale_if_error_hits=3)
+    clock.tick(10)  # without negative_ttl every caller past the ttl asks the upstream again
+    assert await cache.get_or_compute("k", load) == "v1"
+    assert load.calls == 3
+    load.fail = False
+    assert await cache.get_or_compute("k", load) == "v4"  # recovery replaces the old value
+    assert await cache.get_or_compute("k", load) == "v4"
+    load.fail = True
+    clock.tick(41)  # past ttl + stale_if_error: the old value is gone, the error shows
+    with pytest.raises(ConnectionError, match="down at call 5"):
+        await cache.get_or_compute("k", load)
+
+
+async def test_stale_if_error_with_negative_ttl_spares_the_upstream(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_if_error=60, negative_ttl=5, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    load.fail = True
+    clock.tick(11)
+    assert await cache.get_or_compute("k", load) == "v1"  # the reload failed
+    clock.tick(4)  # its failure is negatively cached: served at once, nothing asked
+    assert [await cache.get_or_compute("k", load) for _ in range(10)] == ["v1"] * 10
+    assert load.calls == 2
+    assert "k" not in cache  # served as a fallback, not fresh
+    assert_stats(cache, stale_if_error_hits=11, stale_hits=10, hits=10, misses=2)
+    clock.tick(1)  # negative_ttl over: the next caller reloads (and fails again)
+    assert await cache.get_or_compute("k", load) == "v1"
+    assert load.calls == 3
+
+
+async def test_stale_if_error_never_masks_a_reload_of_an_invalidated_key(
+    clock: FakeClock,
+) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_if_error=30, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    load.fail = True
+    clock.tick(11)
+    cache.invalidate("k")  # the old value is gone on purpose: nothing to fall back to
+    with pytest.raises(ConnectionError):
+        await cache.get_or_compute("k", load)
+
+
+async def test_stale_ttl_and_stale_if_error_combine(clock: FakeClock) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=5, stale_if_error=20, timer=clock)
+    load = Loader()
+    await cache.get_or_compute("k", load)
+    load.fail = True
+    clock.tick(12)  # stale: served at once, the background refresh fails
+    assert await cache.get_or_compute("k", load) == "v1"
+    await settle()
+    assert_stats(cache, refresh_failures=1, stale_hits=1)
+    clock.tick(6)  # past the stale window, within the error grace: a waited reload, masked
+    assert await cache.get_or_compute("k", load) == "v1"
+    clock.tick(13)  # past ttl + stale_if_error
+    with pytest.raises(ConnectionError):
+        await cache.get_or_compute("k", load)
+    assert load.calls == 4
+
+
+def test_stale_if_error_needs_a_ttl() -> None:
+    with pytest.raises(ValueError, match=r"^stale_if_error needs a ttl to count from"):
+        AsyncCache(stale_if_error=5)
+    with pytest.raises(ValueError, match=r"stale_if_error must be"):
+        AsyncCache(ttl=1, stale_if_error=-1)
