@@ -60,7 +60,7 @@ def policies() -> tuple[dict[str, Replay], dict[str, str]]:
     }
     skipped: dict[str, str] = {}
     try:
-        from cachekit import TinyLFUCache  # type: ignore[attr-defined]
+        from cachekit import TinyLFUCache
 
         found["tinylfu"] = _cachetools_replay(TinyLFUCache)
     except ImportError:

@@ -9,6 +9,7 @@ from ._cache import AsyncCache
 from ._decorator import CachedFunction, async_cached
 from ._limits import LoadLimiter
 from ._stats import CacheStats
+from ._tinylfu import TinyLFUCache
 
 __version__ = "0.1.0.dev0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "LoadLimiter",
+    "TinyLFUCache",
     "async_cached",
     "__version__",
 ]

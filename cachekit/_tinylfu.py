@@ -11,11 +11,14 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   (the candidate) contests main's least recent key (the victim): a count-min sketch
   estimates both keys' recent frequency and the loser is evicted. So one-off keys never
   push out popular ones, and a scan passes through the window only.
-- The sketch's counters saturate at 15 and are halved after each sample of 10 * maxsize
-  accesses, so old popularity fades.
-- The window's share adapts by hill climbing on the hit rate: after each sample the share
-  moves one step; when the hit rate dropped the direction flips; the step decays while the
-  hit rate holds and restarts at full size when it jumps.
+- The sketch's counters saturate at 15 and are halved after every 16 * maxsize accesses,
+  so old popularity fades.
+- The window's share (1% at first, never less) adapts by hill climbing on the hit rate:
+  after each sample of 10 * maxsize accesses the share moves one step (the first one
+  grows it by 6.25% of maxsize); when the hit rate dropped the direction flips and the step
+  halves; the step decays while the hit rate holds, and restarts at full size when the hit
+  rate jumps by 5 points either way (the workload changed). Growing the window moves
+  main's least recent keys into it, so they contest their way back rather than go unheard.
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
   and a warm candidate (estimate above 5) that loses is still admitted 1 time in 128, so
   keys that collide with a victim cannot keep it in place for ever.
@@ -38,21 +41,26 @@ import cachetools
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+# cachetools' own item storage and size accounting, called directly on the hot paths.
+_cache_setitem: Final = cachetools.Cache.__setitem__
+_cache_delitem: Final = cachetools.Cache.__delitem__
+
 _COUNTER_MAX: Final = 15
 #: A counter's value after aging, for `bytearray.translate` (which halves a row in C).
 _HALVE: Final = bytes(count >> 1 for count in range(256))
 _MAX_WIDTH: Final = 1 << 30  # a row's index comes from 32 bits of the key's hash
 
 _WINDOW_START: Final = 0.01  # the window's first share of maxsize
+_WINDOW_MIN: Final = 0.01  # and its least: with no window at all, a loop thrashes
 _PROTECTED_SHARE: Final = 0.8  # protected's share of the main region
-_STEP: Final = 0.0625  # a full climbing step, as a share of maxsize
-_STEP_DECAY: Final = 0.98  # the step shrinks by this factor while the hit rate holds
+_STEP: Final = 0.0625  # a full climbing step, as a share of maxsize; the first one grows
+_STEP_DECAY: Final = 0.95  # the step shrinks by this factor while the hit rate holds up
+_SHRINK: Final = 0.5  # and by this one when a step made it a little worse
 _RESTART: Final = 0.05  # a hit rate change this large restarts with a full step
 _WARM: Final = 5  # a losing candidate estimated above this may be admitted at random
 _LUCKY: Final = 1 / 128  # the chance that it is
-_FIRST_DIRECTION: Final = -1.0  # the first step shrinks the window (most traces favour frequency)
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
-_SAMPLE_FACTOR: Final = 15  # accesses between agings, per unit of capacity
+_AGE_FACTOR: Final = 16  # accesses between agings, per unit of capacity
 _CLIMB_FACTOR: Final = 10  # accesses per climbing sample, per unit of capacity
 _FIRST_CAPACITY: Final = 64  # sketch capacity when maxsize does not bound the entry count
 
@@ -164,6 +172,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             capacity = max(int(maxsize), 1)
             self._sketch_capacity = math.inf  # never more than maxsize keys
         self._sketch = FrequencySketch(capacity)
+        # The sketch's rows and mask, held here for the hot paths: replaced with the sketch.
         self._rows = self._sketch.rows
         self._mask = self._sketch.mask
         self._set_periods(capacity)
@@ -171,9 +180,12 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         # Invariant: 0 <= _window_max <= maxsize, and _protected_max is _PROTECTED_SHARE of
         # the rest; only `_resize_window` changes them.
         self._window_max = maxsize * _WINDOW_START
-        self._protected_max = (maxsize - self._window_max) * _PROTECTED_SHARE
-        self._step = maxsize * _STEP * _FIRST_DIRECTION
-        self._last_hit_rate = 0.0
+        self._main_max = maxsize - self._window_max if maxsize < math.inf else maxsize
+        self._protected_max = self._main_max * _PROTECTED_SHARE
+        self._step = maxsize * _STEP
+        self._last_hit_rate = -1.0  # none yet
+        self._evicting = False  # set by the first popitem: from then on the cache is full
+        self._full_sample = False  # whether the current sample began with the cache full
         self._hits = 0  # in the current sample
         self._misses = 0  # in the current sample
 
@@ -215,12 +227,12 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         weight = self.getsizeof(value) if weights is not None else 1
         self._incoming = weight
         try:
-            cachetools.Cache.__setitem__(self, key, value)
+            _cache_setitem(self, key, value)
         finally:
             self._incoming = 0
         if weights is not None:
             weights[key] = weight
-        # _add(key, weight), inlined: this is the miss path.
+        # _add(key, weight) and FrequencySketch.increment, inlined: this is the miss path.
         h = hash((key, self._salt))
         self._window[key] = h
         self._window_size += weight
@@ -236,14 +248,12 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             second[j] = b + 1
         if self._window_size > self._window_max:
             self._spill_window()
-        if len(self._data) > self._sketch_capacity:
-            self._grow_sketch()
         self._misses += 1
         if self._hits + self._misses >= self._sample_size:
             self._end_sample()
 
     def __delitem__(self, key: K) -> None:
-        cachetools.Cache.__delitem__(self, key)
+        _cache_delitem(self, key)
         weight = self._weights.pop(key) if self._weights is not None else 1
         if self._window.pop(key, None) is not None:
             self._window_size -= weight
@@ -257,45 +267,44 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         """Remove and return the entry the policy gives up: while the window is over its
         share, the loser of its candidate against main's victim; otherwise main's victim.
         """
+        self._evicting = True
         window = self._window
-        probation = self._probation
         weights = self._weights
         while window and self._window_size + self._incoming > self._window_max:
-            candidate, candidate_hash = window.popitem(last=False)
+            candidate, candidate_hash = window.popitem(False)
             weight = weights[candidate] if weights is not None else 1
             self._window_size -= weight
-            main_size = self._probation_size + self._protected_size
-            if main_size + weight <= self._maxsize - self._window_max:
-                probation[candidate] = candidate_hash  # room in main: no contest
+            if self._probation_size + self._protected_size + weight <= self._main_max:
+                self._probation[candidate] = candidate_hash  # room in main: no contest
                 self._probation_size += weight
                 continue
-            for region in (probation, self._protected):
-                for victim, victim_hash in region.items():
-                    # _admit(candidate_hash, victim_hash), inlined: this is the miss path.
-                    first, second = self._rows
-                    mask = self._mask
-                    a = first[candidate_hash & mask]
-                    b = second[(candidate_hash >> 32) & mask]
-                    candidate_freq = a if a < b else b
-                    a = first[victim_hash & mask]
-                    b = second[(victim_hash >> 32) & mask]
-                    if candidate_freq > (a if a < b else b) or (
-                        candidate_freq > _WARM and self._rng.random() < _LUCKY
-                    ):
-                        probation[candidate] = candidate_hash
-                        self._probation_size += weight
-                        return self._evict_from(region, victim)
-                    break
-                else:
-                    continue
+            region = self._probation or self._protected
+            for victim, victim_hash in region.items():
+                # The contest, inlined (this is the miss path): the candidate must be
+                # estimated more frequent than the victim.
+                first, second = self._rows
+                mask = self._mask
+                a = first[candidate_hash & mask]
+                b = second[(candidate_hash >> 32) & mask]
+                candidate_freq = a if a < b else b
+                a = first[victim_hash & mask]
+                b = second[(victim_hash >> 32) & mask]
+                if candidate_freq > (a if a < b else b) or (
+                    # A warm candidate sometimes wins anyway, so that keys colliding with
+                    # the victim (by accident or by attack) cannot shut out every newcomer.
+                    candidate_freq > _WARM and self._rng.random() < _LUCKY
+                ):
+                    self._probation[candidate] = candidate_hash
+                    self._probation_size += weight
+                    return self._evict_from(region, victim)
                 break
             # The candidate lost, or main is empty.
             value = self._data[candidate]
-            cachetools.Cache.__delitem__(self, candidate)
+            _cache_delitem(self, candidate)
             if weights is not None:
                 del weights[candidate]
             return candidate, value
-        for region in (probation, self._protected, window):
+        for region in (self._probation, self._protected, window):
             for victim in region:
                 return self._evict_from(region, victim)
         raise KeyError(f"{type(self).__name__} is empty") from None
@@ -386,8 +395,6 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._sketch.increment(h)
         if self._window_size > self._window_max:
             self._spill_window()
-        if len(self._data) > self._sketch_capacity:
-            self._grow_sketch()
 
     def _replace(self, key: K, value: V) -> None:
         """A new value for a held key: it counts as a use, and may weigh differently."""
@@ -441,51 +448,38 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             self._probation_size += weight
 
     def _spill_window(self) -> None:
-        """Move the window's excess into main while main has room (no eviction needed)."""
+        """Move the window's excess into main while main has room (no eviction needed).
+
+        The window overflows like this while the cache fills up: the time to check that
+        the sketch is still wide enough for the entry count (see also `_end_sample`).
+        """
+        if len(self._data) > self._sketch_capacity:
+            self._grow_sketch()
         window = self._window
         weights = self._weights
-        room = self._maxsize - self._window_max - self._probation_size - self._protected_size
+        room = self._main_max - self._probation_size - self._protected_size
         while window and self._window_size > self._window_max:
-            for key, h in window.items():
-                break
+            key = next(iter(window))
             weight = weights[key] if weights is not None else 1
             if weight > room:
                 return
             room -= weight
-            del window[key]
+            self._probation[key] = window.pop(key)
             self._window_size -= weight
-            self._probation[key] = h
             self._probation_size += weight
 
-    def _admit(self, candidate_hash: int, victim_hash: int) -> bool:
-        """Whether the window's candidate takes the place of main's victim."""
-        first, second = self._rows
-        mask = self._mask
-        candidate = min(first[candidate_hash & mask], second[(candidate_hash >> 32) & mask])
-        victim = min(first[victim_hash & mask], second[(victim_hash >> 32) & mask])
-        if candidate > victim:
-            return True
-        # A warm candidate sometimes wins anyway, so that keys colliding with the victim
-        # (by accident or by attack) cannot shut every newcomer out.
-        return candidate > _WARM and self._rng.random() < _LUCKY
-
     def _evict_from(self, region: OrderedDict[K, int], key: K) -> tuple[K, V]:
+        """Drop `key` from its region and from the items: an eviction."""
         del region[key]
-        weight = self._weights[key] if self._weights is not None else 1
+        value = self._data[key]
+        _cache_delitem(self, key)
+        weight = self._weights.pop(key) if self._weights is not None else 1
         if region is self._probation:
             self._probation_size -= weight
         elif region is self._protected:
             self._protected_size -= weight
         else:
             self._window_size -= weight
-        return self._evict(key, weight)
-
-    def _evict(self, key: K, weight: float) -> tuple[K, V]:
-        """Drop a key already taken out of its region from the items."""
-        value = self._data[key]
-        cachetools.Cache.__delitem__(self, key)
-        if self._weights is not None:
-            del self._weights[key]
         return key, value
 
     def _grow_sketch(self) -> None:
@@ -499,40 +493,64 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._set_periods(capacity)
 
     def _set_periods(self, capacity: int) -> None:
-        self._age_period = _SAMPLE_FACTOR * capacity
+        self._age_period = _AGE_FACTOR * capacity
         self._sample_size = max(_CLIMB_FACTOR * capacity, 1)
 
     def _end_sample(self) -> None:
         """Take one hill-climbing step on the sample's hit rate; age the sketch if due."""
         accesses = self._hits + self._misses
+        if len(self._data) > self._sketch_capacity:
+            self._grow_sketch()
         self._unaged += accesses
         if self._unaged >= self._age_period:
             self._sketch.halve()
             self._unaged = 0
         hit_rate = self._hits / accesses
+        self._hits = self._misses = 0
+        if not self._full_sample or math.isinf(self._maxsize):
+            # The sample began while the cache was filling up: its hit rate says nothing
+            # about the window. The next one is full if the cache is by now.
+            self._full_sample = self._evicting
+            return
+        if self._last_hit_rate < 0:  # the first full sample: the reference, and a first step
+            self._last_hit_rate = hit_rate
+            self._resize_window(self._window_max + self._step)
+            return
         change = hit_rate - self._last_hit_rate
-        step = self._step if change >= 0 else -self._step  # worse: turn around
-        if abs(change) >= _RESTART:
+        step = self._step
+        if change < 0:  # worse: turn around, with a full step after a jump, else half
+            step = -step
+            full = self._maxsize * _STEP
+            self._step = math.copysign(full, step) if -change >= _RESTART else step * _SHRINK
+        elif change >= _RESTART:  # much better (the workload changed): a full step again
             self._step = math.copysign(self._maxsize * _STEP, step)
-        else:
+        else:  # about as good: keep going, more slowly
             self._step = step * _STEP_DECAY
         self._last_hit_rate = hit_rate
-        self._hits = self._misses = 0
-        if not math.isinf(self._maxsize):
-            self._resize_window(self._window_max + step)
+        self._resize_window(self._window_max + step)
 
     def _resize_window(self, window_max: float) -> None:
         maxsize = self._maxsize
-        self._window_max = min(max(window_max, 0.0), maxsize)
-        self._protected_max = (maxsize - self._window_max) * _PROTECTED_SHARE
+        self._window_max = min(max(window_max, maxsize * _WINDOW_MIN), maxsize)
+        self._main_max = maxsize - self._window_max
+        self._protected_max = self._main_max * _PROTECTED_SHARE
         self._demote()
-        # A smaller window hands its least recent keys to probation at once; main, then
-        # over its share, gives up its victims on the next evictions.
         window = self._window
+        probation = self._probation
         weights = self._weights
+        # A larger window takes main's least recent keys as its most recent ones: they
+        # will contest their way back like any candidate, never be evicted unheard.
+        while probation and self._probation_size + self._protected_size > self._main_max:
+            key, h = probation.popitem(False)
+            weight = weights[key] if weights is not None else 1
+            self._probation_size -= weight
+            window[key] = h
+            self._window_size += weight
+        # A smaller window hands its least recent keys to probation; main, then over its
+        # share, gives up its victims on the next evictions.
         while window and self._window_size > self._window_max:
-            key, h = window.popitem(last=False)
+            key, h = window.popitem(False)
             weight = weights[key] if weights is not None else 1
             self._window_size -= weight
-            self._probation[key] = h
+            probation[key] = h
             self._probation_size += weight
