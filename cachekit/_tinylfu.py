@@ -336,11 +336,35 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def replay_hits(self, keys: Iterable[K]) -> None:
         """Count each key as a hit, in order; keys no longer held are skipped. Every hit
         counts (frequency matters), unlike an LRU where only each key's last one does."""
+        # _touch, inlined with the loop's invariants hoisted: AsyncCache replays every hit.
         data = self._data
-        touch = self._touch
+        protected = self._protected
+        window = self._window
+        first, second = self._rows  # unchanged by a hit (only a sample's end ages the rows)
+        mask = self._mask
+        counted = 0
         for key in keys:
-            if key in data:
-                touch(key)
+            if key not in data:
+                continue
+            h = protected.get(key)
+            if h is not None:
+                protected.move_to_end(key)
+            else:
+                h = window.get(key)
+                if h is not None:
+                    window.move_to_end(key)
+                else:
+                    h = self._promote(key)
+            i = h & mask
+            j = (h >> 32) & mask
+            a = first[i]
+            b = second[j]
+            if a <= b and a < _COUNTER_MAX:
+                first[i] = a + 1
+            if b <= a and b < _COUNTER_MAX:
+                second[j] = b + 1
+            counted += 1
+        self._hits += counted
 
     # ----------------------------------------------------------------- introspection
 
