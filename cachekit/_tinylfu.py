@@ -196,7 +196,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             value = self._data[key]
         except KeyError:
             return self.__missing__(key)
-        # _touch(key), inlined: this is the hit path.
+        # A hit: the key moves within (or up from) its region, and counts in the sketch
+        # (FrequencySketch.increment, inlined: this is the hit path; so is replay_hits).
         h = self._protected.get(key)
         if h is not None:
             self._protected.move_to_end(key)
@@ -336,7 +337,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def replay_hits(self, keys: Iterable[K]) -> None:
         """Count each key as a hit, in order; keys no longer held are skipped. Every hit
         counts (frequency matters), unlike an LRU where only each key's last one does."""
-        # _touch, inlined with the loop's invariants hoisted: AsyncCache replays every hit.
+        # __getitem__'s hit, inlined with the loop's invariants hoisted.
         data = self._data
         protected = self._protected
         window = self._window
@@ -387,30 +388,6 @@ class TinyLFUCache(cachetools.Cache[K, V]):
 
     # ----------------------------------------------------------------- the policy
 
-    def _touch(self, key: K) -> None:
-        """A hit: move the key within (or up from) its region, and count it."""
-        h = self._protected.get(key)
-        if h is not None:
-            self._protected.move_to_end(key)
-        else:
-            h = self._window.get(key)
-            if h is not None:
-                self._window.move_to_end(key)
-            else:
-                h = self._promote(key)
-        # FrequencySketch.increment, inlined: this is the hit path.
-        first, second = self._rows
-        mask = self._mask
-        i = h & mask
-        j = (h >> 32) & mask
-        a = first[i]
-        b = second[j]
-        if a <= b and a < _COUNTER_MAX:
-            first[i] = a + 1
-        if b <= a and b < _COUNTER_MAX:
-            second[j] = b + 1
-        self._hits += 1
-
     def _add(self, key: K, weight: float) -> None:
         """A new key enters the window."""
         h = hash((key, self._salt))
@@ -424,11 +401,11 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         """A new value for a held key: it counts as a use, and may weigh differently."""
         weights = self._weights
         if weights is None:
-            cachetools.Cache.__setitem__(self, key, value)  # never evicts: same weight
+            _cache_setitem(self, key, value)  # never evicts: the same weight
             weight: float = 1
         else:
             weight = self.getsizeof(value)
-            cachetools.Cache.__setitem__(self, key, value)  # may evict, even this key
+            _cache_setitem(self, key, value)  # may evict, even this key
             if key not in weights:  # evicted to make room for its own new value
                 weights[key] = weight
                 self._add(key, weight)
