@@ -384,3 +384,15 @@ def test_weighted_bound_and_regions_hold(ops: list[tuple[int, int]], maxsize: in
             cache[key] = weight
             assert cache[key] == weight
         check_invariants(cache)
+
+
+async def test_async_cache_counts_tinylfu_evictions() -> None:
+    cache: AsyncCache[int, int] = AsyncCache(maxsize=2, policy="tinylfu")
+
+    async def load() -> int:
+        return 0
+
+    for key in range(5):
+        await cache.get_or_compute(key, load)
+    stats = cache.stats()
+    assert (len(cache), stats.evictions, stats.misses) == (2, 3, 5)
