@@ -396,3 +396,16 @@ async def test_async_cache_counts_tinylfu_evictions() -> None:
         await cache.get_or_compute(key, load)
     stats = cache.stats()
     assert (len(cache), stats.evictions, stats.misses) == (2, 3, 5)
+
+
+async def test_a_weighted_tinylfu_store_weighs_values_not_entries() -> None:
+    store: TinyLFUCache[Any, Any] = TinyLFUCache(10, getsizeof=len, seed=1)
+    cache: AsyncCache[str, bytes] = AsyncCache(store=store)
+    for key, size in [("a", 4), ("b", 4), ("c", 4)]:
+
+        async def load(size: int = size) -> bytes:
+            return b"x" * size
+
+        await cache.get_or_compute(key, load)
+    assert (store.currsize, len(store), cache.stats().evictions) == (8, 2, 1)
+    assert sum(store.region_sizes()) == 8
