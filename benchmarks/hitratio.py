@@ -5,12 +5,19 @@ Policies: the ones `policy=` accepts (cachetools' lru, lfu, fifo, rr; cachekit's
 `tinylfu` when present) and theine's W-TinyLFU when it is installed. Each row gives the hit
 percentage, OPT's, the gap in points, and the policy's own cost per access (the replay
 loop, no asyncio). Run alone: python -m benchmarks.hitratio [--quick]
+
+A second, smaller measurement (`cost`) gives each policy's cost per access as a ratio to
+cachetools' `LRUCache` in the same repeat (policies interleaved, order rotating, garbage
+collector off, median of the per-repeat ratios) and its memory per entry (tracemalloc).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +67,7 @@ def policies() -> tuple[dict[str, Replay], dict[str, str]]:
     }
     skipped: dict[str, str] = {}
     try:
-        from cachekit import TinyLFUCache  # type: ignore[attr-defined]
+        from cachekit import TinyLFUCache
 
         found["tinylfu"] = _cachetools_replay(TinyLFUCache)
     except ImportError:
@@ -125,14 +132,98 @@ def run(*, quick: bool) -> list[dict[str, object]]:
                         "ns_per_access": round(1e9 * elapsed / len(trace.keys), 1),
                     }
                 )
+    rows += cost(quick=quick)
     for name, reason in {**skipped_policies, **skipped_traces}.items():
         rows.append({"trace": name, "policy": "skipped", "note": reason})
     return rows
 
 
+def cost(*, quick: bool) -> list[dict[str, object]]:
+    """One row per policy: ns per access and its ratio to `lru` on one Zipf(0.9) trace at
+    size 500, and bytes per entry of a full cache of small int keys and None values."""
+    replays, _ = policies()
+    keys = traces.zipf(0.9, 50_000, 20_000 if quick else 100_000, seed=7).keys
+    names = list(replays)
+    elapsed: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(5 if quick else 9):
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
+        for name in order:
+            gc.disable()
+            try:
+                began = time.perf_counter()
+                replays[name](keys, 500)
+                elapsed[name].append(time.perf_counter() - began)
+            finally:
+                gc.enable()
+        for name in names:
+            ratios[name].append(elapsed[name][-1] / elapsed["lru"][-1])
+    entries = 10_000 if quick else 100_000
+    factories = _cachetools_factories()
+    rows: list[dict[str, object]] = []
+    for name in names:
+        rows.append(
+            {
+                "trace": "cost: zipf-0.9 @ 500",
+                "policy": name,
+                "ns_per_access": round(1e9 * statistics.median(elapsed[name]) / len(keys)),
+                "x_lru": round(statistics.median(ratios[name]), 2),
+                "bytes_per_entry": (
+                    round(_bytes_per_entry(factories[name], entries)) if name in factories else "-"
+                ),
+            }
+        )
+    return rows
+
+
+def _cachetools_factories() -> dict[str, Callable[[int], Any]]:
+    found: dict[str, Callable[[int], Any]] = {
+        "lru": cachetools.LRUCache,
+        "lfu": cachetools.LFUCache,
+        "fifo": cachetools.FIFOCache,
+        "rr": cachetools.RRCache,
+    }
+    try:
+        from cachekit import TinyLFUCache
+
+        found["tinylfu"] = TinyLFUCache
+    except ImportError:
+        pass
+    return found
+
+
+def _bytes_per_entry(factory: Callable[[int], Any], entries: int) -> float:
+    """Memory a cache allocates for `entries` keys it holds (the keys themselves excluded)."""
+    keys = list(range(1_000, 1_000 + entries))  # ints above the small-int cache: real objects
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cache = factory(entries)
+        for key in keys:
+            cache[key] = None
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == entries
+    return used / entries
+
+
+def cost_table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| policy | ns per access | x LRUCache | bytes per entry |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['policy']} | {r['ns_per_access']} | {r['x_lru']} | {r['bytes_per_entry']} |"
+        for r in rows
+        if "x_lru" in r
+    ]
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, object]]) -> str:
     """A markdown table: hit % by policy per (trace, size), OPT and each policy's gap."""
-    measured = [r for r in rows if r.get("policy") != "skipped"]
+    measured = [r for r in rows if "hit_pct" in r]
     names = list(dict.fromkeys(str(r["policy"]) for r in measured))
     lines = [
         "| trace | size | OPT % | " + " | ".join(f"{n} % (gap)" for n in names) + " |",
@@ -162,7 +253,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     quick = parser.parse_args().quick
     began = time.perf_counter()
-    print(table(run(quick=quick)))
+    rows = run(quick=quick)
+    print(table(rows))
+    print("\nThe policy's own cost, Zipf(0.9) at size 500 (ratios: median of interleaved")
+    print("repeats; bytes: a full cache of 10,000 (quick) or 100,000 entries):\n")
+    print(cost_table(rows))
     print(f"\n({time.perf_counter() - began:.1f} s)")
 
 

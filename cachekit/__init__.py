@@ -10,6 +10,7 @@ from ._decorator import CachedFunction, async_cached
 from ._events import CacheEvent
 from ._limits import LoadLimiter
 from ._stats import CacheStats
+from ._tinylfu import TinyLFUCache
 
 __version__ = "0.1.0.dev0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "CachedFunction",
     "LoadLimiter",
     "LoadTimeoutError",
+    "TinyLFUCache",
     "async_cached",
     "__version__",
 ]

@@ -14,6 +14,7 @@ from typing import Any, Final
 import cachetools
 
 from ._expiry import Entry
+from ._tinylfu import TinyLFUCache
 
 Store = cachetools.Cache[Hashable, Entry]
 
@@ -37,12 +38,20 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
 
     def __getitem__(self, key: Hashable) -> Entry:
         entry = super().__getitem__(key)
-        self._order.move_to_end(key)
+        try:
+            self._order.move_to_end(key)
+        except KeyError:  # a subclass's __missing__ may return a value it did not store
+            pass
         return entry
 
     def __setitem__(self, key: Hashable, entry: Entry) -> None:
         super().__setitem__(key, entry)
         self._order.move_to_end(key)
+
+    def __copy__(self) -> LRUStore:
+        twin: LRUStore = super().__copy__()  # type: ignore[misc]
+        twin._order = twin._Cache__data  # Cache.__copy__ copied the items (and the order)
+        return twin
 
     def replay_hits(self, keys: list[Hashable]) -> None:
         """Replay a batch of hits, oldest first: only each key's last hit moves it."""
@@ -84,6 +93,7 @@ def _policies() -> dict[str, Callable[[float], Store]]:
         "lfu": cachetools.LFUCache,
         "fifo": cachetools.FIFOCache,
         "rr": cachetools.RRCache,
+        "tinylfu": TinyLFUCache,
     }
     return table
 
@@ -112,8 +122,8 @@ def _replay_reads(store: Store, keys: Iterable[Hashable]) -> None:
 def hit_replayer(store: Store) -> Callable[[list[Hashable]], None] | None:
     """How a batch of hits (keys in hit order) is replayed into the store, None if hits do
     not change its order (FIFO, RR). Every other policy sees each hit as a read."""
-    if isinstance(store, LRUStore):
-        return store.replay_hits
+    if isinstance(store, LRUStore | TinyLFUCache):
+        return store.replay_hits  # TinyLFUCache's counts every hit: frequency matters
     if isinstance(store, cachetools.LRUCache):
         return lambda keys: _replay_reads(store, _last_hits(keys))
     if isinstance(store, cachetools.FIFOCache | cachetools.RRCache):

@@ -1,0 +1,411 @@
+"""TinyLFUCache: its invariants, its admission and aging, its adaptation, and the hit ratio
+it is for. (The cachetools contract it shares with the other policies is in test_store.py.)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import cachetools
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from benchmarks import traces
+from cachekit import AsyncCache, TinyLFUCache, async_cached
+from cachekit._tinylfu import FrequencySketch
+
+
+def check_invariants(cache: TinyLFUCache[Any, Any]) -> None:
+    """Every key in exactly one region; region weights add up to the cachetools size."""
+    window, probation, protected = cache.regions()
+    held = window + probation + protected
+    assert sorted(held, key=repr) == sorted(cache, key=repr)
+    assert len(held) == len(set(held))  # no key in two regions
+    sizes = cache.region_sizes()
+    weights = [sum(cache.getsizeof(cache[k]) for k in region) for region in cache.regions()]
+    assert list(sizes) == weights
+    assert sum(sizes) == cache.currsize <= cache.maxsize
+
+
+def replay(cache: Any, keys: list[int]) -> int:
+    hits = 0
+    for key in keys:
+        if key in cache:
+            cache[key]
+            hits += 1
+        else:
+            cache[key] = None
+    return hits
+
+
+# ----------------------------------------------------------------------------- the sketch
+
+
+def test_sketch_counts_saturate_at_15_and_halve_on_aging() -> None:
+    sketch = FrequencySketch(64)
+    h = hash(("k", 1))
+    for expected in range(1, 16):
+        sketch.increment(h)
+        assert sketch.estimate(h) == expected
+    sketch.increment(h)
+    assert sketch.estimate(h) == 15  # saturated
+    sketch.halve()
+    assert sketch.estimate(h) == 7
+    sketch.halve()
+    assert sketch.estimate(h) == 3
+    assert all(count <= 3 for row in sketch.rows for count in row)
+
+
+def test_sketch_never_underestimates() -> None:
+    rng = random.Random(3)
+    sketch = FrequencySketch(16)  # small, so that keys collide
+    counts: dict[int, int] = {}
+    for _ in range(500):
+        h = hash((rng.randrange(200), 7))
+        sketch.increment(h)
+        counts[h] = counts.get(h, 0) + 1
+    assert all(sketch.estimate(h) >= min(n, 15) for h, n in counts.items())
+
+
+def test_the_cache_ages_its_sketch_after_a_period() -> None:
+    cache: TinyLFUCache[str, int] = TinyLFUCache(10, seed=1)
+    cache["hot"] = 0
+    for _ in range(11):
+        cache["hot"]
+    before = cache.frequency("hot")
+    assert before == 12
+    filler = 0
+    while cache.frequency("hot") == before:  # misses of fresh keys until an aging
+        cache[f"cold{filler}"] = filler
+        filler += 1
+    assert cache.frequency("hot") == before // 2
+    # Aging is checked at the end of each climbing sample, once a period has passed.
+    assert cache._age_period <= 12 + filler <= cache._age_period + cache._sample_size
+
+
+# ----------------------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"maxsize": -1}, ValueError, r"^maxsize must be >= 0, got -1$"),
+        ({"maxsize": float("nan")}, ValueError, r"^maxsize must be >= 0, got nan$"),
+        ({"maxsize": "10"}, TypeError, r"^maxsize must be a number >= 0, got '10'$"),
+        ({"maxsize": True}, TypeError, r"^maxsize must be a number >= 0, got True$"),
+        ({"maxsize": 10, "getsizeof": 3}, TypeError, r"^getsizeof must be callable or None"),
+        ({"maxsize": 10, "seed": "x"}, TypeError, r"^seed must be an int or None, got 'x'$"),
+    ],
+)
+def test_bad_arguments_fail_early(kwargs: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        TinyLFUCache(**kwargs)
+
+
+def test_unbounded_never_evicts() -> None:
+    cache: TinyLFUCache[int, int] = TinyLFUCache(float("inf"), seed=1)
+    for key in range(5_000):
+        cache[key] = key
+        cache[key // 2]
+    assert len(cache) == 5_000
+    check_invariants(cache)
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+def filled(maxsize: int) -> TinyLFUCache[int, int]:
+    """maxsize keys, each seen once: the window holds the newest, probation the rest."""
+    cache: TinyLFUCache[int, int] = TinyLFUCache(maxsize, seed=1)
+    for key in range(maxsize):
+        cache[key] = key
+    return cache
+
+
+def test_a_new_key_enters_the_window_and_a_hit_on_probation_protects() -> None:
+    cache = filled(100)  # the window is 1% of maxsize: 1 entry
+    assert cache.regions() == ([99], list(range(99)), [])
+    cache[5]
+    assert cache.regions() == ([99], [k for k in range(99) if k != 5], [5])
+    check_invariants(cache)
+
+
+def test_popitem_evicts_the_loser_of_candidate_against_victim() -> None:
+    cache = filled(100)
+    evicted: list[int] = []
+    popitem = cache.popitem
+
+    def recording_popitem() -> tuple[int, int]:
+        key, value = popitem()
+        evicted.append(key)
+        return key, value
+
+    cache.popitem = recording_popitem  # type: ignore[method-assign]
+    cache[100] = 100  # candidate 99 (seen once) against victim 0 (seen once): a tie
+    assert evicted == [99]  # the candidate must beat the victim, so it goes
+    for _ in range(3):
+        cache[100]  # 100 is now warmer than probation's 0
+    cache[101] = 101
+    assert evicted == [99, 0]  # candidate 100 won: victim 0 goes, 100 joins probation
+    assert 100 in cache.regions()[1]
+    check_invariants(cache)
+
+
+def test_a_scan_does_not_flush_the_popular_keys() -> None:
+    cache: TinyLFUCache[int, int] = TinyLFUCache(100, seed=1)
+    popular = list(range(50))
+    for _ in range(5):
+        for key in popular:
+            if key not in cache:
+                cache[key] = key
+            cache[key]
+    for key in range(1_000, 3_000):  # a scan of 2,000 one-off keys
+        cache[key] = key
+    assert all(key in cache for key in popular)
+    check_invariants(cache)
+
+
+class FixedRandom(random.Random):
+    """A random source whose every draw is `value`."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def candidate_wins(candidate_hits: int, draw: float) -> bool:
+    """One contest: window candidate 99 (seen 1 + candidate_hits times) against probation's
+    victim 0, whose counters are saturated."""
+    cache = filled(100)
+    victim_hash = cache._probation[0]
+    for _ in range(20):
+        cache._sketch.increment(victim_hash)
+    for _ in range(candidate_hits):
+        cache[99]
+    cache._rng = FixedRandom(draw)
+    cache[100] = 100
+    check_invariants(cache)
+    return 99 in cache
+
+
+def test_a_warm_candidate_that_loses_gets_in_one_time_in_128() -> None:
+    assert candidate_wins(7, draw=0.0)  # warm (8 > 5) and lucky
+    assert candidate_wins(7, draw=0.99 / 128)  # still within the 1/128 chance
+    assert not candidate_wins(7, draw=1 / 128)  # just outside it
+    assert not candidate_wins(4, draw=0.0)  # cold (5): luck does not matter
+    assert not candidate_wins(14, draw=0.5)  # a tie (15 against 15) loses
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_weights_are_tracked_per_region() -> None:
+    cache: TinyLFUCache[str, int] = TinyLFUCache(100, getsizeof=lambda v: v, seed=1)
+    for i in range(40):
+        cache[f"k{i}"] = 1 + i % 7
+        if i % 3 == 0:
+            cache.get(f"k{i // 2}")  # a hit when still held
+        check_invariants(cache)
+    cache["big"] = 60  # several entries go to make room for one heavy one
+    assert "big" in cache
+    check_invariants(cache)
+    cache["big"] = 1  # a lighter value frees room in its region
+    check_invariants(cache)
+
+
+# ----------------------------------------------------------------------------- adaptation
+
+
+def recency_trace(seed: int, length: int) -> list[int]:
+    """Each key is used a few times close together, then never again: recency pays."""
+    rng = random.Random(seed)
+    out: list[int] = []
+    next_key = 0
+    live: list[int] = []
+    while len(out) < length:
+        if len(live) < 150 or rng.random() < 0.2:
+            live.append(next_key)
+            next_key += 1
+        key = live[-1 - min(int(rng.expovariate(1 / 40)), len(live) - 1)]
+        out.append(key)
+        if len(live) > 400:
+            live.pop(0)
+    return out
+
+
+def test_the_window_grows_on_a_recency_trace_and_shrinks_on_a_frequency_trace() -> None:
+    start = TinyLFUCache(200, seed=1).window_maxsize
+    assert start == 2  # 1% of maxsize
+    recency: TinyLFUCache[int, None] = TinyLFUCache(200, seed=1)
+    replay(recency, recency_trace(seed=5, length=60_000))
+    frequency: TinyLFUCache[int, None] = TinyLFUCache(200, seed=1)
+    replay(frequency, traces.loop(300, 60_000).keys)
+    assert recency.window_maxsize > 100  # over half the cache: mostly LRU
+    assert frequency.window_maxsize < 20  # under a tenth of it: mostly LFU
+    check_invariants(recency)
+    check_invariants(frequency)
+
+
+# ----------------------------------------------------------------------------- hit ratio
+
+
+@pytest.mark.parametrize(
+    ("name", "keys", "size"),
+    [
+        ("zipf", traces.zipf(0.9, 10_000, 30_000, seed=11).keys, 300),
+        ("loop", traces.loop(600, 12_000).keys, 400),
+        ("scan", traces.scan_polluted(8_000, 30_000, seed=11).keys, 400),
+        ("shifting", traces.shifting(8_000, 40_000, seed=11).keys, 300),
+    ],
+)
+def test_hit_ratio_is_within_a_point_of_the_best_of_lru_and_lfu(
+    name: str, keys: list[int], size: int
+) -> None:
+    ours = replay(TinyLFUCache(size, seed=1), keys)
+    best = max(
+        replay(cachetools.LRUCache(size), keys),
+        replay(cachetools.LFUCache(size), keys),
+    )
+    assert 100 * ours / len(keys) >= 100 * best / len(keys) - 1
+
+
+# ----------------------------------------------------------------------------- AsyncCache
+
+
+async def test_async_cache_with_policy_tinylfu_counts_every_hit() -> None:
+    cache: AsyncCache[str, int] = AsyncCache(maxsize=10, policy="tinylfu")
+    store = cache._store
+    assert isinstance(store, TinyLFUCache)
+
+    async def load() -> int:
+        return 1
+
+    await cache.get_or_compute("k", load)
+    for _ in range(5):
+        await cache.get_or_compute("k", load)  # hits, buffered
+    await cache.get_or_compute("other", load)  # a miss replays the buffered hits first
+    assert store.frequency("k") == 6  # the insert and every one of the 5 hits
+    assert cache.stats().hits == 5
+
+
+async def test_async_cached_accepts_policy_tinylfu() -> None:
+    calls = 0
+
+    @async_cached(maxsize=3, policy="tinylfu")
+    async def double(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        return 2 * x
+
+    assert [await double(x) for x in (1, 1, 2, 3, 1, 2)] == [2, 2, 4, 6, 2, 4]
+    assert calls == 3
+    assert isinstance(double.cache._store, TinyLFUCache)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class TinyLFUAgainstModel(RuleBasedStateMachine):
+    """Membership and values against a plain dict: whatever the cache keeps, it keeps
+    with the right value; a key just set is always kept; the bound always holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache: TinyLFUCache[int, int] = TinyLFUCache(4, seed=0)
+        self.model: dict[int, int] = {}
+
+    keys = st.integers(0, 12)
+
+    def _sync(self) -> None:
+        # Evictions are the policy's choice: drop from the model what the cache dropped,
+        # after checking it never holds anything the model does not.
+        assert set(self.cache) <= set(self.model)
+        self.model = {k: v for k, v in self.model.items() if k in self.cache}
+
+    @rule(key=keys, value=st.integers())
+    def set(self, key: int, value: int) -> None:
+        self.cache[key] = value
+        self.model[key] = value
+        self._sync()
+        assert self.cache[key] == value
+
+    @rule(key=keys)
+    def get(self, key: int) -> None:
+        assert self.cache.get(key) == self.model.get(key)
+
+    @rule(key=keys)
+    def delete(self, key: int) -> None:
+        if key in self.model:
+            del self.cache[key]
+            del self.model[key]
+        else:
+            with pytest.raises(KeyError):
+                del self.cache[key]
+
+    @precondition(lambda self: bool(self.model))
+    @rule()
+    def popitem(self) -> None:
+        key, value = self.cache.popitem()
+        assert self.model.pop(key) == value
+
+    @rule(share=st.floats(0, 4))
+    def adapt(self, share: float) -> None:
+        self.cache._resize_window(share)
+
+    @invariant()
+    def agrees(self) -> None:
+        assert dict(self.cache.items()) == self.model
+        assert len(self.cache) <= 4
+        check_invariants(self.cache)
+
+
+TinyLFUAgainstModel.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
+test_tinylfu_against_a_dict_model = TinyLFUAgainstModel.TestCase
+
+
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 20), st.integers(1, 5)), max_size=80),
+    maxsize=st.integers(1, 12),
+)
+def test_weighted_bound_and_regions_hold(ops: list[tuple[int, int]], maxsize: int) -> None:
+    cache: TinyLFUCache[int, int] = TinyLFUCache(maxsize, getsizeof=lambda v: v, seed=0)
+    for key, weight in ops:
+        if weight > maxsize:
+            continue
+        if key % 3 == 0 and key in cache:
+            cache[key]
+        else:
+            cache[key] = weight
+            assert cache[key] == weight
+        check_invariants(cache)
+
+
+async def test_async_cache_counts_tinylfu_evictions() -> None:
+    cache: AsyncCache[int, int] = AsyncCache(maxsize=2, policy="tinylfu")
+
+    async def load() -> int:
+        return 0
+
+    for key in range(5):
+        await cache.get_or_compute(key, load)
+    stats = cache.stats()
+    assert (len(cache), stats.evictions, stats.misses) == (2, 3, 5)
+
+
+async def test_a_weighted_tinylfu_store_weighs_values_not_entries() -> None:
+    store: TinyLFUCache[Any, Any] = TinyLFUCache(10, getsizeof=len, seed=1)
+    cache: AsyncCache[str, bytes] = AsyncCache(store=store)
+    for key, size in [("a", 4), ("b", 4), ("c", 4)]:
+
+        async def load(size: int = size) -> bytes:
+            return b"x" * size
+
+        await cache.get_or_compute(key, load)
+    assert (store.currsize, len(store), cache.stats().evictions) == (8, 2, 1)
+    assert sum(store.region_sizes()) == 8
