@@ -43,6 +43,7 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
 from ._limits import LoadLimiter
 from ._options import check_exception_types, check_fraction, check_maxsize, check_seconds
+from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
 from ._stats import CacheStats
 
 K = TypeVar("K", bound=Hashable)
@@ -96,6 +97,8 @@ class AsyncCache(Generic[K, V]):
         ttl_jitter: float = 0.0,
         random: Random | None = None,
         is_negative: Callable[[Any], bool] | None = None,
+        shared: SharedTier | None = None,
+        name: str | None = None,
     ) -> None:
         # A callable ttl is asked, when each value lands, how long that value stays fresh
         # (from an HTTP Cache-Control header in the value, say).
@@ -185,6 +188,16 @@ class AsyncCache(Generic[K, V]):
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
         self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
 
+        # The shared tier (cachekit.redis): asked on an L1 miss, told of invalidations.
+        self._name = name
+        self._shared: SharedBinding | None = None
+        if shared is not None:
+            if not isinstance(shared, SharedTier):
+                raise TypeError(f"shared must be a shared tier such as RedisTier, got {shared!r}")
+            if name is None:
+                raise ValueError("name is required with shared=: it is the cache's shared prefix")
+            self._shared = shared.attach(name, self)
+
     # ------------------------------------------------------------------ hit path
 
     async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
@@ -258,6 +271,13 @@ class AsyncCache(Generic[K, V]):
         A forgotten flight still answers the callers already waiting for it, but its
         result is not stored: the next caller starts afresh.
         """
+        dropped = self._invalidate_here(key)
+        if self._shared is not None:
+            self._shared.invalidated(key)  # from the shared store and every worker's L1
+        return dropped
+
+    def _invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only: also what a remote invalidation does here."""
         with self._lock:
             forgot = self._forget_locked(key)
             dropped = self._drop_locked(key)
@@ -265,6 +285,12 @@ class AsyncCache(Generic[K, V]):
 
     def clear(self) -> None:
         """Drop every entry and forget every flight (their waiters are still answered)."""
+        self._clear_here()
+        if self._shared is not None:
+            self._shared.cleared()  # the cache's keys in the shared store and every L1
+
+    def _clear_here(self) -> None:
+        """clear() in this process only: also what a remote clear does here."""
         with self._lock:
             self._drain_locked()
             for key in list(self._flights):
@@ -294,6 +320,7 @@ class AsyncCache(Generic[K, V]):
                 load_time_total=self._load_time,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
+                **(self._shared.counters() if self._shared is not None else {}),
             )
 
     def loading(self) -> dict[Hashable, str]:
@@ -323,6 +350,8 @@ class AsyncCache(Generic[K, V]):
         """
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
+        if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
+            compute = self._shared.bind(key, compute)
         loop = asyncio.get_running_loop()
         served: Entry | None = None
         refresh: Flight | None = None
@@ -486,7 +515,12 @@ class AsyncCache(Generic[K, V]):
                         f"the computation of key {flight.key!r} exceeded load_timeout={seconds}s"
                     ) from None
             # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
-            fresh_for = self._ttl_for(value)
+            if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
+                value, fresh_for = value.value, value.ttl
+            else:
+                fresh_for = self._ttl_for(value)
+        except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
+            error, fresh_for = shared.error, shared.ttl
         except BaseException as exc:  # every outcome lands; see below for what re-raises
             error = exc
         self._land(flight, value, error, fresh_for)
@@ -517,7 +551,7 @@ class AsyncCache(Generic[K, V]):
             else:
                 self._load_failures += 1
                 self._load_timeouts += isinstance(error, LoadTimeoutError)
-                ttl = self._negative_ttl
+                ttl = self._negative_ttl if fresh_for is None else fresh_for
                 cacheable = (
                     ttl is not None
                     and isinstance(error, Exception)
