@@ -262,6 +262,10 @@ class RedisTier:
         tier._owns_client = True
         return tier
 
+    def key_of(self, name: str, key: Hashable) -> str:
+        """The Redis key holding `key`'s value for the cache named `name` (for inspection)."""
+        return f"ck:{self.namespace}:{name}:{{{key_digest(name, key)}}}:v"
+
     def __repr__(self) -> str:
         return f"<RedisTier namespace={self.namespace!r} client={self._client!r}>"
 
@@ -656,7 +660,9 @@ class _Binding:
         loop = asyncio.get_running_loop()
         vkey, lkey = f"{base}:v", f"{base}:l"
         token = secrets.token_hex(16)
-        deadline = loop.time() + tier._wait_timeout
+        # Past wait_timeout a waiter still gives a dead holder's lease the time to lapse (so
+        # exactly one worker takes over), then loads here without sharing.
+        deadline = loop.time() + tier._wait_timeout + tier._lease
         poll = _POLL_MIN
         waited = woken = discarded = False
         while True:
