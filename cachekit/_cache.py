@@ -256,6 +256,8 @@ class AsyncCache(Generic[K, V]):
         but it will not overwrite this value.
         """
         ttl = self._ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
+        if self._shared is not None:  # written through; other workers' L1 drop the key
+            self._shared.stored(key, value, ttl)  # (TypeError first if it cannot be shared)
         with self._lock:
             now = self._timer()
             self._forget_locked(key)

@@ -7,6 +7,7 @@ binding it returns. The binding sees the cache at three points only:
                          tier first (raises TypeError at once for a key with no stable
                          encoding); the wrapped computation returns `Landed` or raises
                          `SharedFailure`, so the flight lands with the tier's ttl
+    stored(key, value, ttl)  after `set()`: write it through, drop it from other L1s
     invalidated(key)     after `invalidate(key)`: drop it everywhere, tell every worker
     cleared()            after `clear()`: drop the cache's keys everywhere, tell every worker
 
@@ -44,6 +45,8 @@ class SharedBinding(Protocol):
     def bind(
         self, key: Hashable, compute: Callable[[], Awaitable[Any]]
     ) -> Callable[[], Awaitable[Any]]: ...
+
+    def stored(self, key: Hashable, value: Any, ttl: float | None) -> None: ...
 
     def invalidated(self, key: Hashable) -> None: ...
 

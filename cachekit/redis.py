@@ -125,6 +125,18 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
+# KEYS: value, lock. ARGV: payload, ttl ms (0: no expiry), channel, message. set(): the
+# value replaces whatever is there, and a load in flight can no longer store.
+_WRITE: Final = """
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
 # KEYS: value. ARGV: the payload that was rejected (deleted only if it is still there).
 _DISCARD: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -215,6 +227,7 @@ class RedisTier:
                 ("release", _RELEASE),
                 ("renew", _RENEW),
                 ("invalidate", _INVALIDATE),
+                ("write", _WRITE),
                 ("discard", _DISCARD),
             )
         }
@@ -596,12 +609,42 @@ class _Binding:
         if key is not _ABSENT:
             self.cache._invalidate_here(key)
 
+    def stored(self, key: Hashable, value: Any, ttl: float | None) -> None:
+        base = f"{self.prefix}{{{key_digest(self.name, key)}}}"  # TypeError: unshareable
+        tier = self.tier
+        ms = 0 if ttl is None else int(ttl * 1000)
+        payload: bytes | None = None
+        if ttl is None or ms >= 1:
+            try:
+                body = tier._serializer.dumps(value)
+                if isinstance(body, str):
+                    body = body.encode()
+                payload = seal(tier._secret, f"{base}:v".encode(), VALUE, body)
+            except Exception as exc:
+                log.warning(
+                    "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
+                )
+        if payload is None or len(payload) > tier._max_value_bytes:
+            # Not shareable: other workers must at least stop serving the old value.
+            tier._schedule(self, base, partial(self._send_invalidate, base))
+        else:
+            tier._schedule(self, base, partial(self._send_write, base, payload, ms))
+
     def invalidated(self, key: Hashable) -> None:
         try:
             base = f"{self.prefix}{{{key_digest(self.name, key)}}}"
         except TypeError:  # never shared, so nothing to delete
             return
         self.tier._schedule(self, base, partial(self._send_invalidate, base))
+
+    async def _send_write(self, base: str, payload: bytes, ms: int) -> None:
+        tier = self.tier
+        args = [payload, ms, tier._channel, f"i {tier._worker} {base}"]
+        try:
+            await tier._call(tier._script("write", [f"{base}:v", f"{base}:l"], args))
+        except _Unavailable:
+            self.errors += 1
+            log.warning("cachekit: a set() of %s did not reach Redis", base)
 
     def cleared(self) -> None:
         self.tier._schedule(self, self.prefix, self._send_clear)

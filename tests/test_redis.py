@@ -340,6 +340,21 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
     assert len(keys) == 3 and all(k.startswith("ck:t:other:") for k in keys)
 
 
+async def test_set_writes_through_and_other_workers_drop_their_copy(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="set")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="set")
+    await b.get_or_compute("k", counting(lambda k: "old")("k"))
+    a.set("k", "new")
+    await until(lambda: "k" not in b)
+    assert await b.get_or_compute("k", counting(lambda k: "loaded")("k")) == "new"
+    with pytest.raises(TypeError, match="argument of type 'object' has none"):
+        a.set(object(), "x")  # type: ignore[arg-type]
+    assert len(a) == 1
+
+
 async def test_invalidation_reaches_another_process_within_100_ms(
     redis_server: RedisServer, control: Redis, make_tier: Callable[..., RedisTier]
 ) -> None:
