@@ -504,6 +504,22 @@ async def test_redis_killed_then_restarted_degrades_and_resumes(
         server.stop()
 
 
+async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    cache = AsyncCache[int, str](ttl=60, shared=make_tier(op_timeout=0.1), name="slow")
+    await cache.get_or_compute(0, counting()(0))  # connected and subscribed
+    await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await cache.get_or_compute(1, counting()(1)) == "value-1"
+        assert loop.time() - started < 0.1 + 0.1
+        assert_stats(cache, shared_errors=1)
+    finally:
+        await control.execute_command("CLIENT", "UNPAUSE")
+
+
 async def test_degrade_on_a_dead_redis_answers_in_process(
     make_tier: Callable[..., RedisTier],
 ) -> None:
