@@ -367,7 +367,7 @@ class RedisTier:
         """Run one command within op_timeout; _Unavailable if it fails or the circuit is open."""
         loop = self._loop
         assert loop is not None and self._slots_free is not None
-        if not self._raise and loop.time() < self._open_until:
+        if self._closed or (not self._raise and loop.time() < self._open_until):
             raise _Unavailable(None)
         async with self._slots_free:
             if not self._raise and loop.time() < self._open_until:
@@ -663,7 +663,8 @@ class _Binding:
     async def _send_clear(self) -> None:
         tier = self.tier
         client = tier._client
-        match = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        # The prefix and the hash tag's brace: cache "a" must not match cache "a:b"'s keys.
+        match = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{*"
         keys = client.scan_iter(match=match, count=1000)
         try:
             batch: list[bytes] = []

@@ -324,7 +324,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
 ) -> None:
     a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
     b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
-    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="other")
+    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc:x")  # "bc" + ":x"
     for key in range(3):
         await a.get_or_compute(key, counting()(key))
         await b.get_or_compute(key, counting()(key))
@@ -337,7 +337,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
     assert len(other) == 3  # another cache's prefix is untouched, in L1 and in Redis
     await b._shared.tier.settle()  # type: ignore[union-attr]
     keys = sorted(k.decode() for k in await control.keys("*"))
-    assert len(keys) == 3 and all(k.startswith("ck:t:other:") for k in keys)
+    assert len(keys) == 3 and all(k.startswith("ck:t:bc:x:{") for k in keys)
 
 
 async def test_set_writes_through_and_other_workers_drop_their_copy(
