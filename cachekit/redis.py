@@ -475,7 +475,9 @@ class RedisTier:
                             self._resync()
                     elif message["type"] == "message":
                         self._dispatch(message["data"])
-            except _ERRORS:
+            except Exception as exc:  # the listener must outlive anything a message does
+                if not isinstance(exc, _ERRORS):
+                    log.error("cachekit: the RedisTier listener failed", exc_info=exc)
                 broken = True
                 self._listening = False
                 self._started.set()  # the first callers stop waiting for it

@@ -377,6 +377,31 @@ async def test_invalidation_reaches_another_process_within_100_ms(
         await watcher.wait()
 
 
+async def test_other_threads_stay_in_process_and_their_invalidations_still_reach_redis(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="threads")
+    await cache.get_or_compute("k", counting()("k"))  # binds the tier to this loop
+    load = counting(lambda k: "from another loop")
+    result: list[str] = []
+
+    def other_thread() -> None:
+        result.append(asyncio.run(cache.get_or_compute("j", load("j"))))
+        cache.invalidate("k")  # no loop running here: handed to the tier's loop
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    assert result == ["from another loop"]
+    assert any("second event loop" in r.getMessage() for r in caplog.records)
+    await tier.settle()  # the invalidation was handed over before join() returned
+    assert await control.exists(tier.key_of("threads", "k")) == 0
+    assert await control.exists(tier.key_of("threads", "j")) == 0  # never shared
+
+
 # ---------------------------------------------------------------------- processes
 
 
