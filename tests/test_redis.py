@@ -53,6 +53,8 @@ async def make_tier(
 
     def make(url: str | None = None, **options: Any) -> RedisTier:
         options.setdefault("namespace", "t")
+        # Generous: a CPU-starved CI runner must not make exact-count tests degrade.
+        options.setdefault("op_timeout", 5.0)
         tier = RedisTier.from_url(url or redis_server.url, **options)
         tiers.append(tier)
         return tier
@@ -259,7 +261,7 @@ async def test_many_callers_on_many_keys_in_two_workers_load_each_key_once(
 async def test_five_thousand_cold_keys_through_a_pool_of_ten(redis_server: RedisServer) -> None:
     client = Redis(connection_pool=ConnectionPool.from_url(redis_server.url, max_connections=10))
     await client.flushall()
-    tier = RedisTier(client, namespace="pool", op_timeout=5.0)
+    tier = RedisTier(client, namespace="pool", op_timeout=10.0)
     cache = AsyncCache[int, int](ttl=60, maxsize=None, shared=tier, name="cold")
 
     async def load(key: int) -> int:
@@ -467,7 +469,7 @@ async def test_a_loader_killed_mid_load_is_taken_over_once(
         await until(lambda: all(c.stats().remote_waits == 1 for c in caches))
         loader.kill()
         await loader.wait()
-        async with asyncio.timeout(0.5 + 0.5 + 1.0):  # one lease, wait_timeout, slack
+        async with asyncio.timeout(0.5 + 0.5 + 3.0):  # one lease, wait_timeout, slack
             results = await asyncio.gather(*callers)
     finally:
         if loader.returncode is None:
@@ -507,7 +509,7 @@ async def test_redis_killed_then_restarted_degrades_and_resumes(
         for key in range(1, 41):
             started = loop.time()
             assert await a.get_or_compute(key, load(key)) == f"value-{key}"
-            assert loop.time() - started < 0.25 + 0.1
+            assert loop.time() - started < 0.25 + 0.2  # op_timeout, and slack
         assert load.calls == 40
         assert a.stats().shared_errors > 0
         failed = [r for r in caplog.records if "Redis failed" in r.getMessage()]
@@ -539,7 +541,7 @@ async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
         loop = asyncio.get_running_loop()
         started = loop.time()
         assert await cache.get_or_compute(1, counting()(1)) == "value-1"
-        assert loop.time() - started < 0.1 + 0.1
+        assert loop.time() - started < 0.1 + 0.2  # op_timeout, and slack for a busy CPU
         assert_stats(cache, shared_errors=1)
     finally:
         await control.execute_command("CLIENT", "UNPAUSE")
