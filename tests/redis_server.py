@@ -26,11 +26,15 @@ def find_binary() -> str | None:
     return os.environ.get("CACHEKIT_REDIS_SERVER") or shutil.which("redis-server")
 
 
+def required() -> bool:
+    return os.environ.get("CACHEKIT_REQUIRE_REDIS") == "1"
+
+
 def require_binary() -> str:
     """The binary, or skip (fail under CACHEKIT_REQUIRE_REDIS=1) with how to get one."""
     binary = find_binary()
     if binary is None:
-        if os.environ.get("CACHEKIT_REQUIRE_REDIS") == "1":
+        if required():
             pytest.fail(HOW_TO_GET_ONE + " (CACHEKIT_REQUIRE_REDIS=1)", pytrace=False)
         pytest.skip(HOW_TO_GET_ONE)
     return binary
