@@ -242,6 +242,23 @@ async def test_a_load_longer_than_the_lease_is_not_duplicated(
     assert_stats(b, shared_hits=1, remote_waits=1, lock_takeovers=0, shared_misses=0)
 
 
+async def test_a_waiter_gives_up_after_wait_timeout_plus_one_lease_and_loads_itself(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    slow = Gate("slow")
+    a = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2), name="wt")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2, wait_timeout=0.2), name="wt")
+    holder = asyncio.create_task(a.get_or_compute("k", slow))
+    await slow.started.wait()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await b.get_or_compute("k", counting(lambda k: "own")("k")) == "own"
+    assert 0.4 <= loop.time() - started < 2.0
+    assert_stats(b, remote_waits=1, shared_misses=0, shared_hits=0, lock_takeovers=0)
+    slow.release.set()
+    assert await holder == "slow"
+
+
 async def test_many_callers_on_many_keys_in_two_workers_load_each_key_once(
     make_tier: Callable[..., RedisTier],
 ) -> None:
