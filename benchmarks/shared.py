@@ -266,8 +266,8 @@ async def run(ctx: Context) -> Result:
         rows: list[dict[str, Any]] = []
         for name, build in available:
             runs = []
-            for r in range(repeats):
-                requests = _zipf_keys(n, keys, ctx.seed + r)
+            requests = _zipf_keys(n, keys, ctx.seed)  # one stream: the ideal is the same
+            for _ in range(repeats):
                 runs.append(await _fleet(url, name, build, requests, concurrency))
                 ctx.progress.step(f"shared {name}")
             row = dict(runs[-1])
