@@ -85,6 +85,9 @@ _POLL_MIN: Final = 0.01  # seconds between polls while the subscription is down,
 _POLL_MAX: Final = 0.2
 _MARGIN: Final = 0.005  # seconds past a lease's end before a waiter asks again
 _RESUBSCRIBE_MAX: Final = 1.0
+# Seconds of silence after which the subscription is PINGed; as long again without any
+# answer and it counts as broken (a peer that vanished without closing the connection).
+_IDLE = 5.0
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 
 # KEYS: value, lock. ARGV: token, lease ms.
@@ -462,10 +465,17 @@ class RedisTier:
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
                     await pubsub.subscribe(self._channel)
+                pinged = False
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=_IDLE)
                     if message is None:
+                        if pinged:
+                            raise TimeoutError("the subscription stopped answering")
+                        pinged = True
+                        async with asyncio.timeout(self._op_timeout):
+                            await pubsub.ping()
                         continue
+                    pinged = False
                     if message["type"] == "subscribe":
                         self._listening = True
                         self._started.set()

@@ -593,6 +593,22 @@ async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
         await control.execute_command("CLIENT", "UNPAUSE")
 
 
+async def test_a_silent_subscription_is_noticed_and_l1_resynced(
+    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachekit.redis
+
+    monkeypatch.setattr(cachekit.redis, "_IDLE", 0.05)
+    tier = make_tier()
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="silent")
+    await cache.get_or_compute(1, counting()(1))
+    # Redis answers nobody for a while, the subscriber's PING included: it may have missed
+    # invalidations, so once it has resubscribed its L1 starts afresh.
+    await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    await until(lambda: not tier._listening)
+    await until(lambda: tier._listening and 1 not in cache)
+
+
 async def test_degrade_on_a_dead_redis_answers_in_process(
     make_tier: Callable[..., RedisTier],
 ) -> None:
