@@ -617,12 +617,14 @@ class _Binding:
 
     def dropped(self, digest: str) -> None:
         """Another worker invalidated the key with this digest."""
-        key = self._keys.pop(digest, _ABSENT)
+        key = self._keys.get(digest, _ABSENT)  # kept: the prune decides when it has gone
         if key is not _ABSENT:
             self.cache._invalidate_here(key)
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None:
-        base = f"{self.prefix}{{{key_digest(self.name, key)}}}"  # TypeError: unshareable
+        digest = key_digest(self.name, key)  # TypeError: a key that cannot be shared
+        self._keys[digest] = key  # so that another worker's invalidation finds it here
+        base = f"{self.prefix}{{{digest}}}"
         tier = self.tier
         ms = 0 if ttl is None else int(ttl * 1000)
         payload: bytes | None = None
@@ -695,6 +697,11 @@ class _Binding:
         except _Unavailable:
             self.errors += 1
             log.warning("cachekit: a clear of %s* did not reach Redis", self.prefix)
+        finally:
+            try:
+                await keys.aclose()
+            except _ERRORS:
+                pass
 
     # ------------------------------------------------------------------ a flight's load
 
