@@ -314,7 +314,9 @@ class RedisTier:
         Caches keep working afterwards, in this process only."""
         if self._closed:
             return
-        if self._loop is asyncio.get_running_loop():
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise RuntimeError("aclose() must run on the event loop that used the tier")
+        if self._loop is not None:
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
                     await self.settle()
