@@ -463,9 +463,12 @@ class RedisTier:
         delay = _POLL_MIN
         broken = False
         while True:
-            pubsub = self._sub_client.pubsub()
+            pubsub = None
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
+                    if self._sub_client is self._client and hasattr(self._client, "initialize"):
+                        await self._client.initialize()  # a cluster client learns its slots
+                    pubsub = self._sub_client.pubsub()
                     await pubsub.subscribe(self._channel)
                 pinged = False
                 while True:
@@ -496,7 +499,8 @@ class RedisTier:
                 self._wake_all()  # waiters switch to polling
             finally:
                 try:
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
                 except _ERRORS:
                     pass
             await asyncio.sleep(delay)
