@@ -40,19 +40,29 @@ def require_binary() -> str:
     return binary
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node, one whose bus port (+10000) is free too."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if not cluster:
+            return port
+        if port + 10000 <= 65535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+                return port
 
 
 class RedisServer:
     """One redis-server process; `kill()` and `start()` again keep the same port."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, cluster: bool = False) -> None:
         self.binary = binary
-        self.port = free_port()
+        self.port = free_port(cluster)
         self.dir = tempfile.mkdtemp(prefix="cachekit-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,9 +70,10 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", self.dir, "--logfile", ""]
+        args += extra
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.dir
         )
