@@ -38,6 +38,7 @@ SCENARIOS: dict[str, str] = {
     "failure": "benchmarks.outcomes:run_failure",
     "hitratio": "benchmarks.hitratio_scenario",
     "coldstart": "benchmarks.coldstart:run_scenario",
+    "shared": "benchmarks.shared",
 }
 
 RESULTS_DIR = Path(__file__).parent / "results"

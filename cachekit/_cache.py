@@ -44,6 +44,7 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
 from ._limits import LoadLimiter
 from ._options import check_exception_types, check_fraction, check_maxsize, check_seconds
+from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
 from ._stats import CacheStats
 
 K = TypeVar("K", bound=Hashable)
@@ -112,6 +113,8 @@ class AsyncCache(Generic[K, V]):
         is_negative: Callable[[Any], bool] | None = None,
         stale_if_error: float | None = None,
         on_event: Callable[[CacheEvent], object] | None = None,
+        shared: SharedTier | None = None,
+        name: str | None = None,
     ) -> None:
         # A callable ttl is asked, when each value lands, how long that value stays fresh
         # (from an HTTP Cache-Control header in the value, say).
@@ -129,10 +132,10 @@ class AsyncCache(Generic[K, V]):
                 f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
             )
         self._stale_if_error = check_seconds("stale_if_error", stale_if_error) or 0.0
-        for name, grace in (("stale_ttl", stale_ttl), ("stale_if_error", stale_if_error)):
+        for option, grace in (("stale_ttl", stale_ttl), ("stale_if_error", stale_if_error)):
             if grace and self._ttl is None and self._ttl_of is None:
                 raise ValueError(
-                    f"{name} needs a ttl to count from, got ttl=None, {name}={grace!r}"
+                    f"{option} needs a ttl to count from, got ttl=None, {option}={grace!r}"
                 )
         self._ttl_jitter = check_fraction("ttl_jitter", ttl_jitter)
         self._random = random if random is not None else Random()
@@ -210,6 +213,16 @@ class AsyncCache(Generic[K, V]):
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
         self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
 
+        # The shared tier (cachekit.redis): asked on an L1 miss, told of invalidations.
+        self._name = name
+        self._shared: SharedBinding | None = None
+        if shared is not None:
+            if not isinstance(shared, SharedTier):
+                raise TypeError(f"shared must be a shared tier such as RedisTier, got {shared!r}")
+            if name is None:
+                raise ValueError("name is required with shared=: it is the cache's shared prefix")
+            self._shared = shared.attach(name, self)
+
     # ------------------------------------------------------------------ hit path
 
     async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
@@ -251,6 +264,10 @@ class AsyncCache(Generic[K, V]):
         if not callable(compute_many):
             raise TypeError(
                 f"compute_many must be a callable taking a list of keys, got {compute_many!r}"
+            )
+        if self._shared is not None:
+            raise NotImplementedError(
+                "get_many does not load through shared= yet; use get_or_compute per key"
             )
         wanted: list[K] = []
         for key in keys:
@@ -353,6 +370,8 @@ class AsyncCache(Generic[K, V]):
         but it will not overwrite this value.
         """
         ttl = self._ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
+        if self._shared is not None:  # written through; other workers' L1 drop the key
+            self._shared.stored(key, value, ttl)  # (TypeError first if it cannot be shared)
         with self._lock:
             now = self._timer()
             self._forget_locked(key)
@@ -370,6 +389,13 @@ class AsyncCache(Generic[K, V]):
         A forgotten flight still answers the callers already waiting for it, but its
         result is not stored: the next caller starts afresh.
         """
+        dropped = self._invalidate_here(key)
+        if self._shared is not None:
+            self._shared.invalidated(key)  # from the shared store and every worker's L1
+        return dropped
+
+    def _invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only: also what a remote invalidation does here."""
         with self._lock:
             forgot = self._forget_locked(key)
             dropped = self._drop_locked(key)
@@ -381,6 +407,12 @@ class AsyncCache(Generic[K, V]):
 
     def clear(self) -> None:
         """Drop every entry and forget every flight (their waiters are still answered)."""
+        self._clear_here()
+        if self._shared is not None:
+            self._shared.cleared()  # the cache's keys in the shared store and every L1
+
+    def _clear_here(self) -> None:
+        """clear() in this process only: also what a remote clear does here."""
         with self._lock:
             self._drain_locked()
             if self._events is not None:
@@ -416,6 +448,7 @@ class AsyncCache(Generic[K, V]):
                 load_time_total=self._load_time,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
+                **(self._shared.counters() if self._shared is not None else {}),
             )
 
     def loading(self) -> dict[Hashable, str]:
@@ -445,6 +478,8 @@ class AsyncCache(Generic[K, V]):
         """
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
+        if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
+            compute = self._shared.bind(key, compute)
         loop = asyncio.get_running_loop()
         with self._lock:
             served, launch, flight = self._claim_locked(key, loop)
@@ -653,7 +688,12 @@ class AsyncCache(Generic[K, V]):
                         f"the computation of key {flight.key!r} exceeded load_timeout={seconds}s"
                     ) from None
             # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
-            fresh_for = self._ttl_for(value)
+            if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
+                value, fresh_for = value.value, value.ttl
+            else:
+                fresh_for = self._ttl_for(value)
+        except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
+            error, fresh_for = shared.error, shared.ttl
         except BaseException as exc:  # every outcome lands; see below for what re-raises
             error = exc
         self._land(flight, value, error, fresh_for)
@@ -732,7 +772,7 @@ class AsyncCache(Generic[K, V]):
             else:
                 self._load_failures += 1
                 self._load_timeouts += isinstance(error, LoadTimeoutError)
-                ttl = self._negative_ttl
+                ttl = self._negative_ttl if fresh_for is None else fresh_for
                 cacheable = (
                     ttl is not None
                     and isinstance(error, Exception)

@@ -34,6 +34,7 @@ from ._events import CacheEvent
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._limits import LoadLimiter
+from ._shared import SharedTier
 from ._stats import CacheStats
 
 P = ParamSpec("P")
@@ -188,6 +189,8 @@ def _decorate(
         raise TypeError(f"@async_cached needs an async def function, got {func!r}")
     if key is not None and not callable(key):
         raise TypeError(f"key must be a callable building the key from the arguments, got {key!r}")
+    if options.get("shared") is not None and options.get("name") is None:
+        options["name"] = f"{func.__module__}.{func.__qualname__}"  # the same in every worker
     cache: AsyncCache[Any, Any] = AsyncCache(**options)
     generated = None if key is not None else _signature_wrapper(func, cache, typed)
     if generated is not None:
@@ -233,6 +236,8 @@ class CacheOptions(TypedDict, total=False):
     is_negative: Callable[[Any], bool] | None
     stale_if_error: float | None
     on_event: Callable[[CacheEvent], object] | None
+    shared: SharedTier | None
+    name: str | None
 
 
 @overload
@@ -261,13 +266,16 @@ def async_cached(
     Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
     are AsyncCache's (ttl, maxsize, policy, negative_ttl, negative_exceptions, timer, store,
     cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter, random,
-    is_negative), plus `key` (a callable building the key from the call's arguments) and
-    `typed` (arguments of different types are cached apart, as in functools).
+    is_negative, shared, name), plus `key` (a callable building the key from the call's
+    arguments) and `typed` (arguments of different types are cached apart, as in functools).
+    With shared=, name defaults to the function's module and qualified name.
     """
     if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one
-        # cache only, so with store= the check happens when the function is decorated.)
-        AsyncCache(**options)
+        # cache only, and a shared tier binds each cache by name, so those are checked
+        # when the function is decorated.)
+        unshared: CacheOptions = {**options, "shared": None}
+        AsyncCache(**unshared)
     if func is not None:
         return _decorate(func, key, typed, dict(options))
 

@@ -25,6 +25,14 @@ class CacheStats:
     load_count: computations that landed; load_time_total: the seconds they took.
     currsize: completed entries held at snapshot time.
     maxsize: the store's capacity (None when unbounded).
+
+    With a shared tier (shared=), of the misses above (L1 misses):
+    shared_hits: answered from the shared store (a value or another worker's cached failure).
+    shared_misses: loaded here, holding the fleet-wide lock for the key.
+    shared_errors: shared-store commands that failed or timed out, calls that skipped the
+    store while it cooled down, and payloads rejected (bad signature, corrupt, unknown format).
+    remote_waits: misses that waited for another worker's load.
+    lock_takeovers: loads started here after another worker's lease ran out.
     """
 
     hits: int = 0
@@ -45,6 +53,11 @@ class CacheStats:
     load_time_total: float = 0.0
     currsize: int = 0
     maxsize: float | None = None
+    shared_hits: int = 0
+    shared_misses: int = 0
+    shared_errors: int = 0
+    remote_waits: int = 0
+    lock_takeovers: int = 0
 
     @property
     def hit_ratio(self) -> float:

@@ -24,7 +24,7 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
         "--systems",
         "cachekit",
         "--scenarios",
-        "expiry,cancellation,failure,hitratio",
+        "expiry,cancellation,failure,hitratio,shared",
         "--json",
         str(out),
     ]
@@ -43,4 +43,8 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
     assert row("failure", "cachekit (negative_ttl=5)")["failure cached"] == (
         "yes, reloaded after 5 s"
     )
+    shared = scenarios["shared"]["rows"]
+    if shared:  # empty when no redis-server is installed (the scenario says it skipped)
+        assert row("shared")["loader calls"] == row("shared")["ideal calls"]
+        assert row("shared")["errors"] == 0
     assert "failed" not in " ".join(n for s in scenarios.values() for n in s["notes"])

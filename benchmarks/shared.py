@@ -1,0 +1,290 @@
+"""Scenario shared: a fleet of workers behind one Redis, Zipf requests, a loader that sleeps.
+
+A throwaway redis-server (no persistence, free loopback port; the binary from
+$CACHEKIT_REDIS_SERVER or PATH) serves W=4 workers, each its own instance of the system
+with its own Redis client, all in this process's event loop. R requests over K keys drawn
+from a Zipf law (s=1.1, seeded) are spread round-robin over the workers, C at a time; the
+loader sleeps 5 ms. Measured per system:
+
+    wall ms           until every request has its answer
+    loader calls      against the ideal: the number of distinct keys requested
+    cmds/req          Redis commands executed per request (INFO commandstats; commands a
+                      Lua script calls count one each, so a script is several)
+    x GET             a Redis hit with a cold L1: a fresh worker asks for 200 keys already in
+                      Redis one after another; its time over that of bare redis-py GETs of as
+                      many keys, measured just before
+
+Systems: cachekit `@async_cached(ttl=60, shared=RedisTier)`; cashews `@cache(ttl=60)` on a
+redis:// backend, with and without `lock=True`; aiocache `@cached` and `@cached_stampede`
+(lease 2 s) on RedisCache. Skipped cleanly, with the reason, when there is no redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from itertools import accumulate
+from typing import Any
+
+from .common import Context, Result, median
+
+SLEEP = 0.005
+WORKERS = 4
+COLD_HITS = 200
+
+Fn = Callable[[int], Awaitable[Any]]
+Build = Callable[[str, str, Fn], tuple[Fn, Callable[[], Awaitable[None]]]]
+
+
+@contextmanager
+def _redis_server() -> Iterator[str | None]:
+    """A redis-server for the run: its URL, or None when no binary is found."""
+    binary = os.environ.get("CACHEKIT_REDIS_SERVER") or shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="cachekit-bench-redis-")
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    args += ["no", "--dir", workdir, "--logfile", ""]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- systems --------------------------------------------------------------------------------
+
+
+def _cachekit(url: str, namespace: str, loader: Fn) -> tuple[Fn, Callable[[], Awaitable[None]]]:
+    from cachekit import async_cached
+    from cachekit.redis import RedisTier
+
+    tier = RedisTier.from_url(url, namespace=namespace)
+
+    @async_cached(ttl=60, maxsize=10_000, shared=tier, name="bench")
+    async def fn(x: int) -> Any:
+        return await loader(x)
+
+    return fn, tier.aclose
+
+
+def _cashews(lock: bool) -> Build:
+    def build(url: str, namespace: str, loader: Fn) -> tuple[Fn, Callable[[], Awaitable[None]]]:
+        from cashews import Cache
+
+        cache = Cache()
+        cache.setup(url)
+
+        @cache(ttl=60, key=namespace + ":{x}", lock=lock)
+        async def fn(x: int) -> Any:
+            return await loader(x)
+
+        return fn, cache.close
+
+    return build
+
+
+def _aiocache(stampede: bool) -> Build:
+    def build(url: str, namespace: str, loader: Fn) -> tuple[Fn, Callable[[], Awaitable[None]]]:
+        from aiocache import Cache, cached, cached_stampede
+
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        options: dict[str, Any] = {
+            "ttl": 60,
+            "cache": Cache.REDIS,
+            "endpoint": "127.0.0.1",
+            "port": port,
+            "namespace": namespace,
+        }
+        decorator = cached_stampede(lease=2, **options) if stampede else cached(**options)
+
+        @decorator
+        async def fn(x: int) -> Any:
+            return await loader(x)
+
+        async def close() -> None:
+            await fn.cache.close()  # type: ignore[attr-defined]
+
+        return fn, close
+
+    return build
+
+
+# (row name, the adapter whose --systems name selects it, modules it needs, builder)
+SYSTEMS: list[tuple[str, str, tuple[str, ...], Build]] = [
+    ("cachekit", "cachekit", ("cachekit.redis",), _cachekit),
+    ("cashews", "cashews", ("cashews",), _cashews(lock=False)),
+    ("cashews lock=True", "cashews", ("cashews",), _cashews(lock=True)),
+    ("aiocache", "aiocache", ("aiocache",), _aiocache(stampede=False)),
+    ("aiocache stampede", "aiocache-stampede", ("aiocache",), _aiocache(stampede=True)),
+]
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+
+def _zipf_keys(n: int, keys: int, seed: int) -> list[int]:
+    weights = [1.0 / (rank**1.1) for rank in range(1, keys + 1)]
+    return random.Random(seed).choices(range(keys), cum_weights=list(accumulate(weights)), k=n)
+
+
+async def _commands(client: Any) -> int:
+    stats = await client.info("commandstats")
+    ignored = {"info", "config|resetstat", "flushall", "ping", "client|setinfo", "hello"}
+    total = 0
+    for name, fields in stats.items():
+        command = name.removeprefix("cmdstat_")
+        if command not in ignored:
+            total += int(fields["calls"])
+    return total
+
+
+async def _fleet(
+    url: str, name: str, build: Build, requests: list[int], concurrency: int
+) -> dict[str, Any]:
+    from redis.asyncio import Redis
+
+    control = Redis.from_url(url)
+    await control.flushall()
+    calls = 0
+
+    async def load(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(SLEEP)
+        return x * 2
+
+    namespace = "bench-" + name.replace(" ", "-").replace("=", "")
+    workers = [build(url, namespace, load) for _ in range(WORKERS)]
+    try:
+        # Warm the clients (connections, subscriptions, scripts) outside the measurement.
+        await asyncio.gather(*(fn(-1 - i) for i, (fn, _) in enumerate(workers)))
+        await control.execute_command("CONFIG", "RESETSTAT")
+        calls = 0
+        gate = asyncio.Semaphore(concurrency)
+        errors = 0
+
+        async def request(i: int, key: int) -> None:
+            nonlocal errors
+            async with gate:
+                try:
+                    if await workers[i % WORKERS][0](key) != key * 2:
+                        errors += 1
+                except Exception:
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(request(i, key) for i, key in enumerate(requests)))
+        wall = time.perf_counter() - began
+        commands = await _commands(control)
+        loads = calls
+
+        # A Redis hit with a cold L1: a fresh worker, keys every worker has loaded.
+        hot = sorted(set(requests))[:COLD_HITS]
+        raw_keys = [k for k in await control.keys("*") if b":l" not in k][:COLD_HITS]
+        began = time.perf_counter()
+        for key in raw_keys:
+            await control.get(key)
+        bare = (time.perf_counter() - began) / max(1, len(raw_keys))
+        fresh, close_fresh = build(url, namespace, load)
+        await fresh(-100)  # connect and subscribe before timing
+        calls = 0
+        began = time.perf_counter()
+        for key in hot:
+            await fresh(key)
+        cold = (time.perf_counter() - began) / max(1, len(hot))
+        cold_loads = calls
+        await close_fresh()
+    finally:
+        for _, close in workers:
+            await close()
+        await control.aclose()
+    return {
+        "system": name,
+        "wall ms": wall * 1e3,
+        "loader calls": loads,
+        "ideal calls": len(set(requests)),
+        "errors": errors,
+        "cmds/req": commands / len(requests),
+        "redis hit us": cold * 1e6,
+        "x GET": cold / bare if bare else float("nan"),
+        "note": f"{cold_loads} reloads in the cold-L1 pass" if cold_loads else "",
+    }
+
+
+async def run(ctx: Context) -> Result:
+    title = "Shared tier: 4 workers on one Redis, Zipf requests, loader sleeps 5 ms"
+    n, keys, concurrency = (2_000, 300, 100) if ctx.quick else (20_000, 3_000, 200)
+    repeats = 1 if ctx.quick else 3
+    available: list[tuple[str, Build]] = []
+    skipped: list[dict[str, Any]] = []
+    selected = {a.name for a in ctx.systems} | {a.name for a in ctx.skipped}
+    for name, adapter, modules, build in SYSTEMS:
+        if adapter not in selected:
+            continue
+        try:
+            for module in modules:
+                __import__(module)
+            available.append((name, build))
+        except Exception as exc:  # a peer that does not import is reported, not dropped
+            skipped.append({"system": name, "note": f"skipped: {type(exc).__name__}: {exc}"})
+    with _redis_server() as url:
+        if url is None:
+            return Result(
+                "shared",
+                title,
+                [],
+                notes=["skipped: no redis-server (set CACHEKIT_REDIS_SERVER or install one)"],
+            )
+        ctx.progress.add(len(available) * repeats)
+        rows: list[dict[str, Any]] = []
+        for name, build in available:
+            runs = []
+            requests = _zipf_keys(n, keys, ctx.seed)  # one stream: the ideal is the same
+            for _ in range(repeats):
+                runs.append(await _fleet(url, name, build, requests, concurrency))
+                ctx.progress.step(f"shared {name}")
+            row = dict(runs[-1])
+            for column in ("wall ms", "cmds/req", "redis hit us", "x GET"):
+                row[column] = median([run[column] for run in runs])
+            row["loader calls"] = max(run["loader calls"] for run in runs)
+            row["errors"] = max(run["errors"] for run in runs)
+            rows.append(row)
+    return Result(
+        "shared",
+        title,
+        rows + skipped,
+        notes=[
+            f"{n:,} requests over {keys:,} keys (Zipf s=1.1), {concurrency} at a time, "
+            f"round-robin over {WORKERS} workers (each its own client); median of {repeats}.",
+            "ideal calls = distinct keys requested: one load per key for the whole fleet.",
+            "cmds/req counts every Redis command, those inside Lua scripts included.",
+            f"x GET: a cold-L1 Redis hit over a bare redis-py GET ({COLD_HITS} sequential keys).",
+        ],
+    )

@@ -1,0 +1,282 @@
+"""The shared tier's redis-free half: what AsyncCache talks to, stable keys, signed payloads.
+
+An AsyncCache built with `shared=tier` calls `tier.attach(name, cache)` once and keeps the
+binding it returns. The binding sees the cache at three points only:
+
+    bind(key, compute)   on an L1 miss: wraps the computation so that it asks the shared
+                         tier first (raises TypeError at once for a key with no stable
+                         encoding); the wrapped computation returns `Landed` or raises
+                         `SharedFailure`, so the flight lands with the tier's ttl
+    stored(key, value, ttl)  after `set()`: write it through, drop it from other L1s
+    invalidated(key)     after `invalidate(key)`: drop it everywhere, tell every worker
+    cleared()            after `clear()`: drop the cache's keys everywhere, tell every worker
+
+Nothing here imports redis: the key encoding and the payload format are plain functions,
+testable without a server, and another backend could implement the same protocol.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import hmac
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import fields, is_dataclass
+from enum import Enum
+from typing import Any, Final, Protocol, final, runtime_checkable
+
+from ._keys import _KWARGS_MARK
+
+
+@runtime_checkable
+class SharedTier(Protocol):
+    """What `shared=` accepts: something that binds a named cache to a shared store."""
+
+    def attach(self, name: str, cache: Any) -> SharedBinding: ...
+
+
+class SharedBinding(Protocol):
+    """One cache's view of a shared tier (see the module docstring for when each is called)."""
+
+    def bind(
+        self, key: Hashable, compute: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[Any]]: ...
+
+    def stored(self, key: Hashable, value: Any, ttl: float | None) -> None: ...
+
+    def invalidated(self, key: Hashable) -> None: ...
+
+    def cleared(self) -> None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+
+@final
+class Landed:
+    """A value a shared computation hands back with the ttl it lands with in L1.
+
+    The ttl is the one its loader stored it with, or what is left of it in the shared
+    store; 0 means "answer the waiters but keep nothing" (None: no expiry).
+    """
+
+    __slots__ = ("ttl", "value")
+
+    def __init__(self, value: Any, ttl: float | None) -> None:
+        self.value = value
+        self.ttl = ttl
+
+
+class SharedFailure(Exception):
+    """Carries a failure that must land with a given ttl: a failure cached by another worker
+    (its remaining ttl), or a shared-store error under on_error="raise" (0: never cached).
+    The flight unwraps it: waiters receive `error` itself."""
+
+    def __init__(self, error: BaseException, ttl: float) -> None:
+        super().__init__(error, ttl)
+        self.error = error
+        self.ttl = ttl
+
+
+class SharedError(Exception):
+    """A failure cached by another worker whose exception type is not available here."""
+
+
+def check_name(param: str, value: Any) -> str:
+    """A namespace or cache name: it becomes part of every Redis key, so it must be
+    non-empty and free of whitespace (the broadcast format) and braces (the hash tag)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{param} must be a str, got {value!r}")
+    if not value or any(c in value for c in "{} \t\r\n"):
+        raise ValueError(f"{param} must be non-empty, without braces or whitespace, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------- stable keys
+
+_SCALAR_TYPES: Final = (
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+)
+
+
+def encode_key(key: Any) -> bytes:
+    """A byte string for `key` that is the same in every process and every run.
+
+    Never `hash()` (randomised per process for str and bytes) and never `repr()` of an
+    arbitrary object (it may hold an address). Numbers that compare equal encode alike
+    (1, 1.0 and True), as they are one key in a dict. Raises TypeError naming the type of
+    the first part with no stable encoding.
+    """
+    out = bytearray()
+    _encode(key, out)
+    return bytes(out)
+
+
+def _encode(obj: Any, out: bytearray) -> None:
+    kind = type(obj)
+    if obj is None:
+        out += b"N"
+    elif kind is str:
+        data = obj.encode("utf-8", "surrogatepass")
+        out += b"s%d:" % len(data)
+        out += data
+    elif kind is int or kind is bool:
+        out += b"i%d;" % obj
+    elif kind is float:
+        if obj.is_integer():
+            out += b"i%d;" % int(obj)
+        else:
+            out += b"f" + repr(obj).encode() + b";"
+    elif kind is bytes:
+        out += b"b%d:" % len(obj)
+        out += obj
+    elif kind is tuple or kind is list:
+        out += b"t%d:" % len(obj)
+        for item in obj:
+            _encode(item, out)
+    elif kind is frozenset or kind is set:
+        _encode_unordered(b"S", [encode_key(item) for item in obj], out)
+    elif kind is dict:
+        _encode_unordered(b"D", [encode_key(k) + encode_key(v) for k, v in obj.items()], out)
+    elif obj is _KWARGS_MARK:
+        out += b"K"
+    elif isinstance(obj, type):
+        _encode_name(b"T", obj, out)
+    elif isinstance(obj, Enum):
+        _encode_name(b"E", kind, out)
+        _encode(obj.value, out)
+    elif isinstance(obj, _SCALAR_TYPES):
+        _encode_name(b"X", kind, out)
+        _encode(str(obj), out)
+    elif is_dataclass(obj):
+        _encode_name(b"C", kind, out)
+        _encode(tuple(getattr(obj, f.name) for f in fields(obj)), out)
+    elif isinstance(obj, tuple) and hasattr(kind, "_fields"):  # a namedtuple
+        _encode_name(b"C", kind, out)
+        _encode(tuple(obj), out)
+    else:
+        raise TypeError(
+            f"a shared cache key needs arguments with a stable encoding across processes; "
+            f"an argument of type {kind.__qualname__!r} has none (pass key= to build the key)"
+        )
+
+
+def _encode_unordered(tag: bytes, parts: list[bytes], out: bytearray) -> None:
+    parts.sort()
+    out += tag + b"%d:" % len(parts)
+    for part in parts:
+        out += part
+
+
+def _encode_name(tag: bytes, kind: type, out: bytearray) -> None:
+    out += tag
+    _encode(f"{kind.__module__}.{kind.__qualname__}", out)
+
+
+def key_digest(name: str, key: Any) -> str:
+    """The hex digest naming `key` of cache `name` in the shared store."""
+    data = name.encode() + b"\0" + encode_key(key)
+    return hashlib.sha256(data).hexdigest()[:40]
+
+
+# ---------------------------------------------------------------------- payloads
+
+MAGIC: Final = b"ck"
+VERSION: Final = 1
+VALUE: Final = b"v"  # the body is the serializer's bytes of a value
+ERROR: Final = b"e"  # the body is cachekit's own JSON of a cached failure
+_SIGNED: Final = 1  # flags bit: a 32-byte HMAC-SHA256 follows the header
+_HEADER: Final = 5  # magic (2), version, kind, flags
+_MAC: Final = 32
+
+
+class BadPayload(Exception):
+    """A payload that must not be deserialized: unsigned, forged, truncated, unknown format."""
+
+
+def seal(secret: bytes | None, key: bytes, kind: bytes, body: bytes) -> bytes:
+    """The stored form of `body`: a versioned header, then (with a secret) an HMAC-SHA256
+    over the header, the Redis key and the body, so a payload is valid at one key only."""
+    if secret is None:
+        return MAGIC + bytes((VERSION, kind[0], 0)) + body
+    header = MAGIC + bytes((VERSION, kind[0], _SIGNED))
+    mac = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
+    return header + mac + body
+
+
+def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, bytes]:
+    """(kind, body) of a stored payload, or BadPayload. With a secret, only a payload whose
+    HMAC checks out gets here; nothing unchecked ever reaches a deserializer."""
+    if len(payload) < _HEADER or payload[:2] != MAGIC:
+        raise BadPayload("not a cachekit payload")
+    version, kind, flags = payload[2], payload[3:4], payload[4]
+    if version != VERSION:
+        raise BadPayload(f"unknown payload format version {version}")
+    if kind not in (VALUE, ERROR):
+        raise BadPayload(f"unknown payload kind {kind!r}")
+    signed = bool(flags & _SIGNED)
+    if secret is None:
+        if signed or flags:
+            raise BadPayload("a signed payload, but this tier has no secret")
+        return kind, payload[_HEADER:]
+    if not signed or len(payload) < _HEADER + _MAC:
+        raise BadPayload("an unsigned or truncated payload, but this tier has a secret")
+    header, mac, body = (
+        payload[:_HEADER],
+        payload[_HEADER : _HEADER + _MAC],
+        payload[_HEADER + _MAC :],
+    )
+    expected = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, expected):
+        raise BadPayload("the payload's signature does not match")
+    return kind, body
+
+
+def encode_error(error: BaseException) -> bytes:
+    """A cached failure as JSON: its type's import path and its arguments (as strings when
+    they are not plain JSON), whatever the serializer: never a pickle."""
+    args: list[Any] = list(error.args)
+    if not all(type(a) in (str, int, float, bool) or a is None for a in args):
+        args = [str(error)]
+    kind = type(error)
+    return json.dumps({"type": f"{kind.__module__}:{kind.__qualname__}", "args": args}).encode()
+
+
+def decode_error(body: bytes) -> Exception:
+    """The exception a cached failure stands for: the same type (if its module is already
+    imported here; a payload never makes us import anything) and the same arguments."""
+    data = json.loads(body)
+    path, args = data["type"], data["args"]
+    if not isinstance(path, str) or not isinstance(args, list):
+        raise ValueError("malformed failure payload")
+    module_name, _, qualname = path.partition(":")
+    target: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if isinstance(target, type) and issubclass(target, Exception):
+        try:
+            error: Exception = target(*args)
+        except Exception:  # its constructor wants other arguments: keep type and args
+            error = target.__new__(target)
+            error.args = tuple(args)
+        return error
+    return SharedError(f"{path}: {', '.join(map(str, args))}")
+
+
+class JSONSerializer:
+    """A serializer that can only build plain data (dict, list, str, numbers, None), so a
+    forged payload cannot run code. Tuples come back as lists."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)

@@ -1,0 +1,906 @@
+"""RedisTier: a shared tier on Redis, so that many processes share results and load each
+key once between them. The only cachekit module that imports redis (`cachekit[redis]`).
+
+Design note.
+
+Keys. A cache key of cache `name` lives at `base = ck:<namespace>:<name>:{<digest>}`, where
+the digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). Its value
+is `base:v`, its load lock `base:l`: one hash tag, one Cluster slot, so every script below
+touches a single slot.
+
+A load, fleet-wide. On an L1 miss, the flight (one per key per process) runs ACQUIRE: one
+round trip that returns the value and its remaining TTL, or takes the lock (SET NX PX with
+a random token), or reports the lock's holder still has `pttl` ms. The holder loads,
+renews its lease every lease/3 while loading, and STOREs: the value is written only if the
+lock still holds its token (a fenced write), the lock is deleted and `d <base>` is
+published, all in one script. Other workers wait on a future that the tier's one pub/sub
+subscription resolves on `d <base>` (no pool connection is held while waiting); they wake
+at the latest when the holder's lease would run out, and ask again: then exactly one of
+them takes the lock over (SET NX). If the subscription is down, waiters poll with backoff.
+
+Invalidation. INVALIDATE deletes value and lock together (so a load in flight cannot write
+after it) and publishes `i <worker> <base>`; CLEAR is SCAN + UNLINK over the cache's own
+prefix, then `c <worker> <prefix>`. Each worker drops the key from its L1 (through the
+cache's `_invalidate_here`/`_clear_here`). A worker whose subscription was broken clears
+its L1 when it resubscribes: it may have missed invalidations meanwhile.
+
+Failure. Every command is bounded by `op_timeout`. With on_error="degrade", a failed
+command counts in `shared_errors` and the call goes on in-process (L1 and the in-process
+flight); three failures in a row open a circuit for `cooldown` seconds, during which calls
+skip Redis altogether; one warning is logged per outage. With on_error="raise", the caller
+gets the Redis error (never cached).
+
+Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SHA256 over
+header, key and body. A payload that fails the check is a miss and is deleted; it never
+reaches the serializer. Cached failures are cachekit's own JSON (type path and arguments).
+
+A tier binds to the event loop that first uses it; calls from another loop do not share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import pickle
+import secrets
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from functools import partial
+from typing import Any, Final, final
+
+try:
+    from redis.asyncio import ConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit[redis]'"
+    ) from exc
+
+from ._options import check_seconds
+from ._shared import (
+    ERROR,
+    VALUE,
+    JSONSerializer,
+    Landed,
+    SharedError,
+    SharedFailure,
+    check_name,
+    decode_error,
+    encode_error,
+    key_digest,
+    seal,
+    unseal,
+)
+
+__all__ = ["JSONSerializer", "RedisTier", "SharedError"]
+
+log = logging.getLogger("cachekit.redis")
+
+_ERRORS: Final = (RedisError, OSError, TimeoutError)
+_TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
+_POLL_MIN: Final = 0.01  # seconds between polls while the subscription is down, doubling
+_POLL_MAX: Final = 0.2
+_MARGIN: Final = 0.005  # seconds past a lease's end before a waiter asks again
+_RESUBSCRIBE_MAX: Final = 1.0
+# Seconds of silence after which the subscription is PINGed; as long again without any
+# answer and it counts as broken (a peer that vanished without closing the connection).
+_IDLE = 5.0
+_MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
+
+# KEYS: value, lock. ARGV: token, lease ms.
+# -> {1, payload, pttl} a value; {2} the lock is ours; {0, pttl} another worker holds it.
+_ACQUIRE: Final = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v, redis.call('PTTL', KEYS[1])} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0, redis.call('PTTL', KEYS[2])}
+"""
+# KEYS: value, lock. ARGV: token, payload, ttl ms (0: no expiry), channel, message.
+_STORE: Final = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+# KEYS: lock. ARGV: token, channel, message. Gives the lock up without a value.
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+# KEYS: lock. ARGV: token, lease ms.
+_RENEW: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: value, lock. ARGV: channel, message.
+_INVALIDATE: Final = """
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+# KEYS: value, lock. ARGV: payload, ttl ms (0: no expiry), channel, message. set(): the
+# value replaces whatever is there, and a load in flight can no longer store.
+_WRITE: Final = """
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+# KEYS: value. ARGV: the payload that was rejected (deleted only if it is still there).
+_DISCARD: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class _Unavailable(Exception):
+    """Internal: Redis could not be asked (`cause` is None while the circuit is open)."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+@final
+class RedisTier:
+    """A Redis shared by many processes, for caches built with `shared=tier`.
+
+    `client` is a `redis.asyncio.Redis` (decode_responses=False); `RedisTier.from_url`
+    makes one. The tier does not close a client it was given; `aclose()` closes its own.
+    See README, "Many processes", for every option.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str = "cachekit",
+        secret: bytes | None = None,
+        serializer: Any = pickle,
+        lock_lease: float = 10.0,
+        wait_timeout: float | None = None,
+        op_timeout: float = 0.25,
+        on_error: str = "degrade",
+        max_value_bytes: int = 1 << 20,
+        cooldown: float = 1.0,
+    ) -> None:
+        if not (hasattr(client, "register_script") and hasattr(client, "pubsub")):
+            raise TypeError(f"client must be a redis.asyncio.Redis, got {client!r}")
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None and pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("client must be built with decode_responses=False, got True")
+        self.namespace = check_name("namespace", namespace)
+        if secret is not None and not isinstance(secret, bytes):
+            raise TypeError(f"secret must be bytes or None, got {secret!r:.40}")
+        if secret is not None and len(secret) < 16:
+            raise ValueError(f"secret must be at least 16 bytes, got {len(secret)}")
+        if not (
+            callable(getattr(serializer, "dumps", None))
+            and callable(getattr(serializer, "loads", None))
+        ):
+            raise TypeError(f"serializer must have dumps() and loads(), got {serializer!r}")
+        lease = check_seconds("lock_lease", lock_lease, allow_none=False)
+        assert lease is not None
+        if lease < 0.01:
+            raise ValueError(f"lock_lease must be >= 0.01 seconds, got {lock_lease!r}")
+        wait = check_seconds("wait_timeout", wait_timeout)
+        timeout = check_seconds("op_timeout", op_timeout, allow_none=False)
+        if not timeout:
+            raise ValueError(f"op_timeout must be > 0 seconds, got {op_timeout!r}")
+        if on_error not in ("degrade", "raise"):
+            raise ValueError(f"on_error must be 'degrade' or 'raise', got {on_error!r}")
+        if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int):
+            raise TypeError(f"max_value_bytes must be an int, got {max_value_bytes!r}")
+        if max_value_bytes <= 0:
+            raise ValueError(f"max_value_bytes must be > 0, got {max_value_bytes!r}")
+        self._client = client
+        self._owns_client = False
+        self._secret = secret
+        self._serializer = serializer
+        self._lease = lease
+        self._lease_ms = max(1, int(lease * 1000))
+        self._wait_timeout = lease if wait is None else wait
+        self._op_timeout: float = timeout
+        self._raise = on_error == "raise"
+        self._max_value_bytes = max_value_bytes
+        self._cooldown = check_seconds("cooldown", cooldown, allow_none=False) or 0.0
+        self._channel = f"ck:{namespace}:events"
+        self._worker = secrets.token_hex(8)  # tells this tier's own broadcasts apart
+        slots = getattr(pool, "max_connections", None) or _MAX_SLOTS
+        self._slots = max(1, min(slots, _MAX_SLOTS))
+        self._scripts = {
+            name: client.register_script(text)
+            for name, text in (
+                ("acquire", _ACQUIRE),
+                ("store", _STORE),
+                ("release", _RELEASE),
+                ("renew", _RENEW),
+                ("invalidate", _INVALIDATE),
+                ("write", _WRITE),
+                ("discard", _DISCARD),
+            )
+        }
+
+        # Set once, on first use: everything below belongs to that loop's thread.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        # Bounds the commands in progress to the pool's size, so a stampede queues here
+        # (op_timeout counts once a command has its turn) instead of exhausting the pool.
+        self._slots_free: asyncio.Semaphore | None = None
+        self._sub_client: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False  # the subscription is confirmed and reading
+        self._started: asyncio.Event | None = None  # set at the first subscription's outcome
+        # base -> futures of this process's flights waiting for another worker's load of
+        # it. A flight adds its future before asking for the lock and removes it itself;
+        # a "done" or "invalidated" broadcast pops and resolves the whole set.
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        # cache prefix -> the caches of that name in this process. Weak: a cache and its
+        # binding refer to each other and go together.
+        self._bindings: dict[str, weakref.WeakSet[_Binding]] = {}
+        # base or cache prefix -> the task deleting it in Redis. A read of that key waits
+        # for it first, so a call after invalidate() never reads what it deletes. A task
+        # removes itself when done, if it is still the one registered.
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        # Tasks started and not yet seen to finish: invalidations, clears, releases
+        # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
+        self._background: set[asyncio.Task[Any]] = set()
+        self._renewals: set[asyncio.Task[Any]] = set()
+        # Circuit: consecutive failures, the loop time until which calls skip Redis, and
+        # whether the current outage has been logged.
+        self._failures = 0
+        self._open_until = 0.0
+        self._outage = False
+        self._logged_rejection = False
+        self._logged_foreign_loop = False
+
+    @classmethod
+    def from_url(cls, url: str, *, max_connections: int = 50, **options: Any) -> RedisTier:
+        """A tier over its own client for `url` (closed by `aclose()`): at most
+        `max_connections` connections, no client-side retries (op_timeout bounds each
+        command instead)."""
+        client = Redis.from_url(url, max_connections=max_connections, retry=Retry(NoBackoff(), 0))
+        tier = cls(client, **options)
+        tier._owns_client = True
+        return tier
+
+    def key_of(self, name: str, key: Hashable) -> str:
+        """The Redis key holding `key`'s value for the cache named `name` (for inspection)."""
+        return f"ck:{self.namespace}:{name}:{{{key_digest(name, key)}}}:v"
+
+    def __repr__(self) -> str:
+        return f"<RedisTier namespace={self.namespace!r} client={self._client!r}>"
+
+    # ------------------------------------------------------------------ the protocol
+
+    def attach(self, name: str, cache: Any) -> _Binding:
+        """Called by AsyncCache(shared=self, name=...)."""
+        check_name("name", name)
+        unsupported = [
+            option
+            for option, value in (
+                ("stale_ttl", cache._stale_ttl),
+                ("refresh_after", cache._refresh_after),
+            )
+            if value
+        ]
+        if unsupported:
+            raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
+        binding = _Binding(self, name, cache)
+        self._bindings.setdefault(binding.prefix, weakref.WeakSet()).add(binding)
+        return binding
+
+    async def settle(self) -> None:
+        """Wait until every invalidation, clear and lock release sent so far is done."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Finish pending invalidations, stop listening, close the client if it is ours.
+        Caches keep working afterwards, in this process only."""
+        if self._closed:
+            return
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise RuntimeError("aclose() must run on the event loop that used the tier")
+        if self._loop is not None:
+            try:
+                async with asyncio.timeout(self._op_timeout * 4):
+                    await self.settle()
+            except TimeoutError:
+                pass
+        self._closed = True
+        tasks = [*self._background, *self._renewals]
+        if self._listener is not None:
+            tasks.append(self._listener)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._wake_all()
+        if self._sub_client is not None and self._sub_client is not self._client:
+            await self._sub_client.aclose(close_connection_pool=True)
+        if self._owns_client:
+            await self._client.aclose(close_connection_pool=True)
+
+    # ------------------------------------------------------------------ commands
+
+    def _usable(self) -> bool:
+        """True when this call may use Redis: the tier is open and bound to this loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return not self._closed
+        if self._loop is None and not self._closed:
+            self._bind(loop)
+            return True
+        if not self._logged_foreign_loop and not self._closed:
+            self._logged_foreign_loop = True
+            log.warning(
+                "cachekit: a RedisTier is used from a second event loop; "
+                "calls there stay in-process"
+            )
+        return False
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._slots_free = asyncio.Semaphore(self._slots)
+        self._started = asyncio.Event()
+        pool = getattr(self._client, "connection_pool", None)
+        if pool is None:  # a cluster client: it subscribes through its own nodes
+            self._sub_client = self._client
+        else:  # a pool of its own, so the subscription never takes one of the commands'
+            kwargs = dict(pool.connection_kwargs)
+            kwargs["retry"] = Retry(NoBackoff(), 0)
+            self._sub_client = Redis(
+                connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
+            )
+        self._listener = loop.create_task(self._listen())
+
+    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one command within op_timeout; _Unavailable if it fails or the circuit is open."""
+        loop = self._loop
+        assert loop is not None and self._slots_free is not None
+        if self._closed or (not self._raise and loop.time() < self._open_until):
+            raise _Unavailable(None)
+        async with self._slots_free:
+            if not self._raise and loop.time() < self._open_until:
+                raise _Unavailable(None)
+            try:
+                async with asyncio.timeout(self._op_timeout):
+                    result = await command()
+            except _ERRORS as exc:
+                self._failed(exc, loop)
+                raise _Unavailable(exc) from exc
+        if self._failures:
+            self._failures = 0
+            if self._outage:
+                self._outage = False
+                log.warning("cachekit: Redis answers again; caches share through it again")
+        return result
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
+        return partial(self._scripts[name], keys=keys, args=args)
+
+    def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop) -> None:
+        self._failures += 1
+        if not self._outage:
+            self._outage = True
+            log.warning(
+                "cachekit: Redis failed (%s: %s); caches answer in-process until it is back",
+                type(exc).__name__,
+                exc,
+            )
+        if self._failures >= _TRIP and not self._raise:
+            self._open_until = loop.time() + self._cooldown
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], into: set[asyncio.Task[Any]] | None = None
+    ) -> asyncio.Task[Any]:
+        """A task the tier tracks until it finishes (aclose cancels what is left)."""
+        assert self._loop is not None
+        tasks = self._background if into is None else into
+        task = self._loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(partial(_finished, tasks))
+        return task
+
+    # ------------------------------------------------------------------ broadcasts
+
+    def _schedule(
+        self, binding: _Binding, tag: str, make: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run an invalidation or clear on the tier's loop, from any thread or none."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self._loop is None and running is not None and not self._closed:
+            self._bind(running)
+        loop = self._loop
+        if loop is None or self._closed or loop.is_closed():
+            binding.errors += 1
+            log.warning("cachekit: %s not sent to Redis: the tier is not running on a loop", tag)
+            return
+        if running is loop:
+            self._start_pending(tag, make)
+        elif loop.is_running():
+            loop.call_soon_threadsafe(self._start_pending, tag, make)
+        else:
+            binding.errors += 1
+            log.warning("cachekit: %s not sent to Redis: the tier's event loop is not running", tag)
+
+    def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = self._spawn(make())
+        self._pending[tag] = task
+        task.add_done_callback(partial(self._unpend, tag))
+
+    def _unpend(self, tag: str, task: asyncio.Task[Any]) -> None:
+        if self._pending.get(tag) is task:
+            del self._pending[tag]
+
+    async def _settled(self, base: str, prefix: str) -> None:
+        """Wait for invalidations and clears of this key sent before the read."""
+        for tag in (prefix, base):
+            task = self._pending.get(tag)
+            if task is not None:
+                await asyncio.shield(task)
+
+    async def _listen(self) -> None:
+        """The tier's one subscription: wakes waiters, applies others' invalidations."""
+        assert self._started is not None
+        delay = _POLL_MIN
+        broken = False
+        while True:
+            pubsub = None
+            try:
+                async with asyncio.timeout(self._op_timeout * 4):
+                    if self._sub_client is self._client and hasattr(self._client, "initialize"):
+                        await self._client.initialize()  # a cluster client learns its slots
+                    pubsub = self._sub_client.pubsub()
+                    await pubsub.subscribe(self._channel)
+                pinged = False
+                while True:
+                    message = await pubsub.get_message(timeout=_IDLE)
+                    if message is None:
+                        if pinged:
+                            raise TimeoutError("the subscription stopped answering")
+                        pinged = True
+                        async with asyncio.timeout(self._op_timeout):
+                            await pubsub.ping()
+                        continue
+                    pinged = False
+                    if message["type"] == "subscribe":
+                        self._listening = True
+                        self._started.set()
+                        delay = _POLL_MIN
+                        if broken:  # invalidations may have been missed meanwhile
+                            broken = False
+                            self._resync()
+                    elif message["type"] == "message":
+                        self._dispatch(message["data"])
+            except Exception as exc:  # the listener must outlive anything a message does
+                if not isinstance(exc, _ERRORS):
+                    log.error("cachekit: the RedisTier listener failed", exc_info=exc)
+                broken = True
+                self._listening = False
+                self._started.set()  # the first callers stop waiting for it
+                self._wake_all()  # waiters switch to polling
+            finally:
+                try:
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                except _ERRORS:
+                    pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESUBSCRIBE_MAX)
+
+    def _dispatch(self, data: bytes) -> None:
+        parts = data.decode("utf-8", "replace").split(" ")
+        if parts[0] == "d" and len(parts) == 2:
+            self._wake(parts[1])
+        elif parts[0] == "i" and len(parts) == 3:
+            base = parts[2]
+            self._wake(base)  # a waiter for a load that can no longer store asks again
+            if parts[1] != self._worker:
+                prefix, _, digest = base.partition("{")
+                for binding in list(self._bindings.get(prefix, ())):
+                    binding.dropped(digest[:-1])
+        elif parts[0] == "c" and len(parts) == 3 and parts[1] != self._worker:
+            for binding in list(self._bindings.get(parts[2], ())):
+                binding.cache._clear_here()
+
+    def _resync(self) -> None:
+        for bindings in list(self._bindings.values()):
+            for binding in list(bindings):
+                binding.cache._clear_here()
+        self._wake_all()
+
+    def _expect(self, base: str) -> asyncio.Future[None]:
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiting.setdefault(base, set()).add(future)
+        return future
+
+    def _unexpect(self, base: str, future: asyncio.Future[None]) -> None:
+        futures = self._waiting.get(base)
+        if futures is not None:
+            futures.discard(future)
+            if not futures:
+                del self._waiting[base]
+
+    def _wake(self, base: str) -> None:
+        for future in self._waiting.pop(base, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _wake_all(self) -> None:
+        for base in list(self._waiting):
+            self._wake(base)
+
+    def _rejected(self, key: str, error: BaseException) -> None:
+        if not self._logged_rejection:
+            self._logged_rejection = True
+            log.warning(
+                "cachekit: rejected the payload at %s (%s); treated as a miss (logged once)",
+                key,
+                error,
+            )
+
+
+def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+    tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
+
+
+async def _compute(compute: Callable[[], Awaitable[Any]]) -> Any:
+    awaitable = compute()
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
+    return await awaitable
+
+
+@final
+class _Binding:
+    """One AsyncCache's view of the tier: what its flights run, and its counters.
+
+    Counters are written on the tier's loop only.
+    """
+
+    def __init__(self, tier: RedisTier, name: str, cache: Any) -> None:
+        self.tier = tier
+        self.name = name
+        self.cache = cache
+        self.prefix = f"ck:{tier.namespace}:{name}:"
+        # digest -> the L1 key it names, written by every bind(), so that another
+        # worker's invalidation finds the key while it is in flight or in L1. May keep
+        # keys that have gone; pruned to those still present when it doubles.
+        self._keys: dict[str, Hashable] = {}
+        self._prune_at = 1024
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+        self.waits = 0
+        self.takeovers = 0
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "shared_hits": self.hits,
+            "shared_misses": self.misses,
+            "shared_errors": self.errors,
+            "remote_waits": self.waits,
+            "lock_takeovers": self.takeovers,
+        }
+
+    def bind(
+        self, key: Hashable, compute: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[Any]]:
+        digest = key_digest(self.name, key)  # TypeError for a key with no stable encoding
+        keys = self._keys
+        if len(keys) >= self._prune_at:
+            self._prune()
+        keys[digest] = key
+        return partial(self._load, f"{self.prefix}{{{digest}}}", compute)
+
+    def _prune(self) -> None:
+        entries, flights = self.cache._entries, self.cache._flights
+        for digest, key in list(self._keys.items()):
+            if key not in entries and key not in flights:
+                self._keys.pop(digest, None)
+        self._prune_at = max(1024, 2 * len(self._keys))
+
+    def dropped(self, digest: str) -> None:
+        """Another worker invalidated the key with this digest."""
+        key = self._keys.get(digest, _ABSENT)  # kept: the prune decides when it has gone
+        if key is not _ABSENT:
+            self.cache._invalidate_here(key)
+
+    def stored(self, key: Hashable, value: Any, ttl: float | None) -> None:
+        digest = key_digest(self.name, key)  # TypeError: a key that cannot be shared
+        self._keys[digest] = key  # so that another worker's invalidation finds it here
+        base = f"{self.prefix}{{{digest}}}"
+        tier = self.tier
+        ms = 0 if ttl is None else int(ttl * 1000)
+        payload: bytes | None = None
+        if ttl is None or ms >= 1:
+            try:
+                body = tier._serializer.dumps(value)
+                if isinstance(body, str):
+                    body = body.encode()
+                payload = seal(tier._secret, f"{base}:v".encode(), VALUE, body)
+            except Exception as exc:
+                log.warning(
+                    "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
+                )
+        if payload is None or len(payload) > tier._max_value_bytes:
+            # Not shareable: other workers must at least stop serving the old value.
+            tier._schedule(self, base, partial(self._send_invalidate, base))
+        else:
+            tier._schedule(self, base, partial(self._send_write, base, payload, ms))
+
+    def invalidated(self, key: Hashable) -> None:
+        try:
+            base = f"{self.prefix}{{{key_digest(self.name, key)}}}"
+        except TypeError:  # never shared, so nothing to delete
+            return
+        self.tier._schedule(self, base, partial(self._send_invalidate, base))
+
+    async def _send_write(self, base: str, payload: bytes, ms: int) -> None:
+        tier = self.tier
+        args = [payload, ms, tier._channel, f"i {tier._worker} {base}"]
+        try:
+            await tier._call(tier._script("write", [f"{base}:v", f"{base}:l"], args))
+        except _Unavailable:
+            self.errors += 1
+            log.warning("cachekit: a set() of %s did not reach Redis", base)
+
+    def cleared(self) -> None:
+        self.tier._schedule(self, self.prefix, self._send_clear)
+
+    async def _send_invalidate(self, base: str) -> None:
+        tier = self.tier
+        message = f"i {tier._worker} {base}"
+        try:
+            await tier._call(
+                tier._script("invalidate", [f"{base}:v", f"{base}:l"], [tier._channel, message])
+            )
+        except _Unavailable:
+            self.errors += 1
+            log.warning("cachekit: an invalidation of %s did not reach Redis", base)
+
+    async def _send_clear(self) -> None:
+        tier = self.tier
+        client = tier._client
+        # The prefix and the hash tag's brace: cache "a" must not match cache "a:b"'s keys.
+        match = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{*"
+        keys = client.scan_iter(match=match, count=1000)
+        try:
+            batch: list[bytes] = []
+            while True:
+                try:
+                    batch.append(await tier._call(partial(anext, keys)))
+                except StopAsyncIteration:
+                    break
+                if len(batch) >= 500:
+                    await tier._call(partial(client.unlink, *batch))
+                    batch = []
+            if batch:
+                await tier._call(partial(client.unlink, *batch))
+            message = f"c {tier._worker} {self.prefix}"
+            await tier._call(partial(client.publish, tier._channel, message))
+        except _Unavailable:
+            self.errors += 1
+            log.warning("cachekit: a clear of %s* did not reach Redis", self.prefix)
+        finally:
+            try:
+                await keys.aclose()
+            except _ERRORS:
+                pass
+
+    # ------------------------------------------------------------------ a flight's load
+
+    async def _load(self, base: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """What the flight runs instead of `compute`: the value from Redis, or another
+        worker's load of it, or `compute()` under the fleet-wide lock."""
+        tier = self.tier
+        if not tier._usable():
+            return await _compute(compute)
+        assert tier._started is not None
+        if not tier._started.is_set():  # once per process: let the subscription start
+            try:
+                async with asyncio.timeout(tier._op_timeout):
+                    await tier._started.wait()
+            except TimeoutError:
+                pass
+        if tier._pending:
+            await tier._settled(base, self.prefix)
+        loop = asyncio.get_running_loop()
+        vkey, lkey = f"{base}:v", f"{base}:l"
+        token = secrets.token_hex(16)
+        # Past wait_timeout a waiter still gives a dead holder's lease the time to lapse (so
+        # exactly one worker takes over), then loads here without sharing.
+        deadline = loop.time() + tier._wait_timeout + tier._lease
+        poll = _POLL_MIN
+        waited = woken = discarded = False
+        while True:
+            waiter = tier._expect(base)
+            try:
+                try:
+                    reply = await tier._call(
+                        tier._script("acquire", [vkey, lkey], [token, tier._lease_ms])
+                    )
+                except _Unavailable as exc:
+                    return await self._unshared(exc, compute)
+                status = reply[0]
+                if status == 1:
+                    outcome = self._open(vkey, reply[1], reply[2])
+                    if outcome is None:  # rejected: delete it once, then ask again
+                        if discarded:
+                            return await _compute(compute)
+                        discarded = True
+                        try:
+                            await tier._call(tier._script("discard", [vkey], [reply[1]]))
+                        except _Unavailable as exc:
+                            return await self._unshared(exc, compute)
+                        continue
+                    self.hits += 1
+                    if isinstance(outcome, SharedFailure):
+                        raise outcome
+                    return outcome
+                if status == 2:
+                    self.misses += 1
+                    if waited and not woken:
+                        self.takeovers += 1
+                    return await self._lead(base, token, compute)
+                # Another worker is loading it: wait for its broadcast, or its lease's end.
+                if not waited:
+                    waited = True
+                    self.waits += 1
+                now = loop.time()
+                if now >= deadline:  # waited long enough: load here, without sharing
+                    return await _compute(compute)
+                timeout = min(deadline - now, max(int(reply[1]), 0) / 1000 + _MARGIN)
+                if not tier._listening:
+                    timeout = min(timeout, poll)
+                    poll = min(poll * 2, _POLL_MAX)
+                try:
+                    async with asyncio.timeout(timeout):
+                        await waiter
+                    woken = True
+                except TimeoutError:
+                    woken = False
+            finally:
+                tier._unexpect(base, waiter)
+
+    async def _unshared(self, exc: _Unavailable, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """Redis failed before this load began: raise, or load in-process (degrade)."""
+        self.errors += 1
+        if self.tier._raise:
+            cause = exc.cause or ConnectionError("Redis is unavailable")
+            raise SharedFailure(cause, 0.0) from None
+        return await _compute(compute)
+
+    def _open(self, vkey: str, payload: bytes, pttl: int) -> Landed | SharedFailure | None:
+        """The outcome a stored payload holds, or None if it must not be trusted."""
+        tier = self.tier
+        remaining = None if pttl < 0 else pttl / 1000
+        try:
+            kind, body = unseal(tier._secret, vkey.encode(), payload)
+            if kind == VALUE:
+                return Landed(tier._serializer.loads(body), remaining)
+            negative = self.cache._negative_ttl or 0.0
+            return SharedFailure(decode_error(body), negative if remaining is None else remaining)
+        except Exception as exc:
+            self.errors += 1
+            tier._rejected(vkey, exc)
+            return None
+
+    async def _lead(self, base: str, token: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """Load holding the lock; renew its lease meanwhile; store the outcome fenced."""
+        tier = self.tier
+        cache = self.cache
+        renewal = tier._spawn(self._renew(f"{base}:l", token), tier._renewals)
+        try:
+            try:
+                value = await _compute(compute)
+                ttl: float | None = cache._ttl_for(value)
+            except Exception as error:
+                negative = cache._negative_ttl
+                if not (negative and isinstance(error, cache._negative_exceptions)):
+                    self._release(base, token)
+                    raise
+                stored = await self._put(base, token, ERROR, encode_error(error), negative)
+                if stored is False:  # invalidated while it ran: keep it nowhere
+                    raise SharedFailure(error, 0.0) from None
+                raise
+            except BaseException:  # cancelled: let another worker have the key at once
+                self._release(base, token)
+                raise
+            if ttl == 0:
+                self._release(base, token)
+                return Landed(value, ttl)
+            try:
+                body = tier._serializer.dumps(value)
+                if isinstance(body, str):
+                    body = body.encode()
+            except Exception as exc:
+                self.errors += 1
+                log.warning(
+                    "cachekit: a %s value could not be serialized (%s); kept in-process",
+                    type(value).__name__,
+                    exc,
+                )
+                self._release(base, token)
+                return Landed(value, ttl)
+            stored = await self._put(base, token, VALUE, body, ttl)
+            return Landed(value, 0.0 if stored is False else ttl)
+        finally:
+            renewal.cancel()
+
+    async def _put(
+        self, base: str, token: str, kind: bytes, body: bytes, ttl: float | None
+    ) -> bool | None:
+        """Store a payload if the lock is still ours: True stored, False fenced out (the
+        key was invalidated, or the lease was lost), None not shared (too big, too short,
+        Redis failed)."""
+        tier = self.tier
+        vkey = f"{base}:v"
+        payload = seal(tier._secret, vkey.encode(), kind, body)
+        ms = 0 if ttl is None else int(ttl * 1000)
+        if len(payload) > tier._max_value_bytes or (ttl is not None and ms < 1):
+            self._release(base, token)
+            return None
+        args = [token, payload, ms, tier._channel, f"d {base}"]
+        try:
+            stored = await tier._call(tier._script("store", [vkey, f"{base}:l"], args))
+        except _Unavailable as exc:
+            self.errors += 1
+            if tier._raise:
+                raise SharedFailure(
+                    exc.cause or ConnectionError("Redis is unavailable"), 0.0
+                ) from None
+            return None
+        except BaseException:
+            self._release(base, token)
+            raise
+        return bool(stored)
+
+    def _release(self, base: str, token: str) -> None:
+        """Give the lock up without a value (in the background): waiters ask again."""
+        tier = self.tier
+        if tier._closed:
+            return
+        args = [token, tier._channel, f"d {base}"]
+        tier._spawn(self._send_release(tier._script("release", [f"{base}:l"], args)))
+
+    async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await self.tier._call(command)
+        except _Unavailable:
+            self.errors += 1
+
+    async def _renew(self, lkey: str, token: str) -> None:
+        tier = self.tier
+        command = tier._script("renew", [lkey], [token, tier._lease_ms])
+        while True:
+            await asyncio.sleep(tier._lease / 3)
+            try:
+                if not await tier._call(command):
+                    return  # the lock is gone (invalidated, or lost): the store will fail
+            except _Unavailable:
+                self.errors += 1
+
+
+_ABSENT: Final = object()

@@ -1,0 +1,85 @@
+"""A worker process for the multi-process tests: `python -m tests.redis_worker MODE URL`.
+
+Workers coordinate with the test through Redis lists (BLPOP), never through sleeps, and
+count their loads with INCR on `loads`, so the test reads the fleet-wide total.
+
+    stampede  250 concurrent callers on 20 cold keys; RPUSH ready, BLPOP go; prints stats
+    hang      leads the load of key "k" (lease 0.5 s), RPUSH started, then hangs forever
+    watch     loads key 1 into its L1, RPUSH ready, then RPUSH dropped <monotonic time>
+              the moment the key leaves its L1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+import time
+
+from redis.asyncio import Redis
+
+from cachekit import AsyncCache
+from cachekit.redis import RedisTier
+
+NAMESPACE = "fleet"
+
+
+async def stampede(url: str, control: Redis) -> None:
+    tier = RedisTier.from_url(url, namespace=NAMESPACE, lock_lease=5.0, op_timeout=5.0)
+    cache: AsyncCache[int, str] = AsyncCache(ttl=60, shared=tier, name="stampede")
+
+    async def load(key: int) -> str:
+        await control.incr("loads")
+        await asyncio.sleep(0.2)
+        return f"value-{key}"
+
+    await control.rpush("ready", "1")
+    await control.blpop(["go"], timeout=30)
+    results = await asyncio.gather(
+        *(cache.get_or_compute(i % 20, lambda i=i: load(i % 20)) for i in range(250))
+    )
+    assert results == [f"value-{i % 20}" for i in range(250)], results
+    print(json.dumps(dataclasses.asdict(cache.stats())))
+    await tier.aclose()
+
+
+async def hang(url: str, control: Redis) -> None:
+    tier = RedisTier.from_url(url, namespace=NAMESPACE, lock_lease=0.5, op_timeout=5.0)
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60, shared=tier, name="takeover")
+
+    async def load() -> str:
+        await control.incr("loads")
+        await control.rpush("started", "1")
+        await asyncio.Event().wait()  # until SIGKILL
+        return "never"
+
+    await cache.get_or_compute("k", load)
+
+
+async def watch(url: str, control: Redis) -> None:
+    tier = RedisTier.from_url(url, namespace=NAMESPACE, op_timeout=5.0)
+    cache: AsyncCache[int, str] = AsyncCache(ttl=60, shared=tier, name="watch")
+
+    async def load() -> str:
+        return "v1"
+
+    await cache.get_or_compute(1, load)
+    await control.rpush("ready", "1")
+    # Polls the L1 from outside, as a caller would see it (nothing here to wait on).
+    while 1 in cache:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+    await control.rpush("dropped", repr(time.monotonic()))
+    await tier.aclose()
+
+
+async def main(mode: str, url: str) -> None:
+    control = Redis.from_url(url)
+    try:
+        await {"stampede": stampede, "hang": hang, "watch": watch}[mode](url, control)
+    finally:
+        await control.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,692 @@
+"""The shared tier against a real redis-server (never a mock): see tests/redis_server.py.
+
+In-process "workers" are separate RedisTier instances (each its own client, subscription
+and worker id); the multi-process tests run tests/redis_worker.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import ConnectionPool, Redis
+
+from cachekit import AsyncCache, CacheStats, async_cached
+from cachekit.redis import JSONSerializer, RedisTier
+
+from .conftest import Gate, assert_stats
+from .redis_server import HOW_TO_GET_ONE, RedisServer, find_binary, require_binary, required
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One skip line for the module when there is no server (CI sets CACHEKIT_REQUIRE_REDIS=1,
+# and then every test fails instead, through require_binary()).
+if find_binary() is None and not required():
+    pytest.skip(HOW_TO_GET_ONE, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(require_binary())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def control(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client on an empty database, for the test's own reads and writes."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make_tier(
+    redis_server: RedisServer, control: Redis
+) -> AsyncIterator[Callable[..., RedisTier]]:
+    """Builds tiers ("workers") on the test server; closes them after the test."""
+    tiers: list[RedisTier] = []
+
+    def make(url: str | None = None, **options: Any) -> RedisTier:
+        options.setdefault("namespace", "t")
+        # Generous: a CPU-starved CI runner must not make exact-count tests degrade.
+        options.setdefault("op_timeout", 5.0)
+        tier = RedisTier.from_url(url or redis_server.url, **options)
+        tiers.append(tier)
+        return tier
+
+    yield make
+    for tier in tiers:
+        await tier.aclose()
+
+
+def counting(result: Callable[[Any], Any] = lambda key: f"value-{key}") -> Any:
+    """A loader factory counting its calls: loader(key) -> zero-argument compute."""
+
+    class Loader:
+        calls = 0
+
+        def __call__(self, key: Any) -> Callable[[], Any]:
+            async def compute() -> Any:
+                Loader.calls += 1
+                return result(key)
+
+            return compute
+
+    return Loader()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for a condition another task or process brings about, with a deadline."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - state of other tiers, no event to await
+            await asyncio.sleep(0.005)
+
+
+def total(stats: list[dict[str, Any]] | list[CacheStats], name: str) -> int:
+    return sum(s[name] if isinstance(s, dict) else getattr(s, name) for s in stats)
+
+
+# ---------------------------------------------------------------------- basics
+
+
+async def test_a_value_loaded_by_one_worker_is_a_shared_hit_for_another(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="users")
+    b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="users")
+    load = counting()
+    assert await a.get_or_compute(1, load(1)) == "value-1"
+    assert await b.get_or_compute(1, load(1)) == "value-1"
+    assert await b.get_or_compute(1, load(1)) == "value-1"  # now an L1 hit: Redis untouched
+    assert load.calls == 1
+    assert_stats(a, misses=1, shared_misses=1, shared_hits=0)
+    assert_stats(b, hits=1, misses=1, shared_hits=1, shared_misses=0, shared_errors=0)
+
+
+async def test_an_l1_hit_sends_nothing_to_redis(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    async def commands() -> int:
+        stats = await control.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+    tier = make_tier()
+
+    @async_cached(ttl=60, shared=tier)
+    async def double(x: int) -> int:
+        return 2 * x
+
+    cache = AsyncCache[int, int](ttl=60, shared=tier, name="l1")
+    assert await double(1) == 2
+    assert await cache.get_or_compute(1, counting(lambda k: 2)(1)) == 2
+    before = await commands()
+    for _ in range(100):
+        assert await double(1) == 2
+        assert await cache.get_or_compute(1, counting(lambda k: 3)(1)) == 2
+    assert await commands() == before
+    assert double.cache_info().hits == 100
+
+
+async def test_a_shared_hit_lands_in_l1_with_the_remaining_redis_ttl(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="ttl")
+    await a.get_or_compute("k", counting()("k"))
+    await control.pexpire(tier.key_of("ttl", "k"), 5_000)  # as if stored 55 s ago
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="ttl")
+    await b.get_or_compute("k", counting()("k"))
+    remaining = b._entries["k"].expires_at - asyncio.get_running_loop().time()
+    assert 4.0 < remaining <= 5.0
+
+
+async def test_a_cached_failure_is_raised_by_other_workers_with_type_and_message(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    calls = 0
+
+    async def fail() -> str:
+        nonlocal calls
+        calls += 1
+        raise LookupError("no such user: 7")
+
+    a = AsyncCache[int, str](ttl=60, negative_ttl=5, shared=make_tier(), name="neg")
+    b = AsyncCache[int, str](ttl=60, negative_ttl=5, shared=make_tier(), name="neg")
+    with pytest.raises(LookupError, match=r"^no such user: 7$"):
+        await a.get_or_compute(7, fail)
+    with pytest.raises(LookupError, match=r"^no such user: 7$"):
+        await b.get_or_compute(7, fail)
+    with pytest.raises(LookupError):
+        await b.get_or_compute(7, fail)  # L1 negative hit
+    assert calls == 1
+    assert_stats(b, shared_hits=1, hits=1)
+
+
+async def test_an_uncached_failure_is_not_shared(make_tier: Callable[..., RedisTier]) -> None:
+    calls = 0
+
+    async def fail() -> str:
+        nonlocal calls
+        calls += 1
+        raise ValueError("flaky")
+
+    a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="flaky")
+    b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="flaky")
+    for cache in (a, b):
+        with pytest.raises(ValueError, match="flaky"):
+            await cache.get_or_compute(1, fail)
+    assert calls == 2
+
+
+async def test_decorator_names_the_cache_after_the_function(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+
+    @async_cached(ttl=60, shared=tier)
+    async def get_user(user_id: int) -> str:
+        return f"user-{user_id}"
+
+    assert await get_user(3) == "user-3"
+    name = f"{__name__}.test_decorator_names_the_cache_after_the_function.<locals>.get_user"
+    assert await control.exists(tier.key_of(name, 3)) == 1
+    assert get_user.cache_info().shared_misses == 1
+
+
+async def test_unencodable_argument_is_a_type_error_unless_key_is_given(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    tier = make_tier()
+
+    class Thing:
+        pass
+
+    @async_cached(ttl=60, shared=tier)
+    async def describe(thing: Thing) -> str:
+        return "thing"
+
+    with pytest.raises(TypeError, match=r"argument of type 'test_unencodable.*Thing' has none"):
+        await describe(Thing())
+    assert describe.cache_info().load_failures == 0  # raised before any flight
+
+    @async_cached(ttl=60, shared=tier, key=lambda thing: "the-thing")
+    async def keyed(thing: Thing) -> str:
+        return "thing"
+
+    assert await keyed(Thing()) == "thing"
+
+
+async def test_json_serializer_round_trips_plain_data(make_tier: Callable[..., RedisTier]) -> None:
+    value = {"name": "Ada", "tags": ["a", "b"], "n": 1.5}
+    a = AsyncCache[str, Any](ttl=60, shared=make_tier(serializer=JSONSerializer()), name="j")
+    b = AsyncCache[str, Any](ttl=60, shared=make_tier(serializer=JSONSerializer()), name="j")
+    await a.get_or_compute("k", counting(lambda k: value)("k"))
+    assert await b.get_or_compute("k", counting()("k")) == value
+    assert_stats(b, shared_hits=1)
+
+
+async def test_a_value_over_max_value_bytes_stays_in_l1(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier(max_value_bytes=100)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="big")
+    assert await a.get_or_compute("k", counting(lambda k: "x" * 200)("k")) == "x" * 200
+    assert "k" in a
+    await tier.settle()
+    assert await control.keys("*") == []  # neither the value nor the lock
+
+
+# ---------------------------------------------------------------------- single flight
+
+
+async def test_a_load_longer_than_the_lease_is_not_duplicated(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    gate = Gate("slow")
+    a = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2), name="slow")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2, wait_timeout=10), name="slow")
+    first = asyncio.create_task(a.get_or_compute("k", gate))
+    await gate.started.wait()
+    second = asyncio.create_task(b.get_or_compute("k", gate))
+    await until(lambda: b.stats().remote_waits == 1)
+    await asyncio.sleep(0.7)  # over three leases: only renewal keeps the lock
+    gate.release.set()
+    assert await first == await second == "slow"
+    assert gate.calls == 1
+    assert_stats(b, shared_hits=1, remote_waits=1, lock_takeovers=0, shared_misses=0)
+
+
+async def test_a_waiter_gives_up_after_wait_timeout_plus_one_lease_and_loads_itself(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    slow = Gate("slow")
+    a = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2), name="wt")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(lock_lease=0.2, wait_timeout=0.2), name="wt")
+    holder = asyncio.create_task(a.get_or_compute("k", slow))
+    await slow.started.wait()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await b.get_or_compute("k", counting(lambda k: "own")("k")) == "own"
+    assert 0.4 <= loop.time() - started < 2.0
+    assert_stats(b, remote_waits=1, shared_misses=0, shared_hits=0, lock_takeovers=0)
+    slow.release.set()
+    assert await holder == "slow"
+
+
+async def test_many_callers_on_many_keys_in_two_workers_load_each_key_once(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    calls: dict[int, int] = {}
+
+    async def load(key: int) -> int:
+        calls[key] = calls.get(key, 0) + 1
+        await asyncio.sleep(0.05)
+        return key * 10
+
+    caches = [AsyncCache[int, int](ttl=60, shared=make_tier(), name="many") for _ in range(2)]
+    results = await asyncio.gather(
+        *(c.get_or_compute(i % 30, lambda i=i: load(i % 30)) for i in range(300) for c in caches)
+    )
+    assert results == [(i % 30) * 10 for i in range(300) for _ in caches]
+    assert calls == dict.fromkeys(range(30), 1)
+    stats = [c.stats() for c in caches]
+    assert total(stats, "shared_misses") == 30
+    assert total(stats, "shared_hits") == 30
+
+
+async def test_five_thousand_cold_keys_through_a_pool_of_ten(redis_server: RedisServer) -> None:
+    client = Redis(connection_pool=ConnectionPool.from_url(redis_server.url, max_connections=10))
+    await client.flushall()
+    tier = RedisTier(client, namespace="pool", op_timeout=10.0)
+    cache = AsyncCache[int, int](ttl=60, maxsize=None, shared=tier, name="cold")
+
+    async def load(key: int) -> int:
+        await asyncio.sleep(0.01)
+        return -key
+
+    try:
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(
+                *(cache.get_or_compute(i, lambda i=i: load(i)) for i in range(5000))
+            )
+        assert results == [-i for i in range(5000)]
+        assert_stats(cache, misses=5000, shared_misses=5000, shared_errors=0)
+        assert await client.dbsize() == 5000  # every value, and no lock left behind
+    finally:
+        await tier.aclose()
+        await client.aclose(close_connection_pool=True)
+
+
+# ---------------------------------------------------------------------- invalidation
+
+
+async def test_invalidate_during_a_load_means_its_value_is_never_stored(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="inv")
+    old = Gate("old")
+    loading = asyncio.create_task(a.get_or_compute("k", old))
+    await old.started.wait()
+    assert a.invalidate("k") is True
+    await tier.settle()
+    old.release.set()
+    assert await loading == "old"  # its own caller still gets the value it asked for
+    await tier.settle()
+    assert await control.exists(tier.key_of("inv", "k")) == 0
+    assert "k" not in a
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="inv")
+    assert await b.get_or_compute("k", counting(lambda k: "new")("k")) == "new"
+    assert await a.get_or_compute("k", counting(lambda k: "newer")("k")) == "new"
+
+
+async def test_a_waiter_of_an_invalidated_load_loads_afresh(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    a = AsyncCache[str, str](ttl=60, shared=make_tier(), name="inv2")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="inv2")
+    old = Gate("old")
+    loading = asyncio.create_task(a.get_or_compute("k", old))
+    await old.started.wait()
+    waiting = asyncio.create_task(b.get_or_compute("k", counting(lambda k: "fresh")("k")))
+    await until(lambda: b.stats().remote_waits == 1)
+    a.invalidate("k")
+    assert await waiting == "fresh"  # woken by the broadcast, it took the lock itself
+    old.release.set()
+    assert await loading == "old"
+    assert_stats(b, shared_misses=1, lock_takeovers=0)
+
+
+async def test_invalidate_and_clear_reach_every_workers_l1(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
+    b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
+    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc:x")  # "bc" + ":x"
+    for key in range(3):
+        await a.get_or_compute(key, counting()(key))
+        await b.get_or_compute(key, counting()(key))
+        await other.get_or_compute(key, counting()(key))
+    a.invalidate(0)
+    await until(lambda: 0 not in b)
+    assert 1 in b
+    b.clear()
+    await until(lambda: len(a) == 0)
+    assert len(other) == 3  # another cache's prefix is untouched, in L1 and in Redis
+    await b._shared.tier.settle()  # type: ignore[union-attr]
+    keys = sorted(k.decode() for k in await control.keys("*"))
+    assert len(keys) == 3 and all(k.startswith("ck:t:bc:x:{") for k in keys)
+
+
+async def test_set_writes_through_and_other_workers_drop_their_copy(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="set")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="set")
+    await b.get_or_compute("k", counting(lambda k: "old")("k"))
+    a.set("k", "new")
+    await until(lambda: "k" not in b)
+    assert await b.get_or_compute("k", counting(lambda k: "loaded")("k")) == "new"
+    b.invalidate("k")
+    await until(lambda: "k" not in a)  # the writer's own copy goes too
+    with pytest.raises(TypeError, match="argument of type 'object' has none"):
+        a.set(object(), "x")  # type: ignore[arg-type]
+    assert len(a) == 0  # the refused set() stored nothing
+
+
+async def test_invalidation_reaches_another_process_within_100_ms(
+    redis_server: RedisServer, control: Redis, make_tier: Callable[..., RedisTier]
+) -> None:
+    import time
+
+    watcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.redis_worker", "watch", redis_server.url, cwd=ROOT
+    )
+    try:
+        assert await control.blpop(["ready"], timeout=20) is not None
+        cache = AsyncCache[int, str](ttl=60, shared=make_tier(namespace="fleet"), name="watch")
+        started = time.monotonic()
+        cache.invalidate(1)
+        reply = await control.blpop(["dropped"], timeout=5)
+        assert reply is not None
+        assert float(reply[1]) - started < 0.1
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+        await watcher.wait()
+
+
+async def test_other_threads_stay_in_process_and_their_invalidations_still_reach_redis(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="threads")
+    await cache.get_or_compute("k", counting()("k"))  # binds the tier to this loop
+    load = counting(lambda k: "from another loop")
+    result: list[str] = []
+
+    def other_thread() -> None:
+        result.append(asyncio.run(cache.get_or_compute("j", load("j"))))
+        cache.invalidate("k")  # no loop running here: handed to the tier's loop
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    assert result == ["from another loop"]
+    assert any("second event loop" in r.getMessage() for r in caplog.records)
+    await tier.settle()  # the invalidation was handed over before join() returned
+    assert await control.exists(tier.key_of("threads", "k")) == 0
+    assert await control.exists(tier.key_of("threads", "j")) == 0  # never shared
+
+
+# ---------------------------------------------------------------------- processes
+
+
+async def test_four_processes_of_250_callers_on_20_cold_keys_load_20_times(
+    redis_server: RedisServer, control: Redis
+) -> None:
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.redis_worker",
+            "stampede",
+            redis_server.url,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for _ in workers:
+            assert await control.blpop(["ready"], timeout=20) is not None
+        await control.rpush("go", *["go"] * len(workers))
+        outputs = [await w.communicate() for w in workers]
+    finally:
+        for w in workers:
+            if w.returncode is None:
+                w.kill()
+                await w.wait()
+    assert [w.returncode for w in workers] == [0] * 4
+    stats = [json.loads(out) for out, _ in outputs]
+    assert int(await control.get("loads") or 0) == 20
+    assert total(stats, "shared_misses") == 20
+    assert total(stats, "shared_hits") == 60
+    assert total(stats, "shared_errors") == 0
+    assert [s["misses"] for s in stats] == [20] * 4
+    assert [s["coalesced"] for s in stats] == [230] * 4
+
+
+async def test_a_loader_killed_mid_load_is_taken_over_once(
+    redis_server: RedisServer, control: Redis, make_tier: Callable[..., RedisTier]
+) -> None:
+    loader = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.redis_worker", "hang", redis_server.url, cwd=ROOT
+    )
+    try:
+        assert await control.blpop(["started"], timeout=20) is not None
+
+        async def load() -> str:
+            await control.incr("loads")
+            return "taken over"
+
+        caches = [
+            AsyncCache[str, str](
+                ttl=60, shared=make_tier(namespace="fleet", lock_lease=0.5), name="takeover"
+            )
+            for _ in range(3)
+        ]
+        callers = [
+            asyncio.create_task(cache.get_or_compute("k", load))
+            for cache in caches
+            for _ in range(20)
+        ]
+        await until(lambda: all(c.stats().remote_waits == 1 for c in caches))
+        loader.kill()
+        await loader.wait()
+        async with asyncio.timeout(0.5 + 0.5 + 3.0):  # one lease, wait_timeout, slack
+            results = await asyncio.gather(*callers)
+    finally:
+        if loader.returncode is None:
+            loader.kill()
+            await loader.wait()
+    assert results == ["taken over"] * 60
+    assert int(await control.get("loads") or 0) == 2
+    stats = [c.stats() for c in caches]
+    assert total(stats, "lock_takeovers") == 1
+    assert total(stats, "shared_misses") == 1
+    assert total(stats, "shared_hits") == 2
+
+
+# ---------------------------------------------------------------------- failure
+
+
+async def test_redis_killed_then_restarted_degrades_and_resumes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer(require_binary())
+    server.start()
+    tiers = [
+        RedisTier.from_url(server.url, namespace="d", op_timeout=0.25, cooldown=0.1)
+        for _ in range(2)
+    ]
+    try:
+        a = AsyncCache[int, str](ttl=60, shared=tiers[0], name="down")
+        b = AsyncCache[int, str](ttl=60, shared=tiers[1], name="down")
+        await a.get_or_compute(0, counting()(0))
+        assert await b.get_or_compute(0, counting()(0)) == "value-0"
+        assert_stats(b, shared_hits=1)
+
+        server.kill()
+        caplog.set_level(logging.WARNING, logger="cachekit.redis")
+        load = counting()
+        loop = asyncio.get_running_loop()
+        for key in range(1, 41):
+            started = loop.time()
+            assert await a.get_or_compute(key, load(key)) == f"value-{key}"
+            assert loop.time() - started < 0.25 + 0.2  # op_timeout, and slack
+        assert load.calls == 40
+        assert a.stats().shared_errors == 40  # one per call: failed, or skipped in cool-down
+        failed = [r for r in caplog.records if "Redis failed" in r.getMessage()]
+        assert len(failed) == 1  # one warning per outage, not per call
+
+        server.start()
+        hits = b.stats().shared_hits
+        key = 100
+        async with asyncio.timeout(10):
+            while b.stats().shared_hits == hits:
+                key += 1
+                await asyncio.sleep(0.05)
+                await a.get_or_compute(key, counting()(key))
+                await b.get_or_compute(key, counting()(key))
+        assert any("answers again" in r.getMessage() for r in caplog.records)
+    finally:
+        for tier in tiers:
+            await tier.aclose()
+        server.stop()
+
+
+async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    cache = AsyncCache[int, str](ttl=60, shared=make_tier(op_timeout=0.1), name="slow")
+    await cache.get_or_compute(0, counting()(0))  # connected and subscribed
+    await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await cache.get_or_compute(1, counting()(1)) == "value-1"
+        assert loop.time() - started < 0.1 + 0.2  # op_timeout, and slack for a busy CPU
+        assert_stats(cache, shared_errors=1)
+    finally:
+        await control.execute_command("CLIENT", "UNPAUSE")
+
+
+async def test_a_silent_subscription_is_noticed_and_l1_resynced(
+    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachekit.redis
+
+    monkeypatch.setattr(cachekit.redis, "_IDLE", 0.05)
+    tier = make_tier()
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="silent")
+    await cache.get_or_compute(1, counting()(1))
+    # Redis answers nobody for a while, the subscriber's PING included: it may have missed
+    # invalidations, so once it has resubscribed its L1 starts afresh.
+    await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    await until(lambda: not tier._listening)
+    await until(lambda: tier._listening and 1 not in cache)
+
+
+async def test_degrade_on_a_dead_redis_answers_in_process(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    from .redis_server import free_port
+
+    tier = make_tier(url=f"redis://127.0.0.1:{free_port()}/0", op_timeout=0.25)
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="dead")
+    assert await cache.get_or_compute(1, counting()(1)) == "value-1"
+    assert await cache.get_or_compute(1, counting()(1)) == "value-1"  # L1 still works
+    assert_stats(cache, hits=1, misses=1, shared_errors=1)
+
+
+async def test_raise_mode_gives_the_caller_the_redis_error_and_caches_nothing(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from .redis_server import free_port
+
+    tier = make_tier(url=f"redis://127.0.0.1:{free_port()}/0", on_error="raise")
+    cache = AsyncCache[int, str](ttl=60, negative_ttl=60, shared=tier, name="dead")
+    load = counting()
+    for _ in range(2):
+        with pytest.raises(RedisConnectionError):
+            await cache.get_or_compute(1, load(1))
+    assert load.calls == 0
+    assert len(cache) == 0
+
+
+# ---------------------------------------------------------------------- security
+
+
+class _Touch:
+    """Unpickling this creates a file: what a forged pickle in Redis could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda body: body, id="raw-pickle"),
+        pytest.param(lambda body: b"ck\x01v\x00" + body, id="unsigned"),
+        pytest.param(lambda body: b"ck\x01v\x01" + b"\0" * 32 + body, id="bad-mac"),
+        pytest.param(lambda body: b"ck\x01v\x01" + b"\0" * 7, id="truncated"),
+        pytest.param(lambda body: b"ck\x09v\x01" + b"\0" * 32 + body, id="unknown-version"),
+    ],
+)
+async def test_a_tampered_payload_is_a_miss_and_never_unpickled(
+    make_tier: Callable[..., RedisTier],
+    control: Redis,
+    tmp_path: Path,
+    forge: Callable[[bytes], bytes],
+) -> None:
+    marker = tmp_path / "pwned"
+    tier = make_tier(secret=b"s" * 32)
+    await control.set(tier.key_of("sec", "k"), forge(pickle.dumps(_Touch(str(marker)))))
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="sec")
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert not marker.exists()
+    assert_stats(cache, shared_errors=1, shared_misses=1, shared_hits=0)
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(secret=b"s" * 32), name="sec")
+    assert await other.get_or_compute("k", counting()("other")) == "value-k"  # replaced
+
+
+async def test_a_payload_signed_for_another_key_is_rejected(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier(secret=b"s" * 32)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="sec")
+    await cache.get_or_compute("admin", counting(lambda k: "secret")("admin"))
+    await control.copy(tier.key_of("sec", "admin"), tier.key_of("sec", "guest"))
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(secret=b"s" * 32), name="sec")
+    assert await other.get_or_compute("guest", counting()("guest")) == "value-guest"
+    assert_stats(other, shared_errors=1)
