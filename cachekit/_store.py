@@ -8,7 +8,7 @@ not two, and hits are replayed into the store's order in batches (see `hit_repla
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, ValuesView
 from typing import Any, Final
 
 import cachetools
@@ -52,6 +52,15 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         twin: LRUStore = super().__copy__()  # type: ignore[misc]
         twin._order = twin._Cache__data  # Cache.__copy__ copied the items (and the order)
         return twin
+
+    # Reading every item is not a use of each: these views read the items in place, as
+    # cachetools.LRUCache's do, where Mapping's would call __getitem__ and reorder the
+    # OrderedDict under its own iterator (RuntimeError).
+    def items(self) -> ItemsView[Hashable, Entry]:
+        return self._order.items()
+
+    def values(self) -> ValuesView[Entry]:
+        return self._order.values()
 
     def replay_hits(self, keys: list[Hashable]) -> None:
         """Replay a batch of hits, oldest first: only each key's last hit moves it."""
