@@ -931,9 +931,10 @@ class AsyncCache(Generic[K, V]):
         self._hits += count
         if self._replay_hits is not None:
             self._replay_hits(batch)
-        if self._events is not None:
+        events = self._events
+        if events is not None:
             for key in batch:
-                self._events.record("hit", key)
+                events.record("hit", key)
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -66,7 +66,10 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         """Replay a batch of hits, oldest first: only each key's last hit moves it."""
         move = self._order.move_to_end
         try:
-            deque(map(move, _last_hits(keys)), maxlen=0)  # the loop runs in C
+            if len(keys) == 1:  # a listener drains after every hit
+                move(keys[0])
+            else:
+                deque(map(move, _last_hits(keys)), maxlen=0)  # the loop runs in C
         except KeyError:  # another thread dropped a key after its hit: replay the rest
             for key in _last_hits(keys):
                 if key in self._order:
