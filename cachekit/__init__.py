@@ -5,6 +5,7 @@ key, or starts it. Completed results expire (TTL), are evicted by a cachetools p
 failures can be cached for a short while (negative caching).
 """
 
+from ._bulk import BulkCachedFunction, async_cached_many
 from ._cache import AsyncCache, LoadTimeoutError
 from ._decorator import CachedFunction, async_cached
 from ._events import CacheEvent
@@ -16,6 +17,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AsyncCache",
+    "BulkCachedFunction",
     "CacheEvent",
     "CacheStats",
     "CachedFunction",
@@ -23,5 +25,6 @@ __all__ = [
     "LoadTimeoutError",
     "TinyLFUCache",
     "async_cached",
+    "async_cached_many",
     "__version__",
 ]

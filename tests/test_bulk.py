@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from cachekit import AsyncCache, LoadLimiter
+from cachekit import AsyncCache, LoadLimiter, async_cached_many
 
 from .conftest import FakeClock, assert_stats, settle
 
@@ -167,3 +167,41 @@ async def test_stale_keys_are_served_and_refreshed_in_one_bulk_load(clock: FakeC
     assert_stats(cache, loads_running=0, load_count=3)
     assert await cache.get_many([1, 2, 3], load) == {1: "v1", 2: "v2", 3: "v3"}
     assert_stats(cache, stale_hits=2, hits=5)
+
+
+async def test_the_bulk_decorator_loads_only_missing_keys_once() -> None:
+    calls: list[list[int]] = []
+    gate = asyncio.Event()
+
+    @async_cached_many(ttl=60)
+    async def users(ids: list[int]) -> dict[int, str]:
+        calls.append(ids)
+        await gate.wait()
+        return {i: f"user{i}" for i in ids}
+
+    first = asyncio.create_task(users([1, 2]))
+    second = asyncio.create_task(users(iter([2, 3])))
+    await settle()
+    gate.set()
+    assert await first == {1: "user1", 2: "user2"}
+    assert await second == {2: "user2", 3: "user3"}
+    assert await users([3, 2, 1]) == {3: "user3", 2: "user2", 1: "user1"}
+    assert calls == [[1, 2], [3]]
+    assert users.invalidate(2) is True
+    assert await users([1, 2]) == {1: "user1", 2: "user2"}
+    assert calls == [[1, 2], [3], [2]]
+    assert users.cache_info().currsize == 3
+    users.cache_clear()
+    assert users.cache_info().currsize == 0
+    assert users.__name__ == "users"
+
+
+def test_the_bulk_decorator_rejects_what_it_cannot_do() -> None:
+    with pytest.raises(TypeError, match=r"^@async_cached_many needs an async def function"):
+
+        @async_cached_many()
+        def sync(ids: list[int]) -> dict[int, int]:  # type: ignore[type-var]
+            return {}
+
+    with pytest.raises(ValueError, match=r"^ttl must be"):
+        async_cached_many(ttl=-1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from mypy import api
 
 SNIPPET = """
-from cachekit import AsyncCache, async_cached
+from cachekit import AsyncCache, async_cached, async_cached_many
 
 class User:
     name: str
@@ -26,6 +26,10 @@ class Repo:
     async def find(self, key: int) -> str:
         return str(key)
 
+@async_cached_many(ttl=60)
+async def users(ids: list[int]) -> dict[int, User]:
+    return {i: User() for i in ids}
+
 async def main() -> None:
     user = await get_user(1)
     reveal_type(user)
@@ -34,6 +38,7 @@ async def main() -> None:
     reveal_type(get_user.invalidate(1))
     cache: AsyncCache[str, int] = AsyncCache(ttl=5)
     reveal_type(await cache.get_or_compute("k", lambda: bare("k")))
+    reveal_type(await users([1, 2]))
     await get_user("not an int")
 """
 
@@ -48,7 +53,14 @@ def test_mypy_strict_sees_the_decorated_types(tmp_path: Path) -> None:
     revealed = [line.split('"')[1] for line in lines if "Revealed type" in line]
     # mypy spells builtins with or without their module, depending on its version.
     revealed = [name.removeprefix("builtins.") for name in revealed]
-    assert revealed == ["sample.User", "int", "str", "bool", "int"], stdout
+    assert revealed == [
+        "sample.User",
+        "int",
+        "str",
+        "bool",
+        "int",
+        "dict[int, sample.User]",
+    ], stdout
     errors = [line for line in lines if line.startswith("error")]
     assert len(errors) == 1, stdout
     assert 'incompatible type "str"; expected "int"' in errors[0]
