@@ -674,19 +674,10 @@ class AsyncCache(Generic[K, V]):
             awaitable = compute()
             if not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
-            seconds = self._load_timeout
-            if seconds is None:
+            if self._load_timeout is None:
                 value = await awaitable
             else:
-                try:
-                    async with asyncio.timeout(seconds) as scope:
-                        value = await awaitable
-                except TimeoutError:
-                    if not scope.expired():
-                        raise
-                    raise LoadTimeoutError(
-                        f"the computation of key {flight.key!r} exceeded load_timeout={seconds}s"
-                    ) from None
+                value = await self._bounded(awaitable, f"the computation of key {flight.key!r}")
             # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
             if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
                 value, fresh_for = value.value, value.ttl
@@ -700,6 +691,18 @@ class AsyncCache(Generic[K, V]):
         if error is not None and not isinstance(error, Exception):
             raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
 
+    async def _bounded(self, awaitable: Awaitable[Any], what: str) -> Any:
+        """Await a computation for at most `load_timeout` seconds, else LoadTimeoutError.
+        A TimeoutError raised by the computation itself passes through unchanged."""
+        seconds = self._load_timeout
+        try:
+            async with asyncio.timeout(seconds) as scope:
+                return await awaitable
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise LoadTimeoutError(f"{what} exceeded load_timeout={seconds}s") from None
+
     async def _run_batch(
         self, batch: tuple[Flight, ...], compute_many: Callable[[list[Any]], Awaitable[Any]]
     ) -> None:
@@ -712,19 +715,10 @@ class AsyncCache(Generic[K, V]):
             awaitable = compute_many(keys)
             if not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute_many() must return an awaitable, got {awaitable!r}")
-            seconds = self._load_timeout
-            if seconds is None:
+            if self._load_timeout is None:
                 found = await awaitable
             else:
-                try:
-                    async with asyncio.timeout(seconds) as scope:
-                        found = await awaitable
-                except TimeoutError:
-                    if not scope.expired():
-                        raise
-                    raise LoadTimeoutError(
-                        f"the bulk load of keys {keys!r:.200} exceeded load_timeout={seconds}s"
-                    ) from None
+                found = await self._bounded(awaitable, f"the bulk load of keys {keys!r:.200}")
             if not isinstance(found, Mapping):
                 raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
         except BaseException as exc:  # every flight lands; see below for what re-raises

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from cachekit import AsyncCache, LoadLimiter, async_cached_many
+from cachekit import AsyncCache, LoadLimiter, LoadTimeoutError, async_cached_many
 
 from .conftest import FakeClock, assert_stats, settle
 
@@ -205,3 +205,12 @@ def test_the_bulk_decorator_rejects_what_it_cannot_do() -> None:
 
     with pytest.raises(ValueError, match=r"^ttl must be"):
         async_cached_many(ttl=-1)
+
+
+async def test_load_timeout_bounds_a_bulk_load_as_a_whole() -> None:
+    cache: AsyncCache[int, str] = AsyncCache(load_timeout=0.01)
+    load = BulkLoader()
+    load.gate = asyncio.Event()  # never set: the load hangs
+    with pytest.raises(LoadTimeoutError, match=r"^the bulk load of keys \[1, 2\] exceeded"):
+        await cache.get_many([1, 2], load)
+    assert_stats(cache, load_timeouts=2, load_failures=2, loads_running=0, currsize=0)
