@@ -144,7 +144,10 @@ class CacheMachine(RuleBasedStateMachine):
             else:
                 t = now + NEGATIVE_TTL
                 self.entries[flight.key] = ModelEntry(Boom, t, t, t)
-        # Its slot passes to the oldest queued flight (fast ones land and pass it on).
+        self.pass_slots()
+
+    def pass_slots(self) -> None:
+        # A freed slot passes to the oldest queued flight (fast ones land and pass it on).
         while self.queue and (self.max_loads is None or len(self.running) < self.max_loads):
             self.start(self.queue.popleft())
 
@@ -152,11 +155,16 @@ class CacheMachine(RuleBasedStateMachine):
         flight = self.flights.pop(key, None)
         if flight is not None:
             flight.current = False
-            if flight.refresh and not flight.callers and flight in self.running:
-                self.running.remove(flight)  # nobody waits for it: the cache cancels it
-                flight.landed = True
-                assert flight.gate is not None
-                flight.gate.set()
+            if flight.refresh and not flight.callers:  # nobody waits: the cache cancels it
+                if flight in self.running:
+                    self.running.remove(flight)
+                    flight.landed = True
+                    assert flight.gate is not None
+                    flight.gate.set()
+                    self.pass_slots()
+                elif flight in self.queue:
+                    self.queue.remove(flight)  # withdrawn: it never runs
+                    flight.landed = True
 
     # -------------------------------------------------------------- rules
 
@@ -296,12 +304,18 @@ class FreshnessCacheMachine(CacheMachine):
     ticks = (0.5, 1.0, 4.0, 11.0, 16.0)  # 11: stale; 16: past serving, within the error grace
 
 
+class LimitedFreshnessCacheMachine(FreshnessCacheMachine):
+    max_loads = 1
+
+
 _settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
 CacheMachine.TestCase.settings = _settings
 LimitedCacheMachine.TestCase.settings = _settings
 # The stale and grace states need longer runs to be reached often (an ablation of the
 # quiet time after a failed reload was caught at 400 examples, not always at 120).
 FreshnessCacheMachine.TestCase.settings = settings(_settings, max_examples=250)
+LimitedFreshnessCacheMachine.TestCase.settings = settings(_settings, max_examples=150)
 test_cache_against_model = CacheMachine.TestCase
 test_cache_with_max_loads_against_model = LimitedCacheMachine.TestCase
 test_cache_with_stale_values_against_model = FreshnessCacheMachine.TestCase
+test_cache_with_stale_values_and_max_loads_against_model = LimitedFreshnessCacheMachine.TestCase
