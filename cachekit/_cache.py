@@ -54,6 +54,8 @@ V = TypeVar("V")
 DRAIN_AT: Final = 512
 #: Expired entries reclaimed at most per operation: bounds the pause, amortised O(1).
 _RECLAIM_BUDGET: Final = 32
+#: Stale entries the expiry queue may hold beyond twice the live ones before it is compacted.
+_COMPACT_SLACK: Final = 1024
 
 
 class LoadTimeoutError(TimeoutError):
@@ -193,7 +195,8 @@ class AsyncCache(Generic[K, V]):
         # key -> its flight in progress. Never evicted, never expired: a flight leaves
         # only by landing, being forgotten, or being abandoned, and always by identity.
         self._flights: dict[Hashable, Flight] = {}
-        # Entries with a finite expiry, in expiry order; may hold stale entries.
+        # Entries with a finite expiry, in expiry order; may hold stale entries, at most
+        # twice the live ones plus _COMPACT_SLACK (see `_insert_locked`).
         self._expiry = ExpiryQueue()
 
         self._hits = 0  # hits drained from `_touched`
@@ -863,7 +866,14 @@ class AsyncCache(Generic[K, V]):
             return
         if entry.expires_at != NEVER:
             assert ttl is not None
-            self._expiry.push(entry, ttl)
+            expiry = self._expiry
+            expiry.push(entry, ttl)
+            if len(expiry) > 2 * len(self._entries) + _COMPACT_SLACK:
+                expiry.compact(self._is_current)
+
+    def _is_current(self, entry: Entry) -> bool:
+        """Whether `entry` is still the one stored under its key (not evicted or replaced)."""
+        return self._entries.get(entry.key) is entry
 
     def _drop_locked(self, key: Hashable) -> bool:
         """Remove `key`'s entry, if any, from the store (and so from the hit path's view)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Any, Final, final
 
@@ -99,7 +99,9 @@ class ExpiryQueue:
 
     Invariant: every deque is sorted by `reclaim_at`; the queue may still hold entries that
     were replaced, invalidated or evicted (it never searches), so the caller must check
-    that the entry it pops is still the one stored under its key.
+    that the entry it pops is still the one stored under its key, and must `compact` it
+    when those outnumber the live ones (else a busy cache with a long ttl would keep every
+    evicted value alive until its ttl ran out). `_size` counts every entry held.
     """
 
     _MAX_FIFOS: Final = 8
@@ -110,11 +112,13 @@ class ExpiryQueue:
         # (expires_at, tie-breaker, entry) for entries whose ttl got no deque.
         self._heap: list[tuple[float, int, Entry]] = []
         self._pushed = 0
+        self._size = 0
 
     def __len__(self) -> int:
-        return sum(map(len, self._fifos.values())) + len(self._heap)
+        return self._size
 
     def push(self, entry: Entry, ttl: float) -> None:
+        self._size += 1
         fifo = self._fifos.get(ttl)
         if fifo is None and len(self._fifos) < self._MAX_FIFOS:
             fifo = self._fifos[ttl] = deque()
@@ -133,8 +137,19 @@ class ExpiryQueue:
         heap = self._heap
         while heap and heap[0][0] <= now and len(expired) < budget:
             expired.append(heapq.heappop(heap)[2])
+        self._size -= len(expired)
         return expired
+
+    def compact(self, is_current: Callable[[Entry], bool]) -> None:
+        """Keep only the entries `is_current` accepts: O(n), so run it only once the stale
+        entries outnumber the live ones, which makes it amortised O(1) per push."""
+        for ttl, fifo in self._fifos.items():
+            self._fifos[ttl] = deque(filter(is_current, fifo))  # filtering keeps the order
+        self._heap = [item for item in self._heap if is_current(item[2])]
+        heapq.heapify(self._heap)
+        self._size = sum(map(len, self._fifos.values())) + len(self._heap)
 
     def clear(self) -> None:
         self._fifos.clear()
         self._heap.clear()
+        self._size = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import traceback
 from typing import Any
 
@@ -529,3 +530,26 @@ async def test_compute_must_be_a_callable_returning_an_awaitable() -> None:
     with pytest.raises(TypeError, match=r"^compute\(\) must return an awaitable, got 4$"):
         await cache.get_or_compute("k", lambda: 4)  # type: ignore[arg-type,return-value]
     assert "k" not in cache
+
+
+async def test_evicted_values_are_not_kept_alive_by_their_expiry() -> None:
+    import weakref
+
+    from cachekit._cache import _COMPACT_SLACK
+
+    class Value:
+        pass
+
+    alive: weakref.WeakSet[Value] = weakref.WeakSet()
+    cache: AsyncCache[int, Value] = AsyncCache(maxsize=100, ttl=3600)
+
+    async def load() -> Value:
+        value = Value()
+        alive.add(value)
+        return value
+
+    for key in range(20_000):  # every call a miss, every insert past 100 an eviction
+        await cache.get_or_compute(key, load)
+    gc.collect()
+    assert len(cache) == 100
+    assert len(alive) <= 2 * 100 + _COMPACT_SLACK + 1  # not 20,000: evicted values are freed
