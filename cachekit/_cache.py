@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
 from random import Random
 from typing import Any, Final, Generic, TypeVar, final
@@ -74,6 +75,29 @@ def unhashable(key: object) -> TypeError:
                 f"({part!r:.60}) cannot be part of a key"
             )
     return TypeError(f"cache key of type {type(key).__name__!r} is unhashable")
+
+
+if sys.version_info >= (3, 12):
+
+    def _spawn(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """A flight's task, started eagerly: it runs at once, in the caller's step, up to its
+        first suspension, so a computation that completes without waiting lands before its
+        caller awaits (no loop iteration, no scheduling). A loop with its own task factory
+        keeps it. Always called on `loop`'s own thread (the limiter hands slots over there).
+        """
+        if loop.get_task_factory() is None:
+            return asyncio.Task(coro, loop=loop, eager_start=True)
+        return loop.create_task(coro)
+
+else:
+
+    def _spawn(
+        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """A flight's task (Python 3.11 has no eager start: it runs from the next iteration)."""
+        return loop.create_task(coro)
 
 
 @final
@@ -658,9 +682,9 @@ class AsyncCache(Generic[K, V]):
             self._limiter.release()
             return
         if flight.batch is None:
-            task = flight.loop.create_task(self._run(flight, compute))
+            task = _spawn(flight.loop, self._run(flight, compute))
         else:
-            task = flight.loop.create_task(self._run_batch(flight.batch, compute))
+            task = _spawn(flight.loop, self._run_batch(flight.batch, compute))
         flight.task = task
         task.add_done_callback(partial(self._after_task, flight))
 

@@ -69,9 +69,15 @@ async def test_refresh_ahead_keeps_a_hot_key_from_expiring(clock: FakeClock) -> 
     await settle()
     assert load.calls == 2
     assert_stats(cache, refreshes=1, stale_hits=0)
-    clock.tick(9)  # past the first value's ttl: the refreshed one (landed at 6) is fresh
+    clock.tick(5)  # past the first value's ttl; the refreshed one (landed at 6) is fresh
     assert await cache.get_or_compute("k", load) == "v2"
+    await settle()
     assert load.calls == 2
+    clock.tick(1)  # 6 s after the refresh landed: its own refresh point
+    assert await cache.get_or_compute("k", load) == "v2"
+    await settle()
+    assert load.calls == 3
+    assert_stats(cache, refreshes=2, stale_hits=0, misses=1)
 
 
 async def test_failed_refresh_keeps_serving_the_old_value_then_expires(clock: FakeClock) -> None:
