@@ -205,3 +205,38 @@ def test_threads_hammering_a_small_cache_keep_its_invariants() -> None:
     assert cache._flights == {}
     stats = cache.stats()
     assert stats.hits + stats.misses + stats.coalesced == 4 * 2_000
+
+
+def test_a_stale_key_is_refreshed_once_for_callers_on_two_loops() -> None:
+    from .conftest import FakeClock
+
+    clock = FakeClock()
+    cache: AsyncCache[str, str] = AsyncCache(ttl=10, stale_ttl=30, timer=clock)
+    release = threading.Event()
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the refresh waits, off the loop, until the test lets it land
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        return f"v{calls}"
+
+    assert asyncio.run(cache.get_or_compute("k", compute)) == "v1"
+    clock.tick(15)
+    refresher = threading.Thread(target=lambda: asyncio.run(_serve_then_finish(cache, compute)))
+    refresher.start()  # gets v1 at once, and its loop runs the one refresh
+    wait_until(lambda: cache.loading() == {"k": "running"})
+    assert asyncio.run(cache.get_or_compute("k", compute)) == "v1"  # another loop: stale too
+    assert calls == 2  # no second refresh
+    release.set()
+    refresher.join()
+    assert asyncio.run(cache.get_or_compute("k", compute)) == "v2"
+    assert_stats(cache, refreshes=1, stale_hits=2, misses=1)
+
+
+async def _serve_then_finish(cache: AsyncCache[str, str], compute: Callable[[], Any]) -> None:
+    assert await cache.get_or_compute("k", compute) == "v1"
+    # Keep this loop alive until the refresh it runs has landed.
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    await asyncio.gather(*others)
