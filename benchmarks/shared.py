@@ -207,7 +207,7 @@ async def _fleet(
 
         # A Redis hit with a cold L1: a fresh worker, keys every worker has loaded.
         hot = sorted(set(requests))[:COLD_HITS]
-        raw_keys = [k for k in await control.keys("*") if b":l" not in k][:COLD_HITS]
+        raw_keys = (await control.keys("*"))[:COLD_HITS]
         began = time.perf_counter()
         for key in raw_keys:
             await control.get(key)

@@ -190,11 +190,12 @@ def key_digest(name: str, key: Any) -> str:
 # ---------------------------------------------------------------------- payloads
 
 MAGIC: Final = b"ck"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: the header carries the entry's expiry
 VALUE: Final = b"v"  # the body is the serializer's bytes of a value
 ERROR: Final = b"e"  # the body is cachekit's own JSON of a cached failure
 _SIGNED: Final = 1  # flags bit: a 32-byte HMAC-SHA256 follows the header
-_HEADER: Final = 5  # magic (2), version, kind, flags
+# magic (2), version, kind, flags, expiry: unix ms on the store's clock, 0 for none (8)
+_HEADER: Final = 13
 _MAC: Final = 32
 
 
@@ -202,19 +203,22 @@ class BadPayload(Exception):
     """A payload that must not be deserialized: unsigned, forged, truncated, unknown format."""
 
 
-def seal(secret: bytes | None, key: bytes, kind: bytes, body: bytes) -> bytes:
-    """The stored form of `body`: a versioned header, then (with a secret) an HMAC-SHA256
-    over the header, the Redis key and the body, so a payload is valid at one key only."""
+def seal(secret: bytes | None, key: bytes, kind: bytes, expires_at: int, body: bytes) -> bytes:
+    """The stored form of `body`: a versioned header with the moment the entry expires in
+    the store (so that a reader needs no second command to learn it), then (with a
+    secret) an HMAC-SHA256 over the header, the store key and the body, so a payload is
+    valid at one key only and its expiry cannot be altered."""
+    flags = 0 if secret is None else _SIGNED
+    header = MAGIC + bytes((VERSION, kind[0], flags)) + expires_at.to_bytes(8, "big")
     if secret is None:
-        return MAGIC + bytes((VERSION, kind[0], 0)) + body
-    header = MAGIC + bytes((VERSION, kind[0], _SIGNED))
+        return header + body
     mac = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
     return header + mac + body
 
 
-def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, bytes]:
-    """(kind, body) of a stored payload, or BadPayload. With a secret, only a payload whose
-    HMAC checks out gets here; nothing unchecked ever reaches a deserializer."""
+def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, int, bytes]:
+    """(kind, expires_at, body) of a stored payload, or BadPayload. With a secret, only a
+    payload whose HMAC checks out gets here; nothing unchecked ever reaches a deserializer."""
     if len(payload) < _HEADER or payload[:2] != MAGIC:
         raise BadPayload("not a cachekit payload")
     version, kind, flags = payload[2], payload[3:4], payload[4]
@@ -222,22 +226,20 @@ def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, byt
         raise BadPayload(f"unknown payload format version {version}")
     if kind not in (VALUE, ERROR):
         raise BadPayload(f"unknown payload kind {kind!r}")
+    header = payload[:_HEADER]
+    expires_at = int.from_bytes(header[5:], "big")
     signed = bool(flags & _SIGNED)
     if secret is None:
         if signed or flags:
             raise BadPayload("a signed payload, but this tier has no secret")
-        return kind, payload[_HEADER:]
+        return kind, expires_at, payload[_HEADER:]
     if not signed or len(payload) < _HEADER + _MAC:
         raise BadPayload("an unsigned or truncated payload, but this tier has a secret")
-    header, mac, body = (
-        payload[:_HEADER],
-        payload[_HEADER : _HEADER + _MAC],
-        payload[_HEADER + _MAC :],
-    )
+    mac, body = payload[_HEADER : _HEADER + _MAC], payload[_HEADER + _MAC :]
     expected = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
     if not hmac.compare_digest(mac, expected):
         raise BadPayload("the payload's signature does not match")
-    return kind, body
+    return kind, expires_at, body
 
 
 def encode_error(error: BaseException) -> bytes:

@@ -3,22 +3,25 @@ key once between them. The only cachekit module that imports redis (`cachekit[re
 
 Design note.
 
-Keys. A cache key of cache `name` lives at `base = ck:<namespace>:<name>:{<digest>}`, where
-the digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). Its value
-is `base:v`, its load lock `base:l`: one hash tag, one Cluster slot, so every script below
-touches a single slot.
+Keys. A cache key of cache `name` is `base = ck:<namespace>:<name>:{<digest>}`, where the
+digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). One Redis key,
+`base:v`, holds either the entry (a sealed payload) or, while it loads, its load lock
+(`lock:<worker>:<n>`, unique fleet-wide): one key, one Cluster slot for every script below.
 
-A load, fleet-wide. On an L1 miss, the flight (one per key per process) runs ACQUIRE: one
-round trip that returns the value and its remaining TTL, or takes the lock (SET NX PX with
-a random token), or reports the lock's holder still has `pttl` ms. The holder loads,
-renews its lease every lease/3 while loading, and STOREs: the value is written only if the
-lock still holds its token (a fenced write), the lock is deleted and `d <base>` is
-published, all in one script. Other workers wait on a future that the tier's one pub/sub
-subscription resolves on `d <base>` (no pool connection is held while waiting); they wake
-at the latest when the holder's lease would run out, and ask again: then exactly one of
-them takes the lock over (SET NX). If the subscription is down, waiters poll with backoff.
+A load, fleet-wide. On an L1 miss, the flight (one per key per process) sends one native
+command, `SET base:v <lock> NX GET PX <lease>`: it answers the entry (a hit), or another
+worker's lock (wait), or nothing, in which case the lock is now ours. A hit costs what a
+GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the
+PXAT it was stored with): the L1 entry lands with what is left of it, measured against an
+upper bound of Redis's clock (`_RedisClock`), so it never outlives the Redis entry. The
+holder loads, renews its lease every lease/3 while loading, and STOREs: the entry replaces
+the lock only if the lock is still its own (a fenced write) and `d <base>` is published,
+in one script. Other workers wait on a future that the tier's one pub/sub subscription
+resolves on `d <base>` (no pool connection is held while waiting); they wake at the latest
+one lease later, and ask again: a dead holder's lock has lapsed by then, and exactly one
+of them takes it over (NX). If the subscription is down, waiters poll with backoff.
 
-Invalidation. INVALIDATE deletes value and lock together (so a load in flight cannot write
+Invalidation. INVALIDATE deletes the key, entry or lock (so a load in flight cannot write
 after it) and publishes `i <worker> <base>`; CLEAR is SCAN + UNLINK over the cache's own
 prefix, then `c <worker> <prefix>`. Each worker drops the key from its L1 (through the
 cache's `_invalidate_here`/`_clear_here`). A worker whose subscription was broken clears
@@ -41,7 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import math
 import pickle
 import secrets
 import weakref
@@ -53,7 +58,7 @@ try:
     from redis.asyncio import ConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit[redis]'"
@@ -89,58 +94,60 @@ _RESUBSCRIBE_MAX: Final = 1.0
 # answer and it counts as broken (a peer that vanished without closing the connection).
 _IDLE = 5.0
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
+_RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
+_DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
+_LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
 
-# KEYS: value, lock. ARGV: token, lease ms.
-# -> {1, payload, pttl} a value; {2} the lock is ours; {0, pttl} another worker holds it.
+# KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
+# ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
 _ACQUIRE: Final = """
 local v = redis.call('GET', KEYS[1])
-if v then return {1, v, redis.call('PTTL', KEYS[1])} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {0, redis.call('PTTL', KEYS[2])}
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
 """
-# KEYS: value, lock. ARGV: token, payload, ttl ms (0: no expiry), channel, message.
+# KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
+# message. The entry replaces the lock only while the lock is still ours.
 _STORE: Final = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 end
-redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
-# KEYS: lock. ARGV: token, channel, message. Gives the lock up without a value.
+# KEYS: key. ARGV: lock, channel, message. Gives the lock up without a value.
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
-# KEYS: lock. ARGV: token, lease ms.
+# KEYS: key. ARGV: lock, lease ms.
 _RENEW: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
-# KEYS: value, lock. ARGV: channel, message.
+# KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
-# KEYS: value, lock. ARGV: payload, ttl ms (0: no expiry), channel, message. set(): the
-# value replaces whatever is there, and a load in flight can no longer store.
+# KEYS: key. ARGV: payload, expiry (unix ms; 0: none), channel, message. set(): the value
+# replaces whatever is there, a load's lock included, so that load can no longer store.
 _WRITE: Final = """
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
 else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 end
-redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
-# KEYS: value. ARGV: the payload that was rejected (deleted only if it is still there).
+# KEYS: key. ARGV: the payload that was rejected (deleted only if it is still there).
 _DISCARD: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
@@ -220,6 +227,8 @@ class RedisTier:
         self._cooldown = check_seconds("cooldown", cooldown, allow_none=False) or 0.0
         self._channel = f"ck:{namespace}:events"
         self._worker = secrets.token_hex(8)  # tells this tier's own broadcasts apart
+        self._locks = itertools.count()  # with _worker: a lock value unique in the fleet
+        self._native_acquire = True  # False once Redis turned SET NX GET down (< 7.0)
         slots = getattr(pool, "max_connections", None) or _MAX_SLOTS
         self._slots = max(1, min(slots, _MAX_SLOTS))
         self._scripts = {
@@ -260,6 +269,12 @@ class RedisTier:
         # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
         self._background: set[asyncio.Task[Any]] = set()
         self._renewals: set[asyncio.Task[Any]] = set()
+        # Redis's clock, read on this loop's clock: TIME answered `_clock_ms` (unix ms) to a
+        # reading sent at loop time `_clock_read_at` (-inf: never read). One reading at a
+        # time, `_clock_reading`, started when the last is _RECALIBRATE old.
+        self._clock_ms = 0.0
+        self._clock_read_at = -math.inf
+        self._clock_reading: asyncio.Task[None] | None = None
         # Circuit: consecutive failures, the loop time until which calls skip Redis, and
         # whether the current outage has been logged.
         self._failures = 0
@@ -279,7 +294,8 @@ class RedisTier:
         return tier
 
     def key_of(self, name: str, key: Hashable) -> str:
-        """The Redis key holding `key`'s value for the cache named `name` (for inspection)."""
+        """The Redis key holding `key`'s entry (or its load lock) for the cache named `name`
+        (for inspection)."""
         return f"ck:{self.namespace}:{name}:{{{key_digest(name, key)}}}:v"
 
     def __repr__(self) -> str:
@@ -323,7 +339,7 @@ class RedisTier:
             except TimeoutError:
                 pass
         self._closed = True
-        tasks = [*self._background, *self._renewals]
+        tasks = [*self._background, *self._renewals]  # the clock's reading is in _background
         if self._listener is not None:
             tasks.append(self._listener)
         for task in tasks:
@@ -392,6 +408,49 @@ class RedisTier:
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
         return partial(self._scripts[name], keys=keys, args=args)
+
+    def _new_lock(self) -> str:
+        return f"lock:{self._worker}:{next(self._locks)}"
+
+    async def _acquire(self, key: str, lock: str) -> bytes | None:
+        """The entry at `key`, or the lock another worker holds on it, or None: `lock` is
+        now ours, for one lease. One native command: a hit costs what a GET costs."""
+        if self._native_acquire:
+            try:
+                reply: bytes | None = await self._client.execute_command(
+                    "SET", key, lock, "NX", "GET", "PX", self._lease_ms, get=True
+                )
+                return reply
+            except ResponseError as exc:
+                if "syntax" not in str(exc).lower():
+                    raise
+                self._native_acquire = False  # Redis < 7.0: NX and GET do not combine there
+        reply = await self._scripts["acquire"](keys=[key], args=[lock, self._lease_ms])
+        return reply
+
+    def _redis_now(self) -> float:
+        """An upper bound of Redis's clock now, in unix ms. A reading that answered T was
+        taken no earlier than it was sent (loop time t0), so Redis's clock reads at most T
+        plus the time elapsed since t0, plus _DRIFT of it. Needs `_clock_ready()` first."""
+        assert self._loop is not None
+        elapsed = self._loop.time() - self._clock_read_at
+        return self._clock_ms + elapsed * 1000 * (1 + _DRIFT)
+
+    async def _clock_ready(self) -> None:
+        """Start a new reading of Redis's clock; wait for it only if there is no reading yet
+        (then _Unavailable if it fails; a later call starts another)."""
+        task = self._clock_reading
+        if task is None or task.done():
+            task = self._clock_reading = self._spawn(self._read_clock())
+        if self._clock_read_at == -math.inf:
+            await asyncio.shield(task)
+
+    async def _read_clock(self) -> None:
+        assert self._loop is not None
+        sent = self._loop.time()
+        seconds, micros = await self._call(partial(self._client.execute_command, "TIME"))
+        self._clock_ms = int(seconds) * 1000 + int(micros) / 1000
+        self._clock_read_at = sent
 
     def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop) -> None:
         self._failures += 1
@@ -561,7 +620,7 @@ class RedisTier:
 
 def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
     tasks.discard(task)
-    if not task.cancelled() and task.exception() is not None:
+    if not task.cancelled() and not isinstance(task.exception(), (type(None), _Unavailable)):
         log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
 
 
@@ -632,23 +691,20 @@ class _Binding:
         self._keys[digest] = key  # so that another worker's invalidation finds it here
         base = f"{self.prefix}{{{digest}}}"
         tier = self.tier
-        ms = 0 if ttl is None else int(ttl * 1000)
-        payload: bytes | None = None
-        if ttl is None or ms >= 1:
+        body: bytes | None = None
+        if ttl is None or ttl * 1000 >= 1:
             try:
-                body = tier._serializer.dumps(value)
-                if isinstance(body, str):
-                    body = body.encode()
-                payload = seal(tier._secret, f"{base}:v".encode(), VALUE, body)
+                dumped = tier._serializer.dumps(value)
+                body = dumped.encode() if isinstance(dumped, str) else dumped
             except Exception as exc:
                 log.warning(
                     "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
                 )
-        if payload is None or len(payload) > tier._max_value_bytes:
+        if body is None or len(body) > tier._max_value_bytes:
             # Not shareable: other workers must at least stop serving the old value.
             tier._schedule(self, base, partial(self._send_invalidate, base))
         else:
-            tier._schedule(self, base, partial(self._send_write, base, payload, ms))
+            tier._schedule(self, base, partial(self._send_write, base, body, ttl))
 
     def invalidated(self, key: Hashable) -> None:
         try:
@@ -657,11 +713,15 @@ class _Binding:
             return
         self.tier._schedule(self, base, partial(self._send_invalidate, base))
 
-    async def _send_write(self, base: str, payload: bytes, ms: int) -> None:
+    async def _send_write(self, base: str, body: bytes, ttl: float | None) -> None:
         tier = self.tier
-        args = [payload, ms, tier._channel, f"i {tier._worker} {base}"]
+        key = f"{base}:v"
         try:
-            await tier._call(tier._script("write", [f"{base}:v", f"{base}:l"], args))
+            await tier._clock_ready()
+            at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
+            payload = seal(tier._secret, key.encode(), VALUE, at, body)
+            args = [payload, at, tier._channel, f"i {tier._worker} {base}"]
+            await tier._call(tier._script("write", [key], args))
         except _Unavailable:
             self.errors += 1
             log.warning("cachekit: a set() of %s did not reach Redis", base)
@@ -673,9 +733,7 @@ class _Binding:
         tier = self.tier
         message = f"i {tier._worker} {base}"
         try:
-            await tier._call(
-                tier._script("invalidate", [f"{base}:v", f"{base}:l"], [tier._channel, message])
-            )
+            await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
         except _Unavailable:
             self.errors += 1
             log.warning("cachekit: an invalidation of %s did not reach Redis", base)
@@ -712,7 +770,7 @@ class _Binding:
     # ------------------------------------------------------------------ a flight's load
 
     async def _load(self, base: str, compute: Callable[[], Awaitable[Any]]) -> Any:
-        """What the flight runs instead of `compute`: the value from Redis, or another
+        """What the flight runs instead of `compute`: the entry from Redis, or another
         worker's load of it, or `compute()` under the fleet-wide lock."""
         tier = self.tier
         if not tier._usable():
@@ -727,8 +785,13 @@ class _Binding:
         if tier._pending:
             await tier._settled(base, self.prefix)
         loop = asyncio.get_running_loop()
-        vkey, lkey = f"{base}:v", f"{base}:l"
-        token = secrets.token_hex(16)
+        if loop.time() - tier._clock_read_at > _RECALIBRATE:
+            try:
+                await tier._clock_ready()
+            except _Unavailable as exc:
+                return await self._unshared(exc, compute)
+        key = f"{base}:v"
+        lock = tier._new_lock()
         # Past wait_timeout a waiter still gives a dead holder's lease the time to lapse (so
         # exactly one worker takes over), then loads here without sharing.
         deadline = loop.time() + tier._wait_timeout + tier._lease
@@ -738,20 +801,22 @@ class _Binding:
             waiter = tier._expect(base)
             try:
                 try:
-                    reply = await tier._call(
-                        tier._script("acquire", [vkey, lkey], [token, tier._lease_ms])
-                    )
+                    found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
                     return await self._unshared(exc, compute)
-                status = reply[0]
-                if status == 1:
-                    outcome = self._open(vkey, reply[1], reply[2])
+                if found is None:  # the lock is ours
+                    self.misses += 1
+                    if waited and not woken:
+                        self.takeovers += 1
+                    return await self._lead(base, lock, compute)
+                if not found.startswith(_LOCK):
+                    outcome = self._open(key, found)
                     if outcome is None:  # rejected: delete it once, then ask again
                         if discarded:
                             return await _compute(compute)
                         discarded = True
                         try:
-                            await tier._call(tier._script("discard", [vkey], [reply[1]]))
+                            await tier._call(tier._script("discard", [key], [found]))
                         except _Unavailable as exc:
                             return await self._unshared(exc, compute)
                         continue
@@ -759,19 +824,15 @@ class _Binding:
                     if isinstance(outcome, SharedFailure):
                         raise outcome
                     return outcome
-                if status == 2:
-                    self.misses += 1
-                    if waited and not woken:
-                        self.takeovers += 1
-                    return await self._lead(base, token, compute)
-                # Another worker is loading it: wait for its broadcast, or its lease's end.
+                # Another worker is loading it: wait for its broadcast, or one lease (by
+                # then a dead holder's lock has lapsed; a live one renews it).
                 if not waited:
                     waited = True
                     self.waits += 1
                 now = loop.time()
                 if now >= deadline:  # waited long enough: load here, without sharing
                     return await _compute(compute)
-                timeout = min(deadline - now, max(int(reply[1]), 0) / 1000 + _MARGIN)
+                timeout = min(deadline - now, tier._lease + _MARGIN)
                 if not tier._listening:
                     timeout = min(timeout, poll)
                     poll = min(poll * 2, _POLL_MAX)
@@ -792,26 +853,32 @@ class _Binding:
             raise SharedFailure(cause, 0.0) from None
         return await _compute(compute)
 
-    def _open(self, vkey: str, payload: bytes, pttl: int) -> Landed | SharedFailure | None:
+    def _remaining(self, expires_at: int) -> float | None:
+        """Seconds an entry stored until `expires_at` (0: no expiry) may live in L1."""
+        if not expires_at:
+            return None
+        return max(0.0, (expires_at - self.tier._redis_now()) / 1000)
+
+    def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
         """The outcome a stored payload holds, or None if it must not be trusted."""
         tier = self.tier
-        remaining = None if pttl < 0 else pttl / 1000
         try:
-            kind, body = unseal(tier._secret, vkey.encode(), payload)
+            kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
+            remaining = self._remaining(expires_at)
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
             negative = self.cache._negative_ttl or 0.0
             return SharedFailure(decode_error(body), negative if remaining is None else remaining)
         except Exception as exc:
             self.errors += 1
-            tier._rejected(vkey, exc)
+            tier._rejected(key, exc)
             return None
 
-    async def _lead(self, base: str, token: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def _lead(self, base: str, lock: str, compute: Callable[[], Awaitable[Any]]) -> Any:
         """Load holding the lock; renew its lease meanwhile; store the outcome fenced."""
         tier = self.tier
         cache = self.cache
-        renewal = tier._spawn(self._renew(f"{base}:l", token), tier._renewals)
+        renewal = tier._spawn(self._renew(f"{base}:v", lock), tier._renewals)
         try:
             try:
                 value = await _compute(compute)
@@ -819,17 +886,15 @@ class _Binding:
             except Exception as error:
                 negative = cache._negative_ttl
                 if not (negative and isinstance(error, cache._negative_exceptions)):
-                    self._release(base, token)
+                    self._release(base, lock)
                     raise
-                stored = await self._put(base, token, ERROR, encode_error(error), negative)
-                if stored is False:  # invalidated while it ran: keep it nowhere
-                    raise SharedFailure(error, 0.0) from None
-                raise
+                landed = await self._put(base, lock, ERROR, encode_error(error), negative)
+                raise SharedFailure(error, negative if landed is None else landed) from None
             except BaseException:  # cancelled: let another worker have the key at once
-                self._release(base, token)
+                self._release(base, lock)
                 raise
             if ttl == 0:
-                self._release(base, token)
+                self._release(base, lock)
                 return Landed(value, ttl)
             try:
                 body = tier._serializer.dumps(value)
@@ -842,48 +907,53 @@ class _Binding:
                     type(value).__name__,
                     exc,
                 )
-                self._release(base, token)
+                self._release(base, lock)
                 return Landed(value, ttl)
-            stored = await self._put(base, token, VALUE, body, ttl)
-            return Landed(value, 0.0 if stored is False else ttl)
+            return Landed(value, await self._put(base, lock, VALUE, body, ttl))
         finally:
             renewal.cancel()
 
     async def _put(
-        self, base: str, token: str, kind: bytes, body: bytes, ttl: float | None
-    ) -> bool | None:
-        """Store a payload if the lock is still ours: True stored, False fenced out (the
-        key was invalidated, or the lease was lost), None not shared (too big, too short,
-        Redis failed)."""
+        self, base: str, lock: str, kind: bytes, body: bytes, ttl: float | None
+    ) -> float | None:
+        """Store a payload in place of the lock if the lock is still ours. Returns the ttl
+        the outcome lands with in L1: what is left of the Redis entry; 0 when fenced out
+        (the key was invalidated, or the lease lost); `ttl` when it is not shared (too big,
+        too short, or Redis failed)."""
         tier = self.tier
-        vkey = f"{base}:v"
-        payload = seal(tier._secret, vkey.encode(), kind, body)
-        ms = 0 if ttl is None else int(ttl * 1000)
-        if len(payload) > tier._max_value_bytes or (ttl is not None and ms < 1):
-            self._release(base, token)
-            return None
-        args = [token, payload, ms, tier._channel, f"d {base}"]
+        key = f"{base}:v"
+        at = 0
+        if ttl is not None:
+            if ttl * 1000 < 1:
+                self._release(base, lock)
+                return ttl
+            at = math.ceil(tier._redis_now() + ttl * 1000)
+        payload = seal(tier._secret, key.encode(), kind, at, body)
+        if len(payload) > tier._max_value_bytes:
+            self._release(base, lock)
+            return ttl
+        args = [lock, payload, at, tier._channel, f"d {base}"]
         try:
-            stored = await tier._call(tier._script("store", [vkey, f"{base}:l"], args))
+            stored = await tier._call(tier._script("store", [key], args))
         except _Unavailable as exc:
             self.errors += 1
             if tier._raise:
                 raise SharedFailure(
                     exc.cause or ConnectionError("Redis is unavailable"), 0.0
                 ) from None
-            return None
+            return ttl
         except BaseException:
-            self._release(base, token)
+            self._release(base, lock)
             raise
-        return bool(stored)
+        return self._remaining(at) if stored else 0.0
 
-    def _release(self, base: str, token: str) -> None:
+    def _release(self, base: str, lock: str) -> None:
         """Give the lock up without a value (in the background): waiters ask again."""
         tier = self.tier
         if tier._closed:
             return
-        args = [token, tier._channel, f"d {base}"]
-        tier._spawn(self._send_release(tier._script("release", [f"{base}:l"], args)))
+        args = [lock, tier._channel, f"d {base}"]
+        tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
         try:
@@ -891,9 +961,9 @@ class _Binding:
         except _Unavailable:
             self.errors += 1
 
-    async def _renew(self, lkey: str, token: str) -> None:
+    async def _renew(self, key: str, lock: str) -> None:
         tier = self.tier
-        command = tier._script("renew", [lkey], [token, tier._lease_ms])
+        command = tier._script("renew", [key], [lock, tier._lease_ms])
         while True:
             await asyncio.sleep(tier._lease / 3)
             try:

@@ -19,6 +19,7 @@ import pytest
 from redis.asyncio import ConnectionPool, Redis
 
 from cachekit import AsyncCache, CacheStats, async_cached
+from cachekit._shared import VALUE, seal
 from cachekit.redis import JSONSerializer, RedisTier
 
 from .conftest import Gate, assert_stats
@@ -137,17 +138,45 @@ async def test_an_l1_hit_sends_nothing_to_redis(
     assert double.cache_info().hits == 100
 
 
-async def test_a_shared_hit_lands_in_l1_with_the_remaining_redis_ttl(
+async def test_a_shared_hit_lands_in_l1_with_what_is_left_of_the_redis_entry(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     tier = make_tier()
-    a = AsyncCache[str, str](ttl=60, shared=tier, name="ttl")
+    key = tier.key_of("ttl", "k")
+    seconds, micros = await control.time()
+    at = seconds * 1000 + micros // 1000 + 5_000  # as if stored 55 s ago with ttl=60
+    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), pxat=at)
+    b = AsyncCache[str, str](ttl=60, shared=tier, name="ttl")
+    assert await b.get_or_compute("k", counting()("k")) == "stored"
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    left = await control.pttl(key) / 1000
+    assert 4.0 < b._entries["k"].expires_at - now <= left  # never outlives the Redis entry
+
+
+async def test_the_loaders_own_l1_entry_never_outlives_the_redis_entry(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="own")
     await a.get_or_compute("k", counting()("k"))
-    await control.pexpire(tier.key_of("ttl", "k"), 5_000)  # as if stored 55 s ago
-    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="ttl")
-    await b.get_or_compute("k", counting()("k"))
-    remaining = b._entries["k"].expires_at - asyncio.get_running_loop().time()
-    assert 4.0 < remaining <= 5.0
+    now = asyncio.get_running_loop().time()
+    left = await control.pttl(tier.key_of("own", "k")) / 1000
+    assert 59.0 < a._entries["k"].expires_at - now <= left
+
+
+async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # Redis has not dropped it yet, but by the payload's own expiry it is gone.
+    tier = make_tier()
+    key = tier.key_of("old", "k")
+    seconds, micros = await control.time()
+    at = seconds * 1000 + micros // 1000 - 1
+    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="old")
+    assert await cache.get_or_compute("k", counting()("k")) == "stored"
+    assert "k" not in cache
 
 
 async def test_a_cached_failure_is_raised_by_other_workers_with_type_and_message(
@@ -264,6 +293,29 @@ async def test_a_load_longer_than_the_lease_is_not_duplicated(
     assert await first == await second == "slow"
     assert gate.calls == 1
     assert_stats(b, shared_hits=1, remote_waits=1, lock_takeovers=0, shared_misses=0)
+
+
+async def test_the_acquire_script_for_redis_before_7_does_what_set_nx_get_does(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tiers = [make_tier(), make_tier()]
+    for tier in tiers:
+        tier._native_acquire = False  # as after Redis 6.2 refused SET NX GET
+    gate = Gate("old")
+    a = AsyncCache[str, str](ttl=60, shared=tiers[0], name="v6")
+    b = AsyncCache[str, str](ttl=60, shared=tiers[1], name="v6")
+    first = asyncio.create_task(a.get_or_compute("k", gate))
+    await gate.started.wait()
+    assert (await control.get(tiers[0].key_of("v6", "k")) or b"").startswith(b"lock:")
+    second = asyncio.create_task(b.get_or_compute("k", gate))
+    await until(lambda: b.stats().remote_waits == 1)
+    gate.release.set()
+    assert await first == await second == "old"
+    c = AsyncCache[str, str](ttl=60, shared=tiers[1], name="v6")
+    assert await c.get_or_compute("k", gate) == "old"
+    assert gate.calls == 1
+    assert_stats(b, shared_hits=1, remote_waits=1, shared_misses=0)
+    assert_stats(c, shared_hits=1, shared_misses=0)
 
 
 async def test_a_waiter_gives_up_after_wait_timeout_plus_one_lease_and_loads_itself(
@@ -643,6 +695,9 @@ async def test_raise_mode_gives_the_caller_the_redis_error_and_caches_nothing(
 # ---------------------------------------------------------------------- security
 
 
+_NO_EXPIRY = bytes(8)  # the header's expiry field: none
+
+
 class _Touch:
     """Unpickling this creates a file: what a forged pickle in Redis could do."""
 
@@ -657,10 +712,12 @@ class _Touch:
     "forge",
     [
         pytest.param(lambda body: body, id="raw-pickle"),
-        pytest.param(lambda body: b"ck\x01v\x00" + body, id="unsigned"),
-        pytest.param(lambda body: b"ck\x01v\x01" + b"\0" * 32 + body, id="bad-mac"),
-        pytest.param(lambda body: b"ck\x01v\x01" + b"\0" * 7, id="truncated"),
-        pytest.param(lambda body: b"ck\x09v\x01" + b"\0" * 32 + body, id="unknown-version"),
+        pytest.param(lambda body: b"ck\x02v\x00" + _NO_EXPIRY + body, id="unsigned"),
+        pytest.param(lambda body: b"ck\x02v\x01" + _NO_EXPIRY + b"\0" * 32 + body, id="bad-mac"),
+        pytest.param(lambda body: b"ck\x02v\x01" + _NO_EXPIRY + b"\0" * 7, id="truncated"),
+        pytest.param(
+            lambda body: b"ck\x09v\x01" + _NO_EXPIRY + b"\0" * 32 + body, id="unknown-version"
+        ),
     ],
 )
 async def test_a_tampered_payload_is_a_miss_and_never_unpickled(

@@ -106,21 +106,24 @@ def test_a_key_with_no_stable_encoding_is_a_type_error_naming_the_type(key: Any,
 
 def test_sealed_payloads_open_only_at_their_key_and_with_their_secret() -> None:
     secret = b"k" * 32
-    sealed = seal(secret, b"key", VALUE, b"body")
-    assert unseal(secret, b"key", sealed) == (VALUE, b"body")
+    at = 1_764_000_000_123
+    sealed = seal(secret, b"key", VALUE, at, b"body")
+    assert unseal(secret, b"key", sealed) == (VALUE, at, b"body")
+    later = sealed[:5] + (at + 60_000).to_bytes(8, "big") + sealed[13:]
     for other_secret, key, payload in [
         (secret, b"other", sealed),
         (b"x" * 32, b"key", sealed),
         (None, b"key", sealed),
-        (secret, b"key", seal(None, b"key", VALUE, b"body")),
+        (secret, b"key", seal(None, b"key", VALUE, at, b"body")),
         (secret, b"key", sealed[:-1]),
         (secret, b"key", sealed[:20]),
-        (secret, b"key", sealed[:2] + b"\x02" + sealed[3:]),
+        (secret, b"key", sealed[:2] + b"\x01" + sealed[3:]),
+        (secret, b"key", later),  # its expiry moved: the signature covers it
         (secret, b"key", b""),
     ]:
         with pytest.raises(BadPayload):
             unseal(other_secret, key, payload)
-    assert unseal(None, b"key", seal(None, b"key", ERROR, b"e")) == (ERROR, b"e")
+    assert unseal(None, b"key", seal(None, b"key", ERROR, 0, b"e")) == (ERROR, 0, b"e")
 
 
 def test_a_cached_failure_comes_back_as_its_own_type_and_never_imports() -> None:
