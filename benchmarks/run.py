@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = [t for r in results for t in r.targets]
     if targets:
-        print("## cachekit against the targets of issue 3\n")
+        print("## cachekit against its targets\n")
         print(_targets_table(targets) + "\n")
     print(f"Total time: {total:.1f} s\n", flush=True)
 

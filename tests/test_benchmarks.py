@@ -47,4 +47,6 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
     if shared:  # empty when no redis-server is installed (the scenario says it skipped)
         assert row("shared")["loader calls"] == row("shared")["ideal calls"]
         assert row("shared")["errors"] == 0
+        fleet = row("shared", "cachekit (4 processes)")
+        assert fleet["loader calls"] == fleet["ideal calls"] and fleet["errors"] == 0
     assert "failed" not in " ".join(n for s in scenarios.values() for n in s["notes"])
