@@ -162,6 +162,25 @@ def _zipf_keys(n: int, keys: int, seed: int) -> list[int]:
     return random.Random(seed).choices(range(keys), cum_weights=list(accumulate(weights)), k=n)
 
 
+async def _drive(calls: Iterator[tuple[Fn, int]], concurrency: int) -> int:
+    """Make the calls, `concurrency` at a time (that many callers, each taking the next
+    call when its last is answered, as the requests of a busy server do; never one task
+    per request up front). Returns how many failed or answered wrongly."""
+    errors = 0
+
+    async def caller() -> None:
+        nonlocal errors
+        for fn, key in calls:
+            try:
+                if await fn(key) != key * 2:
+                    errors += 1
+            except Exception:
+                errors += 1
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return errors
+
+
 async def _commands(client: Any) -> int:
     stats = await client.info("commandstats")
     ignored = {"info", "config|resetstat", "flushall", "ping", "client|setinfo", "hello"}
@@ -195,20 +214,10 @@ async def _fleet(
         await asyncio.gather(*(fn(-1 - i) for i, (fn, _) in enumerate(workers)))
         await control.execute_command("CONFIG", "RESETSTAT")
         calls = 0
-        gate = asyncio.Semaphore(concurrency)
-        errors = 0
-
-        async def request(i: int, key: int) -> None:
-            nonlocal errors
-            async with gate:
-                try:
-                    if await workers[i % WORKERS][0](key) != key * 2:
-                        errors += 1
-                except Exception:
-                    errors += 1
-
         began = time.perf_counter()
-        await asyncio.gather(*(request(i, key) for i, key in enumerate(requests)))
+        errors = await _drive(
+            ((workers[i % WORKERS][0], key) for i, key in enumerate(requests)), concurrency
+        )
         wall = time.perf_counter() - began
         commands = await _commands(control)
         loads = calls
@@ -288,18 +297,7 @@ async def _process_worker(
         await fn(-1 - index)  # connect (and subscribe) before the common start
         calls = 0
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        gate = asyncio.Semaphore(concurrency)
-
-        async def request(key: int) -> None:
-            nonlocal errors
-            async with gate:
-                try:
-                    if await fn(key) != key * 2:
-                        errors += 1
-                except Exception:
-                    errors += 1
-
-        await asyncio.gather(*(request(key) for key in requests))
+        errors = await _drive(((fn, key) for key in requests), concurrency)
     finally:
         await close()
     return calls, errors
