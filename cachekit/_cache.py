@@ -252,12 +252,22 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ hit path
 
-    async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+    async def get_or_compute(
+        self,
+        key: K,
+        compute: Callable[[], Awaitable[V]],
+        *,
+        ttl: float | Callable[[V], float | None] | None = None,
+    ) -> V:
         """The fresh value for `key`; else join its computation; else start `compute()`.
 
         `compute` is a zero-argument callable returning an awaitable. A cached failure is
-        re-raised.
+        re-raised. `ttl` (seconds, or `ttl(value)`) replaces the cache's ttl for the value
+        this call's computation lands; None: the cache's. A call that joins a computation
+        already running gets what that computation lands with.
         """
+        if ttl is not None and not callable(ttl):
+            check_seconds("ttl", ttl, allow_none=False)  # a bad ttl fails hits too
         try:
             entry = self._entries.get(key)
         except TypeError:
@@ -269,6 +279,8 @@ class AsyncCache(Generic[K, V]):
                 self._drain()
             value: V = entry.value
             return value
+        if ttl is not None:  # the value lands as Landed(value, its ttl); callers get value
+            compute = self._landing_with(ttl, compute)  # type: ignore[assignment]
         try:
             return await self._join(key, compute)
         except Restart:
@@ -607,6 +619,25 @@ class AsyncCache(Generic[K, V]):
         if self._events is not None:
             self._events.record("refresh", key)
         return flight
+
+    def _landing_with(
+        self, ttl: float | Callable[[Any], float | None], compute: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[Landed]]:
+        """`compute`, its value landing with a per-call `ttl` (is_negative still wins)."""
+        seconds = None if callable(ttl) else check_seconds("ttl", ttl, allow_none=False)
+
+        async def landing() -> Landed:
+            awaitable = compute()
+            if not inspect.isawaitable(awaitable):
+                raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
+            value = await awaitable
+            if self._is_negative is not None and self._is_negative(value):
+                return Landed(value, self._negative_ttl or 0.0)
+            if callable(ttl):
+                return Landed(value, check_seconds("ttl(value)", ttl(value)))
+            return Landed(value, seconds)
+
+        return landing
 
     def _ttl_for(self, value: Any) -> float | None:
         """How long a landing value stays fresh: negative_ttl for a successful result that

@@ -882,7 +882,11 @@ class _Binding:
         try:
             try:
                 value = await _compute(compute)
-                ttl: float | None = cache._ttl_for(value)
+                ttl: float | None
+                if type(value) is Landed:  # a per-call ttl (get_or_compute(..., ttl=))
+                    value, ttl = value.value, value.ttl
+                else:
+                    ttl = cache._ttl_for(value)
             except Exception as error:
                 negative = cache._negative_ttl
                 if not (negative and isinstance(error, cache._negative_exceptions)):

@@ -327,3 +327,89 @@ def test_stale_if_error_needs_a_ttl() -> None:
         AsyncCache(stale_if_error=5)
     with pytest.raises(ValueError, match=r"stale_if_error must be"):
         AsyncCache(ttl=1, stale_if_error=-1)
+
+
+# ---------------------------------------------------------------------- per-call ttl
+
+
+def ready(value: str) -> Any:
+    """A compute that answers at once."""
+
+    async def compute() -> str:
+        return value
+
+    return compute
+
+
+async def test_a_per_call_ttl_replaces_the_caches_ttl_for_the_value_it_loads(
+    clock: FakeClock,
+) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60, timer=clock)
+    assert await cache.get_or_compute("k", ready("short"), ttl=5) == "short"
+    assert await cache.get_or_compute("j", ready("long")) == "long"
+    clock.tick(5)
+    assert "k" not in cache and "j" in cache
+    assert await cache.get_or_compute("k", ready("again")) == "again"
+    clock.tick(54)
+    assert "k" in cache  # reloaded without a per-call ttl: the cache's 60 s
+
+
+async def test_a_per_call_ttl_may_depend_on_the_value_and_is_negative_still_wins(
+    clock: FakeClock,
+) -> None:
+    cache: AsyncCache[str, str | None] = AsyncCache(
+        ttl=60, negative_ttl=1, is_negative=lambda v: v is None, timer=clock
+    )
+
+    async def found() -> str:
+        return "max-age=30"
+
+    async def absent() -> None:
+        return None
+
+    assert await cache.get_or_compute("k", found, ttl=lambda v: float(v.split("=")[1])) == (
+        "max-age=30"
+    )
+    assert await cache.get_or_compute("gone", absent, ttl=30) is None
+    clock.tick(1)
+    assert "gone" not in cache and "k" in cache
+    clock.tick(29)
+    assert "k" not in cache
+
+
+async def test_a_joining_call_gets_what_the_running_computation_lands_with(
+    clock: FakeClock,
+) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60, timer=clock)
+    gate = Gate("v")
+    first = asyncio.create_task(cache.get_or_compute("k", gate, ttl=5))
+    await gate.started.wait()
+    second = asyncio.create_task(cache.get_or_compute("k", gate, ttl=50))
+    await settle()
+    gate.release.set()
+    assert await first == await second == "v"
+    assert gate.calls == 1
+    clock.tick(5)
+    assert "k" not in cache  # the first call's ttl: the one whose computation ran
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"), [(-1, ValueError), (float("nan"), ValueError), ("5", TypeError)]
+)
+async def test_a_bad_per_call_ttl_is_refused_even_on_a_hit(ttl: Any, error: type) -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60)
+    await cache.get_or_compute("k", ready("v"))
+    with pytest.raises(error, match=r"^ttl must be"):
+        await cache.get_or_compute("k", ready("w"), ttl=ttl)
+
+
+async def test_a_per_call_ttl_that_raises_fails_that_load_only() -> None:
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60)
+
+    def broken(value: str) -> float:
+        raise ArithmeticError("bad header")
+
+    with pytest.raises(ArithmeticError, match="bad header"):
+        await cache.get_or_compute("k", ready("v"), ttl=broken)
+    assert "k" not in cache
+    assert await cache.get_or_compute("k", ready("w")) == "w"

@@ -165,6 +165,19 @@ async def test_the_loaders_own_l1_entry_never_outlives_the_redis_entry(
     assert 59.0 < a._entries["k"].expires_at - now <= left
 
 
+async def test_a_per_call_ttl_is_the_ttl_stored_in_redis(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="call")
+    assert await a.get_or_compute("k", counting()("k"), ttl=5) == "value-k"
+    left = await control.pttl(tier.key_of("call", "k")) / 1000
+    assert 4.0 < left <= 5.05  # (stored until an upper bound of Redis's clock + 5 s)
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="call")
+    assert await b.get_or_compute("k", counting()("other")) == "value-k"
+    assert b._entries["k"].expires_at - asyncio.get_running_loop().time() <= 5.0
+
+
 async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
