@@ -95,6 +95,11 @@ _RESUBSCRIBE_MAX: Final = 1.0
 _IDLE = 5.0
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
+# A deadline that fires over this share of op_timeout late means the loop was too busy to
+# read a reply that may have come in time: the command gets op_timeout more, at most
+# _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
+_LATE: Final = 0.25
+_EXTENSIONS: Final = 3
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
 
@@ -152,6 +157,34 @@ _DISCARD: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
+
+
+@final
+class _Deadline:
+    """Expires `scope` `seconds` from now, as counted by a loop that keeps up (see _LATE)."""
+
+    __slots__ = ("_extensions", "_handle", "_loop", "_scope", "_seconds")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, scope: Any, seconds: float) -> None:
+        self._loop = loop
+        self._scope = scope
+        self._seconds = seconds
+        self._extensions = 0
+        due = loop.time() + seconds
+        self._handle = loop.call_at(due, self._expire, due)
+
+    def _expire(self, due: float) -> None:
+        now = self._loop.time()
+        if now - due > self._seconds * _LATE and self._extensions < _EXTENSIONS:
+            self._extensions += 1
+            self._handle = self._loop.call_at(
+                now + self._seconds, self._expire, now + self._seconds
+            )
+        else:
+            self._scope.reschedule(now)  # the command is cancelled: TimeoutError
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class _Unavailable(Exception):
@@ -394,8 +427,12 @@ class RedisTier:
             if not self._raise and loop.time() < self._open_until:
                 raise _Unavailable(None)
             try:
-                async with asyncio.timeout(self._op_timeout):
-                    result = await command()
+                async with asyncio.timeout(None) as scope:
+                    deadline = _Deadline(loop, scope, self._op_timeout)
+                    try:
+                        result = await command()
+                    finally:
+                        deadline.cancel()
             except _ERRORS as exc:
                 self._failed(exc, loop)
                 raise _Unavailable(exc) from exc

@@ -11,6 +11,7 @@ import json
 import logging
 import pickle
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from redis.asyncio import ConnectionPool, Redis
 
 from cachekit import AsyncCache, CacheStats, async_cached
 from cachekit._shared import VALUE, seal
-from cachekit.redis import JSONSerializer, RedisTier
+from cachekit.redis import JSONSerializer, RedisTier, _Deadline
 
 from .conftest import Gate, assert_stats
 from .redis_server import HOW_TO_GET_ONE, RedisServer, find_binary, require_binary, required
@@ -658,6 +659,36 @@ async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
         assert_stats(cache, shared_errors=1)
     finally:
         await control.execute_command("CLIENT", "UNPAUSE")
+
+
+class _Scope:
+    """Stands in for asyncio.timeout's scope: records when the deadline expired it."""
+
+    def __init__(self) -> None:
+        self.expired_at: float | None = None
+
+    def reschedule(self, when: float) -> None:
+        self.expired_at = when
+
+
+async def test_a_deadline_that_fires_late_was_a_busy_loop_and_is_extended_three_times_at_most() -> (
+    None
+):
+    # A command's reply may come in time while CPU work holds the loop; the deadline then
+    # runs late, and expiring would blame Redis for the loop. A dead Redis still expires.
+    loop = asyncio.get_running_loop()
+    scope = _Scope()
+    deadline = _Deadline(loop, scope, 0.1)
+    for extensions in (1, 2, 3):
+        time.sleep(0.5)  # noqa: ASYNC251 - the point: the loop is held past the deadline
+        for _ in range(3):
+            await asyncio.sleep(0)  # the late deadline runs
+        assert (deadline._extensions, scope.expired_at) == (extensions, None)
+    time.sleep(0.5)  # noqa: ASYNC251
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert scope.expired_at is not None
+    deadline.cancel()
 
 
 async def test_a_silent_subscription_is_noticed_and_l1_resynced(
