@@ -192,6 +192,22 @@ async def _commands(client: Any) -> int:
     return total
 
 
+class _Loader:
+    """The loader every system caches: answers 2x after SLEEP, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, x: int) -> int:
+        self.calls += 1
+        await asyncio.sleep(SLEEP)
+        return x * 2
+
+
+def _namespace(prefix: str, name: str) -> str:
+    return prefix + name.replace(" ", "-").replace("=", "")
+
+
 async def _fleet(
     url: str, name: str, build: Build, requests: list[int], concurrency: int
 ) -> dict[str, Any]:
@@ -199,28 +215,21 @@ async def _fleet(
 
     control = Redis.from_url(url)
     await control.flushall()
-    calls = 0
-
-    async def load(x: int) -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(SLEEP)
-        return x * 2
-
-    namespace = "bench-" + name.replace(" ", "-").replace("=", "")
+    load = _Loader()
+    namespace = _namespace("bench-", name)
     workers = [build(url, namespace, load) for _ in range(WORKERS)]
     try:
         # Warm the clients (connections, subscriptions, scripts) outside the measurement.
         await asyncio.gather(*(fn(-1 - i) for i, (fn, _) in enumerate(workers)))
         await control.execute_command("CONFIG", "RESETSTAT")
-        calls = 0
+        load.calls = 0
         began = time.perf_counter()
         errors = await _drive(
             ((workers[i % WORKERS][0], key) for i, key in enumerate(requests)), concurrency
         )
         wall = time.perf_counter() - began
         commands = await _commands(control)
-        loads = calls
+        loads = load.calls
 
         # A Redis hit with a cold L1: a fresh worker per round, keys every worker has
         # loaded; each round's time over that of bare GETs timed just before it.
@@ -237,12 +246,12 @@ async def _fleet(
                 for key in raw_keys:
                     await control.get(key)
                 bare = (time.perf_counter() - began) / max(1, len(raw_keys))
-                calls = 0
+                load.calls = 0
                 began = time.perf_counter()
                 for key in hot:
                     await fresh(key)
                 cold = (time.perf_counter() - began) / max(1, len(hot))
-                cold_loads += calls
+                cold_loads += load.calls
             finally:
                 await close_fresh()
             colds.append(cold)
@@ -282,25 +291,18 @@ async def _process_worker(
     concurrency: int,
     start_at: float,
 ) -> tuple[int, int]:
-    calls = 0
-
-    async def load(x: int) -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(SLEEP)
-        return x * 2
-
-    namespace = "bench-procs-" + name.replace(" ", "-").replace("=", "")
+    load = _Loader()
+    namespace = _namespace("bench-procs-", name)
     fn, close = build(url, namespace, load)
     errors = 0
     try:
         await fn(-1 - index)  # connect (and subscribe) before the common start
-        calls = 0
+        load.calls = 0
         await asyncio.sleep(max(0.0, start_at - time.time()))
         errors = await _drive(((fn, key) for key in requests), concurrency)
     finally:
         await close()
-    return calls, errors
+    return load.calls, errors
 
 
 async def _processes(url: str, name: str, requests: list[int], concurrency: int) -> dict[str, Any]:
