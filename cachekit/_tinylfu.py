@@ -225,22 +225,39 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         return value
 
     def __setitem__(self, key: K, value: V) -> None:
-        if key in self._data:
+        data = self._data
+        if key in data:
             self._replace(key, value)
             return
         weights = self._weights
-        weight = self.getsizeof(value) if weights is not None else 1
-        self._incoming = weight
-        try:
-            _cache_setitem(self, key, value)
-        finally:
-            self._incoming = 0
-        if weights is not None:
+        if weights is None:
+            # Cache.__setitem__ for unit weights, inlined: this is the miss path. Evictions
+            # still go through self.popitem(), which a caller may have wrapped.
+            weight: float = 1
+            maxsize = self._maxsize
+            if len(data) + 1 > maxsize:
+                if maxsize < 1:
+                    raise ValueError("value too large")
+                self._incoming = 1
+                try:
+                    while len(data) + 1 > maxsize:
+                        self.popitem()
+                finally:
+                    self._incoming = 0
+            data[key] = value
+        else:
+            weight = self.getsizeof(value)
+            self._incoming = weight
+            try:
+                _cache_setitem(self, key, value)
+            finally:
+                self._incoming = 0
             weights[key] = weight
-        # _add(key, weight) and FrequencySketch.increment, inlined: this is the miss path.
+        # _add(key, weight) and FrequencySketch.increment, inlined.
         h = hash((key, self._salt))
         self._window[key] = h
-        self._window_size += weight
+        window_size = self._window_size + weight
+        self._window_size = window_size
         first, second = self._rows
         mask = self._mask
         i = h & mask
@@ -251,15 +268,21 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             first[i] = a + 1
         if b <= a and b < _COUNTER_MAX:
             second[j] = b + 1
-        if self._window_size > self._window_max:
+        if window_size > self._window_max:
             self._spill_window()
-        self._misses += 1
-        if self._hits + self._misses >= self._sample_size:
+        misses = self._misses + 1
+        self._misses = misses
+        if self._hits + misses >= self._sample_size:
             self._end_sample()
 
     def __delitem__(self, key: K) -> None:
-        _cache_delitem(self, key)
-        weight = self._weights.pop(key) if self._weights is not None else 1
+        weights = self._weights
+        if weights is None:
+            del self._data[key]  # unit weights: the size is the item count, see `currsize`
+            weight: float = 1
+        else:
+            _cache_delitem(self, key)
+            weight = weights.pop(key)
         if self._window.pop(key, None) is not None:
             self._window_size -= weight
         elif self._probation.pop(key, None) is not None:
@@ -273,17 +296,19 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         share, the loser of its candidate against main's victim; otherwise main's victim.
         """
         self._evicting = True
+        data = self._data
         window = self._window
+        probation = self._probation
         weights = self._weights
         while window and self._window_size + self._incoming > self._window_max:
             candidate, candidate_hash = window.popitem(False)
             weight = weights[candidate] if weights is not None else 1
             self._window_size -= weight
             if self._probation_size + self._protected_size + weight <= self._main_max:
-                self._probation[candidate] = candidate_hash  # room in main: no contest
+                probation[candidate] = candidate_hash  # room in main: no contest
                 self._probation_size += weight
                 continue
-            region = self._probation or self._protected
+            region = probation or self._protected
             for victim, victim_hash in region.items():
                 # The contest, inlined (this is the miss path): the candidate must be
                 # estimated more frequent than the victim.
@@ -299,17 +324,31 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     # the victim (by accident or by attack) cannot shut out every newcomer.
                     candidate_freq > _WARM and self._rng.random() < _LUCKY
                 ):
-                    self._probation[candidate] = candidate_hash
+                    probation[candidate] = candidate_hash
                     self._probation_size += weight
-                    return self._evict_from(region, victim)
+                    # _evict_from(region, victim), inlined.
+                    del region[victim]
+                    if weights is None:
+                        value = data.pop(victim)
+                        weight = 1
+                    else:
+                        value = data[victim]
+                        _cache_delitem(self, victim)
+                        weight = weights.pop(victim)
+                    if region is probation:
+                        self._probation_size -= weight
+                    else:
+                        self._protected_size -= weight
+                    return victim, value
                 break
             # The candidate lost, or main is empty.
-            value = self._data[candidate]
+            if weights is None:
+                return candidate, data.pop(candidate)
+            value = data[candidate]
             _cache_delitem(self, candidate)
-            if weights is not None:
-                del weights[candidate]
+            del weights[candidate]
             return candidate, value
-        for region in (self._probation, self._protected, window):
+        for region in (probation, self._protected, window):
             for victim in region:
                 return self._evict_from(region, victim)
         raise KeyError(f"{type(self).__name__} is empty") from None
@@ -323,6 +362,20 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._protected.clear()
         self._window_size = self._probation_size = self._protected_size = 0
         self._reset_policy()
+
+    @property
+    def currsize(self) -> float:
+        # With unit weights this class stores and drops items itself (Cache's __setitem__
+        # and __delitem__ cost a call each on the miss path): the size is the item count.
+        if self._weights is None:
+            return len(self._data)
+        return super().currsize
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._data!r}, maxsize={self.maxsize!r}, "
+            f"currsize={self.currsize!r})"
+        )
 
     def __copy__(self) -> TinyLFUCache[K, V]:
         twin: TinyLFUCache[K, V] = super().__copy__()  # type: ignore[misc]
@@ -405,7 +458,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         """A new value for a held key: it counts as a use, and may weigh differently."""
         weights = self._weights
         if weights is None:
-            _cache_setitem(self, key, value)  # never evicts: the same weight
+            self._data[key] = value  # as Cache.__setitem__ does: never evicts, same weight
             weight: float = 1
         else:
             weight = self.getsizeof(value)
@@ -476,9 +529,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def _evict_from(self, region: OrderedDict[K, int], key: K) -> tuple[K, V]:
         """Drop `key` from its region and from the items: an eviction."""
         del region[key]
-        value = self._data[key]
-        _cache_delitem(self, key)
-        weight = self._weights.pop(key) if self._weights is not None else 1
+        weights = self._weights
+        if weights is None:
+            value = self._data.pop(key)
+            weight: float = 1
+        else:
+            value = self._data[key]
+            _cache_delitem(self, key)
+            weight = weights.pop(key)
         if region is self._probation:
             self._probation_size -= weight
         elif region is self._protected:
