@@ -309,9 +309,11 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 self._probation_size += weight
                 continue
             region = probation or self._protected
-            for victim, victim_hash in region.items():
+            if region:
                 # The contest, inlined (this is the miss path): the candidate must be
-                # estimated more frequent than the victim.
+                # estimated more frequent than the victim, main's least recent key.
+                victim = next(iter(region))  # cheaper than a loop over items() in CPython
+                victim_hash = region[victim]
                 first, second = self._rows
                 mask = self._mask
                 a = first[candidate_hash & mask]
@@ -340,7 +342,6 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     else:
                         self._protected_size -= weight
                     return victim, value
-                break
             # The candidate lost, or main is empty.
             if weights is None:
                 return candidate, data.pop(candidate)
