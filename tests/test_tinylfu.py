@@ -183,7 +183,7 @@ def candidate_wins(candidate_hits: int, draw: float) -> bool:
     """One contest: window candidate 99 (seen 1 + candidate_hits times) against probation's
     victim 0, whose counters are saturated."""
     cache = filled(100)
-    victim_hash = cache._probation[0]
+    victim_hash = hash((0, cache._salt))  # the regions hold packed indexes, not the hash
     for _ in range(20):
         cache._sketch.increment(victim_hash)
     for _ in range(candidate_hits):
