@@ -38,7 +38,7 @@ import os
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import cachetools
 
@@ -135,6 +135,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the hashing and the random
     admissions reproducible; by default both are seeded from `os.urandom`.
     """
+
+    #: Whether `popitem` is this class's own, so `__setitem__` may do its work inline; a
+    #: subclass that overrides it gets its own called for every eviction, as in Cache.
+    _own_popitem: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._own_popitem = cls.popitem is TinyLFUCache.popitem
 
     def __init__(
         self,
@@ -240,19 +248,61 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             return
         weights = self._weights
         if weights is None:
-            # Cache.__setitem__ for unit weights, inlined: this is the miss path. Evictions
-            # still go through self.popitem(), which a caller may have wrapped.
+            # Cache.__setitem__ for unit weights, inlined: this is the miss path.
             weight: float = 1
             maxsize = self._maxsize
             if len(data) + 1 > maxsize:
                 if maxsize < 1:
                     raise ValueError("value too large")
-                self._incoming = 1
-                try:
-                    while len(data) + 1 > maxsize:
-                        self.popitem()
-                finally:
-                    self._incoming = 0
+                window = self._window
+                if (
+                    window
+                    and self._window_size + 1 > self._window_max
+                    and self._probation_size + self._protected_size + 1 > self._main_max
+                    and self._own_popitem
+                    and "popitem" not in self.__dict__  # not wrapped (see hook_evictions)
+                ):
+                    # The eviction of a full cache, inlined: what popitem() does when its
+                    # window's candidate must contest (one Python call less per miss).
+                    self._evicting = True
+                    candidate, candidate_index = window.popitem(False)
+                    self._window_size -= 1
+                    probation = self._probation
+                    region = probation or self._protected
+                    if region:
+                        victim = next(iter(region))
+                        victim_index = region[victim]
+                        first, second = self._rows
+                        mask = self._mask
+                        shift = self._shift
+                        a = first[candidate_index & mask]
+                        b = second[candidate_index >> shift]
+                        candidate_freq = a if a < b else b
+                        a = first[victim_index & mask]
+                        b = second[victim_index >> shift]
+                        if candidate_freq > (a if a < b else b) or (
+                            candidate_freq > _WARM and self._rng.random() < _LUCKY
+                        ):
+                            probation[candidate] = candidate_index
+                            self._probation_size += 1
+                            del region[victim]
+                            del data[victim]
+                            if region is probation:
+                                self._probation_size -= 1
+                            else:
+                                self._protected_size -= 1
+                        else:
+                            del data[candidate]
+                    else:
+                        del data[candidate]
+                else:
+                    # Any other eviction goes through self.popitem(), as in Cache.
+                    self._incoming = 1
+                    try:
+                        while len(data) + 1 > maxsize:
+                            self.popitem()
+                    finally:
+                        self._incoming = 0
             data[key] = value
         else:
             weight = self.getsizeof(value)
