@@ -220,9 +220,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             return self.__missing__(key)
         # A hit: the key moves within (or up from) its region, and counts in the sketch
         # (FrequencySketch.increment, inlined: this is the hit path; so is replay_hits).
-        h = self._protected.get(key)
+        protected = self._protected
+        h = protected.get(key)
         if h is not None:
-            self._protected.move_to_end(key)
+            protected.move_to_end(key)
         else:
             h = self._window.get(key)
             if h is not None:
@@ -266,15 +267,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     # window's candidate must contest (one Python call less per miss).
                     self._evicting = True
                     candidate, candidate_index = window.popitem(False)
-                    self._window_size -= 1
                     probation = self._probation
                     region = probation or self._protected
+                    first, second = self._rows
+                    mask = self._mask
+                    shift = self._shift
                     if region:
                         victim = next(iter(region))
                         victim_index = region[victim]
-                        first, second = self._rows
-                        mask = self._mask
-                        shift = self._shift
                         a = first[candidate_index & mask]
                         b = second[candidate_index >> shift]
                         candidate_freq = a if a < b else b
@@ -295,6 +295,24 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                             del data[candidate]
                     else:
                         del data[candidate]
+                    # The new key enters the window as below, where the candidate left: the
+                    # window's size is as it was, and main has no room for a spill.
+                    data[key] = value
+                    h = hash((key, self._salt))
+                    i = h & mask
+                    j = (h >> 32) & mask
+                    window[key] = i | j << shift
+                    a = first[i]
+                    b = second[j]
+                    if a <= b and a < _COUNTER_MAX:
+                        first[i] = a + 1
+                    if b <= a and b < _COUNTER_MAX:
+                        second[j] = b + 1
+                    misses = self._misses + 1
+                    self._misses = misses
+                    if self._hits + misses >= self._sample_size:
+                        self._end_sample()
+                    return
                 else:
                     # Any other eviction goes through self.popitem(), as in Cache.
                     self._incoming = 1
