@@ -27,8 +27,11 @@ No doorkeeper (a Bloom filter that absorbs each key's first use): an exact one, 
 bound for what a Bloom filter can do, left the mean gap to OPT on the benchmark's 29 traces
 and sizes where it was (9.56 against 9.57 points) for one more lookup on every access.
 
-cachetools' `Cache` keeps the items and their total size; this class keeps the regions
-beside them and answers `popitem()`, through which every eviction goes.
+cachetools' `Cache` keeps the items (its private dict, which cachekit's hit path reads) and,
+with `getsizeof`, their total size; this class keeps the regions beside them and answers
+`popitem()`. With unit weights it stores, drops and evicts items in that dict itself, as
+Cache would, so a miss costs no call into Cache: cachetools 8's `LRUCache` became about twice
+as fast as 5's, and this policy's cost is measured against it (benchmarks/hitratio.py).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import os
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import cachetools
 
@@ -79,12 +82,13 @@ class FrequencySketch:
     overestimates small (see the README's hit-ratio table).
     """
 
-    __slots__ = ("mask", "rows", "width")
+    __slots__ = ("mask", "rows", "shift", "width")
 
     def __init__(self, capacity: int) -> None:
         # Two counters per expected key in each row, in a power of two for masking.
         self.width = min(1 << max(4, (_WIDTH_FACTOR * capacity - 1).bit_length()), _MAX_WIDTH)
         self.mask = self.width - 1
+        self.shift = self.width.bit_length() - 1
         # Invariant: every counter is in 0..15. The rows are changed in place only, so a
         # reference to them stays valid (TinyLFUCache's hot path holds one).
         self.rows = (bytearray(self.width), bytearray(self.width))
@@ -99,6 +103,13 @@ class FrequencySketch:
             first[i] = a + 1
         if b <= a and b < _COUNTER_MAX:
             second[j] = b + 1
+
+    def index(self, h: int) -> int:
+        """A hash's two counter indexes packed in one int, `i | j << shift`: unpacking it
+        (`& mask`, `>> shift`) costs CPython less than the hash's own `& mask` and `>> 32`,
+        as it fits in one 30-bit digit while the width is at most 2**15."""
+        mask = self.mask
+        return (h & mask) | ((h >> 32) & mask) << self.shift
 
     def estimate(self, h: int) -> int:
         first, second = self.rows
@@ -115,7 +126,7 @@ class FrequencySketch:
 
     def copy(self) -> FrequencySketch:
         twin = FrequencySketch(1)
-        twin.width, twin.mask = self.width, self.mask
+        twin.width, twin.mask, twin.shift = self.width, self.mask, self.shift
         twin.rows = (bytearray(self.rows[0]), bytearray(self.rows[1]))
         return twin
 
@@ -127,6 +138,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the hashing and the random
     admissions reproducible; by default both are seeded from `os.urandom`.
     """
+
+    #: Whether `popitem` is this class's own, so `__setitem__` may do its work inline; a
+    #: subclass that overrides it gets its own called for every eviction, as in Cache.
+    _own_popitem: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._own_popitem = cls.popitem is TinyLFUCache.popitem
 
     def __init__(
         self,
@@ -153,8 +172,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._weights: dict[K, float] | None = (
             None if self.getsizeof is cachetools.Cache.getsizeof else {}
         )
-        # Invariant: each key of the items is in exactly one region, mapped to its salted
-        # hash (so a hit costs no rehash); each `_*_size` is the total weight of its region.
+        # Invariant: each key of the items is in exactly one region, mapped to its counters'
+        # indexes in the sketch, packed (FrequencySketch.index of its salted hash: a hit
+        # costs no rehash); each `_*_size` is the total weight of its region.
         self._window: OrderedDict[K, int] = OrderedDict()  # least recent first
         self._probation: OrderedDict[K, int] = OrderedDict()  # least recent first
         self._protected: OrderedDict[K, int] = OrderedDict()  # least recent first
@@ -179,6 +199,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         # The sketch's rows and mask, held here for the hot paths: replaced with the sketch.
         self._rows = self._sketch.rows
         self._mask = self._sketch.mask
+        self._shift = self._sketch.shift
         self._set_periods(capacity)
         self._unaged = 0  # accesses counted since the last aging, up to the last sample
         # Invariant: 0 <= _window_max <= maxsize, and _protected_max is _PROTECTED_SHARE of
@@ -202,9 +223,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             return self.__missing__(key)
         # A hit: the key moves within (or up from) its region, and counts in the sketch
         # (FrequencySketch.increment, inlined: this is the hit path; so is replay_hits).
-        h = self._protected.get(key)
+        protected = self._protected
+        h = protected.get(key)
         if h is not None:
-            self._protected.move_to_end(key)
+            protected.move_to_end(key)
         else:
             h = self._window.get(key)
             if h is not None:
@@ -212,9 +234,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             else:
                 h = self._promote(key)
         first, second = self._rows
-        mask = self._mask
-        i = h & mask
-        j = (h >> 32) & mask
+        i = h & self._mask
+        j = h >> self._shift
         a = first[i]
         b = second[j]
         if a <= b and a < _COUNTER_MAX:
@@ -225,41 +246,123 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         return value
 
     def __setitem__(self, key: K, value: V) -> None:
-        if key in self._data:
+        data = self._data
+        if key in data:
             self._replace(key, value)
             return
         weights = self._weights
-        weight = self.getsizeof(value) if weights is not None else 1
-        self._incoming = weight
-        try:
-            _cache_setitem(self, key, value)
-        finally:
-            self._incoming = 0
-        if weights is not None:
+        if weights is None:
+            # Cache.__setitem__ for unit weights, inlined: this is the miss path.
+            weight: float = 1
+            maxsize = self._maxsize
+            if len(data) + 1 > maxsize:
+                if maxsize < 1:
+                    raise ValueError("value too large")
+                window = self._window
+                if (
+                    window
+                    and self._window_size + 1 > self._window_max
+                    and self._probation_size + self._protected_size + 1 > self._main_max
+                    and self._own_popitem
+                    and "popitem" not in self.__dict__  # not wrapped (see hook_evictions)
+                ):
+                    # The eviction of a full cache, inlined: what popitem() does when its
+                    # window's candidate must contest (one Python call less per miss).
+                    self._evicting = True
+                    candidate, candidate_index = window.popitem(False)
+                    probation = self._probation
+                    region = probation or self._protected
+                    first, second = self._rows
+                    mask = self._mask
+                    shift = self._shift
+                    if region:
+                        victim = next(iter(region))
+                        victim_index = region[victim]
+                        a = first[candidate_index & mask]
+                        b = second[candidate_index >> shift]
+                        candidate_freq = a if a < b else b
+                        a = first[victim_index & mask]
+                        b = second[victim_index >> shift]
+                        if candidate_freq > (a if a < b else b) or (
+                            candidate_freq > _WARM and self._rng.random() < _LUCKY
+                        ):
+                            probation[candidate] = candidate_index
+                            self._probation_size += 1
+                            del region[victim]
+                            del data[victim]
+                            if region is probation:
+                                self._probation_size -= 1
+                            else:
+                                self._protected_size -= 1
+                        else:
+                            del data[candidate]
+                    else:
+                        del data[candidate]
+                    # The new key enters the window as below, where the candidate left: the
+                    # window's size is as it was, and main has no room for a spill.
+                    data[key] = value
+                    h = hash((key, self._salt))
+                    i = h & mask
+                    j = (h >> 32) & mask
+                    window[key] = i | j << shift
+                    a = first[i]
+                    b = second[j]
+                    if a <= b and a < _COUNTER_MAX:
+                        first[i] = a + 1
+                    if b <= a and b < _COUNTER_MAX:
+                        second[j] = b + 1
+                    misses = self._misses + 1
+                    self._misses = misses
+                    if self._hits + misses >= self._sample_size:
+                        self._end_sample()
+                    return
+                else:
+                    # Any other eviction goes through self.popitem(), as in Cache.
+                    self._incoming = 1
+                    try:
+                        while len(data) + 1 > maxsize:
+                            self.popitem()
+                    finally:
+                        self._incoming = 0
+            data[key] = value
+        else:
+            weight = self.getsizeof(value)
+            self._incoming = weight
+            try:
+                _cache_setitem(self, key, value)
+            finally:
+                self._incoming = 0
             weights[key] = weight
-        # _add(key, weight) and FrequencySketch.increment, inlined: this is the miss path.
+        # _add(key, weight) and FrequencySketch.increment, inlined.
         h = hash((key, self._salt))
-        self._window[key] = h
-        self._window_size += weight
-        first, second = self._rows
         mask = self._mask
         i = h & mask
         j = (h >> 32) & mask
+        self._window[key] = i | j << self._shift  # FrequencySketch.index
+        window_size = self._window_size + weight
+        self._window_size = window_size
+        first, second = self._rows
         a = first[i]
         b = second[j]
         if a <= b and a < _COUNTER_MAX:
             first[i] = a + 1
         if b <= a and b < _COUNTER_MAX:
             second[j] = b + 1
-        if self._window_size > self._window_max:
+        if window_size > self._window_max:
             self._spill_window()
-        self._misses += 1
-        if self._hits + self._misses >= self._sample_size:
+        misses = self._misses + 1
+        self._misses = misses
+        if self._hits + misses >= self._sample_size:
             self._end_sample()
 
     def __delitem__(self, key: K) -> None:
-        _cache_delitem(self, key)
-        weight = self._weights.pop(key) if self._weights is not None else 1
+        weights = self._weights
+        if weights is None:
+            del self._data[key]  # unit weights: the size is the item count, see `currsize`
+            weight: float = 1
+        else:
+            _cache_delitem(self, key)
+            weight = weights.pop(key)
         if self._window.pop(key, None) is not None:
             self._window_size -= weight
         elif self._probation.pop(key, None) is not None:
@@ -273,43 +376,61 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         share, the loser of its candidate against main's victim; otherwise main's victim.
         """
         self._evicting = True
+        data = self._data
         window = self._window
+        probation = self._probation
         weights = self._weights
         while window and self._window_size + self._incoming > self._window_max:
             candidate, candidate_hash = window.popitem(False)
             weight = weights[candidate] if weights is not None else 1
             self._window_size -= weight
             if self._probation_size + self._protected_size + weight <= self._main_max:
-                self._probation[candidate] = candidate_hash  # room in main: no contest
+                probation[candidate] = candidate_hash  # room in main: no contest
                 self._probation_size += weight
                 continue
-            region = self._probation or self._protected
-            for victim, victim_hash in region.items():
+            region = probation or self._protected
+            if region:
                 # The contest, inlined (this is the miss path): the candidate must be
-                # estimated more frequent than the victim.
+                # estimated more frequent than the victim, main's least recent key.
+                victim = next(iter(region))  # cheaper than a loop over items() in CPython
+                victim_hash = region[victim]
                 first, second = self._rows
                 mask = self._mask
+                shift = self._shift
                 a = first[candidate_hash & mask]
-                b = second[(candidate_hash >> 32) & mask]
+                b = second[candidate_hash >> shift]
                 candidate_freq = a if a < b else b
                 a = first[victim_hash & mask]
-                b = second[(victim_hash >> 32) & mask]
+                b = second[victim_hash >> shift]
                 if candidate_freq > (a if a < b else b) or (
                     # A warm candidate sometimes wins anyway, so that keys colliding with
                     # the victim (by accident or by attack) cannot shut out every newcomer.
                     candidate_freq > _WARM and self._rng.random() < _LUCKY
                 ):
-                    self._probation[candidate] = candidate_hash
+                    probation[candidate] = candidate_hash
                     self._probation_size += weight
-                    return self._evict_from(region, victim)
-                break
+                    # _evict_from(region, victim), inlined.
+                    del region[victim]
+                    if weights is None:
+                        value = data.pop(victim)
+                        weight = 1
+                    else:
+                        value = data[victim]
+                        _cache_delitem(self, victim)
+                        weight = weights.pop(victim)
+                    if region is probation:
+                        self._probation_size -= weight
+                    else:
+                        self._protected_size -= weight
+                    return victim, value
             # The candidate lost, or main is empty.
-            value = self._data[candidate]
+            if weights is None:
+                return candidate, data.pop(candidate)
+            value = data[candidate]
             _cache_delitem(self, candidate)
-            if weights is not None:
-                del weights[candidate]
+            del weights[candidate]
             return candidate, value
-        for region in (self._probation, self._protected, window):
+        for region in (probation, self._protected, window):
             for victim in region:
                 return self._evict_from(region, victim)
         raise KeyError(f"{type(self).__name__} is empty") from None
@@ -323,6 +444,20 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._protected.clear()
         self._window_size = self._probation_size = self._protected_size = 0
         self._reset_policy()
+
+    @property
+    def currsize(self) -> float:
+        # With unit weights this class stores and drops items itself (Cache's __setitem__
+        # and __delitem__ cost a call each on the miss path): the size is the item count.
+        if self._weights is None:
+            return len(self._data)
+        return super().currsize
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._data!r}, maxsize={self.maxsize!r}, "
+            f"currsize={self.currsize!r})"
+        )
 
     def __copy__(self) -> TinyLFUCache[K, V]:
         twin: TinyLFUCache[K, V] = super().__copy__()  # type: ignore[misc]
@@ -347,6 +482,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         window = self._window
         first, second = self._rows  # unchanged by a hit (only a sample's end ages the rows)
         mask = self._mask
+        shift = self._shift
         counted = 0
         for key in keys:
             if key not in data:
@@ -361,7 +497,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 else:
                     h = self._promote(key)
             i = h & mask
-            j = (h >> 32) & mask
+            j = h >> shift
             a = first[i]
             b = second[j]
             if a <= b and a < _COUNTER_MAX:
@@ -395,7 +531,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def _add(self, key: K, weight: float) -> None:
         """A new key enters the window."""
         h = hash((key, self._salt))
-        self._window[key] = h
+        self._window[key] = self._sketch.index(h)
         self._window_size += weight
         self._sketch.increment(h)
         if self._window_size > self._window_max:
@@ -405,7 +541,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         """A new value for a held key: it counts as a use, and may weigh differently."""
         weights = self._weights
         if weights is None:
-            _cache_setitem(self, key, value)  # never evicts: the same weight
+            self._data[key] = value  # as Cache.__setitem__ does: never evicts, same weight
             weight: float = 1
         else:
             weight = self.getsizeof(value)
@@ -421,7 +557,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             h = region.get(key)
             if h is not None:
                 region.move_to_end(key)
-                self._sketch.increment(h)
+                self._sketch.increment(hash((key, self._salt)))
                 break
         if region is self._protected:
             self._protected_size += delta
@@ -432,7 +568,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
 
     def _promote(self, key: K) -> int:
         """A hit on probation moves the key up to protected, which may push its least
-        recent keys back down. Returns the key's hash."""
+        recent keys back down. Returns the key's packed sketch indexes."""
         h = self._probation.pop(key)
         weight = self._weights[key] if self._weights is not None else 1
         self._probation_size -= weight
@@ -476,9 +612,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def _evict_from(self, region: OrderedDict[K, int], key: K) -> tuple[K, V]:
         """Drop `key` from its region and from the items: an eviction."""
         del region[key]
-        value = self._data[key]
-        _cache_delitem(self, key)
-        weight = self._weights.pop(key) if self._weights is not None else 1
+        weights = self._weights
+        if weights is None:
+            value = self._data.pop(key)
+            weight: float = 1
+        else:
+            value = self._data[key]
+            _cache_delitem(self, key)
+            weight = weights.pop(key)
         if region is self._probation:
             self._probation_size -= weight
         elif region is self._protected:
@@ -494,8 +635,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._sketch = FrequencySketch(capacity)
         self._rows = self._sketch.rows
         self._mask = self._sketch.mask
+        self._shift = self._sketch.shift
         self._sketch_capacity = capacity
         self._set_periods(capacity)
+        # Each key's counter indexes depend on the width: index every key anew.
+        index = self._sketch.index
+        salt = self._salt
+        for region in (self._window, self._probation, self._protected):
+            region.update({key: index(hash((key, salt))) for key in region})
 
     def _set_periods(self, capacity: int) -> None:
         self._age_period = _AGE_FACTOR * capacity

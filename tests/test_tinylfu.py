@@ -154,6 +154,28 @@ def test_popitem_evicts_the_loser_of_candidate_against_victim() -> None:
     check_invariants(cache)
 
 
+def test_every_eviction_goes_through_an_overridden_popitem_and_decides_the_same() -> None:
+    # __setitem__ evicts inline when popitem is the class's own; a subclass's override
+    # must see every eviction, and the policy must decide exactly as on the inline path.
+    evicted: list[int] = []
+
+    class Recording(TinyLFUCache[int, None]):
+        def popitem(self) -> tuple[int, None]:
+            key, value = super().popitem()
+            evicted.append(key)
+            return key, value
+
+    keys = traces.zipf(0.9, 2_000, 20_000, seed=3).keys
+    plain: TinyLFUCache[int, None] = TinyLFUCache(100, seed=2)
+    recording = Recording(100, seed=2)
+    assert replay(plain, keys) == replay(recording, keys)
+    assert plain.regions() == recording.regions()
+    assert plain.window_maxsize == recording.window_maxsize
+    misses = len(keys) - replay(TinyLFUCache(100, seed=2), keys)
+    assert len(evicted) == misses - 100  # one eviction per miss once full
+    check_invariants(recording)
+
+
 def test_a_scan_does_not_flush_the_popular_keys() -> None:
     cache: TinyLFUCache[int, int] = TinyLFUCache(100, seed=1)
     popular = list(range(50))
@@ -183,7 +205,7 @@ def candidate_wins(candidate_hits: int, draw: float) -> bool:
     """One contest: window candidate 99 (seen 1 + candidate_hits times) against probation's
     victim 0, whose counters are saturated."""
     cache = filled(100)
-    victim_hash = cache._probation[0]
+    victim_hash = hash((0, cache._salt))  # the regions hold packed indexes, not the hash
     for _ in range(20):
         cache._sketch.increment(victim_hash)
     for _ in range(candidate_hits):
