@@ -301,7 +301,12 @@ class RedisTier:
         # Tasks started and not yet seen to finish: invalidations, clears, releases
         # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
         self._background: set[asyncio.Task[Any]] = set()
-        self._renewals: set[asyncio.Task[Any]] = set()
+        self._renewals: set[asyncio.Task[Any]] = set()  # and the resender: never settled
+        # tag -> how to send again an invalidation, clear or set() that missed Redis (a
+        # set() is resent as an invalidation). `_resender` sends them while any is left;
+        # a newer command for the same tag takes its entry out (`_start_pending`).
+        self._unsent: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        self._resender: asyncio.Task[None] | None = None
         # Redis's clock, read on this loop's clock: TIME answered `_clock_ms` (unix ms) to a
         # reading sent at loop time `_clock_read_at` (-inf: never read). One reading at a
         # time, `_clock_reading`, started when the last is _RECALIBRATE old.
@@ -538,9 +543,31 @@ class RedisTier:
             log.warning("cachekit: %s not sent to Redis: the tier's event loop is not running", tag)
 
     def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
         task = self._spawn(make())
         self._pending[tag] = task
         task.add_done_callback(partial(self._unpend, tag))
+
+    def _resend_later(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Called by the command's own task: unless a newer command for the tag was sent
+        since (its task is then the tag's pending one), send this one again later."""
+        if self._closed or self._pending.get(tag) is not asyncio.current_task():
+            return
+        self._unsent[tag] = resend
+        if self._resender is None or self._resender.done():
+            self._resender = self._spawn(self._resend(), self._renewals)
+
+    async def _resend(self) -> None:
+        """Send again, with backoff, the invalidations and clears that missed Redis, until
+        none is left (each one that fails again puts itself back)."""
+        delay = max(self._cooldown, _POLL_MIN)
+        while self._unsent and not self._closed:
+            await asyncio.sleep(delay)
+            for tag, resend in list(self._unsent.items()):
+                if self._unsent.get(tag) is resend:  # not replaced by a newer command meanwhile
+                    self._start_pending(tag, resend)
+            await self.settle()
+            delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
     def _unpend(self, tag: str, task: asyncio.Task[Any]) -> None:
         if self._pending.get(tag) is task:
@@ -759,23 +786,34 @@ class _Binding:
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
             args = [payload, at, tier._channel, f"i {tier._worker} {base}"]
             await tier._call(tier._script("write", [key], args))
-        except _Unavailable:
-            self.errors += 1
-            log.warning("cachekit: a set() of %s did not reach Redis", base)
+        except _Unavailable:  # other workers must at least stop serving the old value
+            self._missed(base, partial(self._send_invalidate, base, again=True), "a set()", False)
 
     def cleared(self) -> None:
         self.tier._schedule(self, self.prefix, self._send_clear)
 
-    async def _send_invalidate(self, base: str) -> None:
+    async def _send_invalidate(self, base: str, *, again: bool = False) -> None:
         tier = self.tier
         message = f"i {tier._worker} {base}"
         try:
             await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
         except _Unavailable:
-            self.errors += 1
-            log.warning("cachekit: an invalidation of %s did not reach Redis", base)
+            self._missed(
+                base, partial(self._send_invalidate, base, again=True), "an invalidation", again
+            )
 
-    async def _send_clear(self) -> None:
+    def _missed(
+        self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]], what: str, again: bool
+    ) -> None:
+        """An invalidation, clear or set() did not reach Redis: until it does, the entry
+        there (and in other workers' L1) is stale. Counted and logged the first time; sent
+        again when Redis answers."""
+        if not again:
+            self.errors += 1
+            log.warning("cachekit: %s of %s did not reach Redis; sent when it answers", what, tag)
+        self.tier._resend_later(tag, resend)
+
+    async def _send_clear(self, *, again: bool = False) -> None:
         tier = self.tier
         client = tier._client
         # The prefix and the hash tag's brace: cache "a" must not match cache "a:b"'s keys.
@@ -796,8 +834,7 @@ class _Binding:
             message = f"c {tier._worker} {self.prefix}"
             await tier._call(partial(client.publish, tier._channel, message))
         except _Unavailable:
-            self.errors += 1
-            log.warning("cachekit: a clear of %s* did not reach Redis", self.prefix)
+            self._missed(self.prefix, partial(self._send_clear, again=True), "a clear", again)
         finally:
             try:
                 await keys.aclose()

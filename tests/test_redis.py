@@ -645,6 +645,46 @@ async def test_redis_killed_then_restarted_degrades_and_resumes(
         server.stop()
 
 
+async def test_an_invalidation_that_missed_redis_is_sent_when_redis_answers(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier(op_timeout=0.1, cooldown=0.05)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="unsent")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="unsent")
+    await a.get_or_compute("k", counting()("k"))
+    assert await b.get_or_compute("k", counting()("other")) == "value-k"
+    await control.execute_command("CLIENT", "PAUSE", 500, "ALL")  # Redis stops answering
+    try:
+        a.invalidate("k")
+        await until(lambda: a.stats().shared_errors == 1)  # it timed out
+        assert "k" in b  # not told yet: the invalidation is still to be sent
+    finally:
+        await control.execute_command("CLIENT", "UNPAUSE")
+    await until(lambda: "k" not in b)  # sent again once Redis answers
+    assert await control.exists(tier.key_of("unsent", "k")) == 0
+    assert a.stats().shared_errors == 1  # counted once, however many tries
+    assert not tier._unsent
+
+
+async def test_a_newer_command_replaces_one_that_missed_redis(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier(op_timeout=0.1, cooldown=0.05)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="newer")
+    await a.get_or_compute("k", counting()("k"))
+    await control.execute_command("CLIENT", "PAUSE", 500, "ALL")
+    try:
+        a.invalidate("k")
+        await until(lambda: a.stats().shared_errors == 1)
+    finally:
+        await control.execute_command("CLIENT", "UNPAUSE")
+    a.set("k", "newer")  # sent before the resender's next try: the invalidation is dropped
+    await tier.settle()
+    await until(lambda: not tier._unsent)
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="newer")
+    assert await other.get_or_compute("k", counting()("k")) == "newer"
+
+
 async def test_a_stalled_redis_costs_a_caller_at_most_op_timeout(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
