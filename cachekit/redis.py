@@ -13,10 +13,10 @@ command, `SET base:v <lock> NX GET PX <lease>`: it answers the entry (a hit), or
 worker's lock (wait), or nothing, in which case the lock is now ours. A hit costs what a
 GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the
 PXAT it was stored with): the L1 entry lands with what is left of it, measured against an
-upper bound of Redis's clock (`_RedisClock`), so it never outlives the Redis entry. The
-holder loads, renews its lease every lease/3 while loading, and STOREs: the entry replaces
-the lock only if the lock is still its own (a fenced write) and `d <base>` is published,
-in one script. Other workers wait on a future that the tier's one pub/sub subscription
+upper bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis
+entry. The holder loads, renews its lease every lease/3 while loading, and PUTs: the
+entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
+is published, in one script (`set()` PUTs without the fence). Other workers wait on a future that the tier's one pub/sub subscription
 resolves on `d <base>` (no pool connection is held while waiting); they wake at the latest
 one lease later, and ask again: a dead holder's lock has lapsed by then, and exactly one
 of them takes it over (NX). If the subscription is down, waiters poll with backoff.
@@ -112,9 +112,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
 # KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
-# message. The entry replaces the lock only while the lock is still ours.
-_STORE: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+# message. A load's store: the entry replaces the lock only while the lock is still ours.
+# With lock '' (set()): the entry replaces whatever is there, a load's lock included, so
+# that load can no longer store.
+_PUT: Final = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
@@ -139,17 +141,6 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 _INVALIDATE: Final = """
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
-"""
-# KEYS: key. ARGV: payload, expiry (unix ms; 0: none), channel, message. set(): the value
-# replaces whatever is there, a load's lock included, so that load can no longer store.
-_WRITE: Final = """
-if ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 # KEYS: key. ARGV: the payload that was rejected (deleted only if it is still there).
@@ -268,11 +259,10 @@ class RedisTier:
             name: client.register_script(text)
             for name, text in (
                 ("acquire", _ACQUIRE),
-                ("store", _STORE),
+                ("put", _PUT),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
                 ("invalidate", _INVALIDATE),
-                ("write", _WRITE),
                 ("discard", _DISCARD),
             )
         }
@@ -784,8 +774,8 @@ class _Binding:
             await tier._clock_ready()
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
-            args = [payload, at, tier._channel, f"i {tier._worker} {base}"]
-            await tier._call(tier._script("write", [key], args))
+            args = ["", payload, at, tier._channel, f"i {tier._worker} {base}"]  # unfenced
+            await tier._call(tier._script("put", [key], args))
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), "a set()", False)
 
@@ -1012,7 +1002,7 @@ class _Binding:
             return ttl
         args = [lock, payload, at, tier._channel, f"d {base}"]
         try:
-            stored = await tier._call(tier._script("store", [key], args))
+            stored = await tier._call(tier._script("put", [key], args))
         except _Unavailable as exc:
             self.errors += 1
             if tier._raise:
