@@ -11,15 +11,16 @@ digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). On
 A load, fleet-wide. On an L1 miss, the flight (one per key per process) sends one native
 command, `SET base:v <lock> NX GET PX <lease>`: it answers the entry (a hit), or another
 worker's lock (wait), or nothing, in which case the lock is now ours. A hit costs what a
-GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the
-PXAT it was stored with): the L1 entry lands with what is left of it, measured against an
-upper bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis
-entry. The holder loads, renews its lease every lease/3 while loading, and PUTs: the
-entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
-is published, in one script (`set()` PUTs without the fence). Other workers wait on a
-future that the tier's one pub/sub subscription resolves on `d <base>` (no pool
-connection is held while waiting); they wake at the latest one lease later, and ask again: a dead holder's lock has lapsed by then, and exactly one
-of them takes it over (NX). If the subscription is down, waiters poll with backoff.
+GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the PXAT
+it was stored with): the L1 entry lands with what is left of it, measured against an upper
+bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis entry. The
+holder loads, renews its lease every lease/3 while loading, and PUTs: the entry replaces
+the lock only if the lock is still its own (a fenced write) and `d <base>` is published,
+in one script (`set()` PUTs without the fence). Other workers wait on a future that the
+tier's one pub/sub subscription resolves on `d <base>` (no pool connection is held while
+waiting); they wake at the latest one lease later, and ask again: a dead holder's lock has
+lapsed by then, and exactly one of them takes it over (NX). If the subscription is down,
+waiters poll with backoff.
 
 Invalidation. INVALIDATE deletes the key, entry or lock (so a load in flight cannot write
 after it) and publishes `i <worker> <base>`; CLEAR is SCAN + UNLINK over the cache's own
