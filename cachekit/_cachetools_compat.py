@@ -7,6 +7,7 @@ empties every store in place. Before, a copy was shallow (it shared the items di
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Final, TypeVar
 
 import cachetools
@@ -38,16 +39,29 @@ def empty(store: cachetools.Cache[Any, Any]) -> None:
 
     The store stays the same object, and so does the dict of its items that the hit path
     reads. Where `clear()` would go through `popitem()` (cachetools before 7.1), or did not
-    empty the store (a key that cannot be found), the store is initialised afresh instead.
+    empty the store (a key that cannot be found), the store is initialised afresh instead;
+    a store whose `__init__` takes other arguments is cleared by `popitem()` after all,
+    unreported (no eviction is counted).
     """
     items = vars(store)["_Cache__data"]
     if _CLEARS_IN_PLACE:
         store.clear()
         if not items:
             return
+    getsizeof = vars(store).get("getsizeof")  # the instance's own: size_entries_by_value's
+    init = type(store).__init__
+    try:
+        inspect.signature(init).bind(store, store.maxsize, getsizeof=getsizeof)
+    except TypeError:  # a class of its own (TTLCache needs its ttl): pop by pop, unhooked
+        hook = vars(store).pop("popitem", None)
+        try:
+            store.clear()
+        finally:
+            if hook is not None:
+                store.popitem = hook  # type: ignore[method-assign]
+        return
     aliases = [name for name, value in vars(store).items() if value is items]
     items.clear()
-    getsizeof = vars(store).get("getsizeof")  # the instance's own: size_entries_by_value's
-    type(store).__init__(store, store.maxsize, getsizeof=getsizeof)
+    init(store, store.maxsize, getsizeof=getsizeof)
     for name in aliases:  # the new dict(s) give way to the one the hit path holds
         setattr(store, name, items)

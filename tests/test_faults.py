@@ -506,3 +506,20 @@ async def test_clear_counts_no_eviction_on_every_cachetools_version(policy: str)
         assert await cache.get_or_compute(k, lambda k=k: square(k)) == k * k
     assert len(cache) == 100
     assert_stats(cache, evictions=50)
+
+
+async def test_clear_of_a_store_with_its_own_constructor_counts_no_eviction() -> None:
+    store = cachetools.TTLCache(maxsize=100, ttl=1e6)  # its __init__ needs a ttl
+    cache: AsyncCache[int, int] = AsyncCache(store=store)
+
+    async def square(k: int) -> int:
+        return k * k
+
+    for k in range(20):
+        await cache.get_or_compute(k, lambda k=k: square(k))
+    cache.clear()
+    assert len(cache) == 0 and len(store) == 0
+    assert_stats(cache, evictions=0)
+    for k in range(120):
+        await cache.get_or_compute(k, lambda k=k: square(k))
+    assert_stats(cache, evictions=20)
