@@ -47,6 +47,7 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
 from ._limits import LoadLimiter
 from ._options import (
+    Seconds,
     check_bool,
     check_exception_types,
     check_fraction,
@@ -55,6 +56,7 @@ from ._options import (
 )
 from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
 from ._stats import CacheStats
+from ._store import Policy
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -130,34 +132,94 @@ class AsyncCache(Generic[K, V]):
     """Completed results and in-flight computations, side by side, under one key.
 
     A caller of `get_or_compute` gets a fresh result, joins the one computation already
-    under way, or starts it. See README for every option.
+    under way, or starts it. Bad options raise at construction: ValueError for a bad value,
+    TypeError for a wrong type, naming the option and the value.
+
+    Options (all keyword-only but maxsize; a duration is seconds, as a number or a
+    datetime.timedelta):
+
+    maxsize: int | None = 1024
+        Completed entries held, an int > 0; None for unbounded.
+    ttl: duration | Callable[[value], duration | None] | None = None
+        How long a result stays fresh, counted from when it lands on the cache's clock.
+        None: it never expires; 0: nothing is kept (single flight only); a function is
+        asked, as each value lands, for that value's ttl.
+    policy: "lru" | "lfu" | "fifo" | "rr" | "tinylfu" = 'lru'
+        Which completed entry is evicted for room: the cachetools policies, or cachekit's
+        W-TinyLFU (TinyLFUCache).
+    negative_ttl: duration | None = None
+        How long a raised exception is cached and re-raised to later callers; None or 0:
+        failures are never cached.
+    negative_exceptions: tuple[type[BaseException], ...] = (<class 'Exception'>,)
+        The exception types eligible for negative caching. Cancellation and other
+        non-Exception errors never are.
+    timer: Callable[[], float] | None = None
+        The clock, in seconds. None: time.monotonic, looked up at each call, so freezegun
+        and mock.patch move it.
+    store: cachetools.Cache | None = None
+        An empty cachetools.Cache to hold the entries, in place of maxsize and policy (one
+        sized with getsizeof weighs your values). One cache per store.
+    cancel_abandoned: bool = False
+        Cancel a computation once every caller waiting for it was cancelled (nothing is
+        stored). False: it runs on and its result is stored.
+    max_loads: int | LoadLimiter | None = None
+        At most this many computations at once (an int > 0, or a LoadLimiter shared by
+        several caches); the others wait their turn, first come first served. None: no limit.
+    load_timeout: duration | None = None
+        How long a computation may run before it is cancelled; its callers get
+        LoadTimeoutError (a TimeoutError). None: no limit; must be > 0.
+    stale_ttl: duration | None = None
+        How long after ttl an entry is still served at once while one background refresh
+        runs (stale-while-revalidate). Needs a ttl.
+    refresh_after: duration | None = None
+        After this long (> 0 and < ttl), a hit starts a background refresh ahead of expiry.
+    ttl_jitter: float = 0.0
+        A fraction in [0, 1): each entry's ttl is shortened by a random part of it, so that
+        entries written together do not expire together.
+    random: random.Random | None = None
+        The source of the jitter; seed one in tests. None: a new Random().
+    is_negative: Callable[[value], bool] | None = None
+        Flags results that mean "absent" (an empty answer, say): those are kept for
+        negative_ttl instead of ttl.
+    stale_if_error: duration | None = None
+        How long after ttl a failed reload answers with the old value instead of the
+        error (stale-if-error). Needs a ttl.
+    on_event: Callable[[CacheEvent], object] | None = None
+        Called with a CacheEvent for each hit, miss, load, eviction, expiration,
+        invalidation and refresh, outside the cache's lock. None: no events, no cost.
+    shared: SharedTier | None = None
+        A shared tier (cachekit.redis.RedisTier) that processes share results through,
+        asked on a local miss. Needs name.
+    name: str | None = None
+        The cache's name in the shared tier: the same in every worker, unique per cache.
     """
 
     def __init__(
         self,
         maxsize: int | None = 1024,
-        ttl: float | Callable[[Any], float | None] | None = None,
-        policy: str = "lru",
-        negative_ttl: float | None = None,
+        *,
+        ttl: Seconds | Callable[[Any], Seconds | None] | None = None,
+        policy: Policy = "lru",
+        negative_ttl: Seconds | None = None,
         negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
         timer: Callable[[], float] | None = None,
         store: cachetools.Cache[Hashable, Any] | None = None,
         cancel_abandoned: bool = False,
         max_loads: int | LoadLimiter | None = None,
-        load_timeout: float | None = None,
-        stale_ttl: float | None = None,
-        refresh_after: float | None = None,
+        load_timeout: Seconds | None = None,
+        stale_ttl: Seconds | None = None,
+        refresh_after: Seconds | None = None,
         ttl_jitter: float = 0.0,
         random: Random | None = None,
         is_negative: Callable[[Any], bool] | None = None,
-        stale_if_error: float | None = None,
+        stale_if_error: Seconds | None = None,
         on_event: Callable[[CacheEvent], object] | None = None,
         shared: SharedTier | None = None,
         name: str | None = None,
     ) -> None:
         # A callable ttl is asked, when each value lands, how long that value stays fresh
         # (from an HTTP Cache-Control header in the value, say).
-        self._ttl_of: Callable[[Any], float | None] | None = ttl if callable(ttl) else None
+        self._ttl_of: Callable[[Any], Seconds | None] | None = ttl if callable(ttl) else None
         self._ttl = None if callable(ttl) else check_seconds("ttl", ttl)
         if is_negative is not None and not callable(is_negative):
             raise TypeError(f"is_negative must be a callable value -> bool, got {is_negative!r}")
@@ -236,22 +298,9 @@ class AsyncCache(Generic[K, V]):
         # twice the live ones plus _COMPACT_SLACK (see `_insert_locked`).
         self._expiry = ExpiryQueue()
 
-        self._hits = 0  # hits drained from `_touched`
-        self._misses = 0
-        self._coalesced = 0
-        self._evictions = 0
-        self._expirations = 0
-        self._load_failures = 0
-        self._load_timeouts = 0
-        self._stale_hits = 0  # hits served past fresh_until (included in hits)
-        self._refreshes = 0  # background refreshes started
-        self._refresh_failures = 0
-        self._stale_if_error_hits = 0  # calls given the old value because a reload failed
-        self._load_count = 0  # computations that landed
-        self._load_time = 0.0  # seconds they took, on `_timer`
+        self._zero_counters()
         self._loads_running = 0  # flights of this cache whose computation runs now
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
-        self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
 
         # The shared tier (cachekit.redis): asked on an L1 miss, told of invalidations.
         self._name = name
@@ -482,6 +531,34 @@ class AsyncCache(Generic[K, V]):
             self._expiry.clear()
         if self._events is not None:
             self._events.deliver()
+
+    def _zero_counters(self) -> None:
+        """The counters of `stats()` (the gauges `loads_running`/`loads_queued` are not)."""
+        self._hits = 0  # hits drained from `_touched`
+        self._misses = 0
+        self._coalesced = 0
+        self._evictions = 0
+        self._expirations = 0
+        self._load_failures = 0
+        self._load_timeouts = 0
+        self._stale_hits = 0  # hits served past fresh_until (included in hits)
+        self._refreshes = 0  # background refreshes started
+        self._refresh_failures = 0
+        self._stale_if_error_hits = 0  # calls given the old value because a reload failed
+        self._load_count = 0  # computations that landed
+        self._load_time = 0.0  # seconds they took, on `_timer`
+        self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
+
+    def reset_stats(self) -> None:
+        """Zero the counters of `stats()`: hits, misses, evictions, load times and the rest.
+
+        The gauges (`loads_running`, `loads_queued`, `currsize`) keep telling what is, and
+        the shared tier's counters are its own. A decorated function's `cache_clear()`
+        clears the entries and resets the counters, as `functools.lru_cache` does.
+        """
+        with self._lock:
+            self._drain_locked()
+            self._zero_counters()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""

@@ -34,8 +34,10 @@ from ._events import CacheEvent
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._limits import LoadLimiter
+from ._options import Seconds
 from ._shared import SharedTier
 from ._stats import CacheStats
+from ._store import Policy
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -103,6 +105,15 @@ class CachedFunction(Protocol, Generic[P, R_co]):
         instance: S,
         owner: type[Any] | None = None,
     ) -> Callable[P2, Coroutine[Any, Any, R_co]]: ...
+
+
+def is_async_callable(func: object) -> bool:
+    """An `async def` function, or a callable that returns a coroutine by its nature: a
+    `functools.partial` of one, or an object whose class has an `async def __call__`."""
+    if inspect.iscoroutinefunction(func):  # unwraps partials too
+        return True
+    call = inspect.getattr_static(type(func), "__call__", None)
+    return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
 
 
 def _signature_wrapper(
@@ -187,14 +198,18 @@ def _decorate(
         # Cache the underlying function, then rewrap it: the key then includes `cls`.
         inner = _decorate(func.__func__, key, typed, options)
         return type(func)(inner)  # type: ignore[return-value]
-    if not inspect.iscoroutinefunction(func):
+    if not is_async_callable(func):
         raise TypeError(f"@async_cached needs an async def function, got {func!r}")
     if key is not None and not callable(key):
         raise TypeError(f"key must be a callable building the key from the arguments, got {key!r}")
     if options.get("shared") is not None and options.get("name") is None:
-        options["name"] = f"{func.__module__}.{func.__qualname__}"  # the same in every worker
+        named = inspect.unwrap(getattr(func, "func", func))  # a partial's own function
+        qualname = getattr(named, "__qualname__", type(named).__qualname__)
+        options["name"] = f"{named.__module__}.{qualname}"  # the same in every worker
     cache: AsyncCache[Any, Any] = AsyncCache(**options)
-    generated = None if key is not None else _signature_wrapper(func, cache, typed)
+    generated = (
+        _signature_wrapper(func, cache, typed) if key is None and inspect.isfunction(func) else None
+    )
     if generated is not None:
         wrapper, key_of = generated
     else:
@@ -213,30 +228,46 @@ def _decorate(
     wrapper.cache = cache  # type: ignore[attr-defined]
     wrapper.cache_key = key_of  # type: ignore[attr-defined]
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache_clear_of(cache)  # type: ignore[attr-defined]
     wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def cache_clear_of(cache: AsyncCache[Any, Any]) -> Callable[[], None]:
+    """A decorated function's `cache_clear()`: the entries and the counters, as in functools."""
+
+    def cache_clear() -> None:
+        cache.clear()
+        cache.reset_stats()
+
+    return cache_clear
+
+
+def option_reference() -> str:
+    """The option reference of AsyncCache's docstring, for the decorators' own: one text."""
+    doc = AsyncCache.__doc__ or ""
+    return doc[doc.index("\n    maxsize: ") + 1 :]
 
 
 class CacheOptions(TypedDict, total=False):
     """The keyword options `async_cached` passes to `AsyncCache` (defaults: see README)."""
 
-    ttl: float | Callable[[Any], float | None] | None
+    ttl: Seconds | Callable[[Any], Seconds | None] | None
     maxsize: int | None
-    policy: str
-    negative_ttl: float | None
+    policy: Policy
+    negative_ttl: Seconds | None
     negative_exceptions: tuple[type[BaseException], ...]
     timer: Callable[[], float] | None
     store: cachetools.Cache[Hashable, Any] | None
     cancel_abandoned: bool
     max_loads: int | LoadLimiter | None
-    load_timeout: float | None
-    stale_ttl: float | None
-    refresh_after: float | None
+    load_timeout: Seconds | None
+    stale_ttl: Seconds | None
+    refresh_after: Seconds | None
     ttl_jitter: float
     random: Random | None
     is_negative: Callable[[Any], bool] | None
-    stale_if_error: float | None
+    stale_if_error: Seconds | None
     on_event: Callable[[CacheEvent], object] | None
     shared: SharedTier | None
     name: str | None
@@ -265,13 +296,24 @@ def async_cached(
 ) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
     """Memoize an async function in an `AsyncCache`: one computation per key at a time.
 
-    Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
-    are AsyncCache's (ttl, maxsize, policy, negative_ttl, negative_exceptions, timer, store,
-    cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter, random,
-    is_negative, shared, name), plus `key` (a callable building the key from the call's
-    arguments) and `typed` (arguments of different types are cached apart, as in functools).
-    With shared=, name defaults to the function's module and qualified name.
-    """
+    Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`), on functions,
+    methods, classmethods, staticmethods, `functools.partial` objects of async functions
+    and objects with an `async def __call__`. The decorated function has `.cache`,
+    `.cache_key(*args)`, `.invalidate(*args)` (for a method, through the class with the
+    instance first: `Repo.find.invalidate(repo, 1)`), `.cache_clear()` (the entries and
+    the counters, as in functools) and `.cache_info()` (a CacheStats).
+
+    Options of the decorator itself:
+
+    key: Callable[..., Hashable] | None = None
+        Builds the key from the call's arguments. None: the arguments themselves, bound
+        by name for a function with named parameters.
+    typed: bool = False
+        Arguments of different types are cached apart (1 and 1.0), as in functools.
+
+    AsyncCache's options, which the decorator passes on (name defaults to the function's
+    module and qualified name with shared=):
+    {options}"""
     if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one
         # cache only, and a shared tier binds each cache by name, so those are checked
@@ -285,3 +327,6 @@ def async_cached(
         return _decorate(f, key, typed, dict(options))
 
     return decorator
+
+
+async_cached.__doc__ = (async_cached.__doc__ or "").replace("    {options}", option_reference())

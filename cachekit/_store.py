@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, ValuesView
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import cachetools
 
@@ -18,6 +18,9 @@ from ._expiry import Entry
 from ._tinylfu import TinyLFUCache
 
 Store = cachetools.Cache[Hashable, Entry]
+
+#: The names `policy=` accepts (the keys of POLICIES, which a check below keeps equal).
+Policy = Literal["lru", "lfu", "fifo", "rr", "tinylfu"]
 
 _UNBOUNDED: Final = float("inf")
 
@@ -112,6 +115,7 @@ def _policies() -> dict[str, Callable[[float], Store]]:
 
 
 POLICIES: Final = _policies()
+assert tuple(POLICIES) == get_args(Policy), "Policy and POLICIES name the same policies"
 
 
 def make_store(policy: str, maxsize: int | None) -> Store:
