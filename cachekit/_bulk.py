@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from typing import Any, Protocol, TypeVar, Unpack
 
 from ._cache import AsyncCache
-from ._decorator import CacheOptions, cache_clear_of, option_reference
+from ._config import CacheConfig, CacheOptions, option_reference
+from ._decorator import cache_clear_of
 from ._stats import CacheStats
 
 K = TypeVar("K", bound=Hashable)
@@ -51,7 +52,7 @@ def async_cached_many(
     if options.get("shared") is not None:
         raise NotImplementedError("async_cached_many does not load through shared= yet")
     if options.get("store") is None:
-        AsyncCache(**options)  # bad options fail here, before any function is decorated
+        CacheConfig(**options)  # bad options fail here, before any function is decorated
 
     def decorator(
         func: Callable[[list[K]], Awaitable[Mapping[K, V]]],

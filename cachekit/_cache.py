@@ -34,29 +34,17 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
-from random import Random
-from typing import Any, Final, Generic, TypeVar, final
-
-import cachetools
+from typing import Any, Final, Generic, TypeVar, Unpack, final
 
 from . import _store
 from ._cachetools_compat import empty
-from ._clock import default_timer
-from ._events import CacheEvent, EventQueue
+from ._config import CacheConfig, KeywordOptions, option_reference
+from ._events import EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
-from ._limits import LoadLimiter
-from ._options import (
-    Seconds,
-    check_bool,
-    check_exception_types,
-    check_fraction,
-    check_maxsize,
-    check_seconds,
-)
-from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
+from ._options import check_seconds
+from ._shared import Landed, SharedBinding, SharedFailure
 from ._stats import CacheStats
-from ._store import Policy
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -138,147 +126,21 @@ class AsyncCache(Generic[K, V]):
     Options (all keyword-only but maxsize; a duration is seconds, as a number or a
     datetime.timedelta):
 
-    maxsize: int | None = 1024
-        Completed entries held, an int > 0; None for unbounded.
-    ttl: duration | Callable[[value], duration | None] | None = None
-        How long a result stays fresh, counted from when it lands on the cache's clock.
-        None: it never expires; 0: nothing is kept (single flight only); a function is
-        asked, as each value lands, for that value's ttl.
-    policy: "lru" | "lfu" | "fifo" | "rr" | "tinylfu" = 'lru'
-        Which completed entry is evicted for room: the cachetools policies, or cachekit's
-        W-TinyLFU (TinyLFUCache).
-    negative_ttl: duration | None = None
-        How long a raised exception is cached and re-raised to later callers; None or 0:
-        failures are never cached.
-    negative_exceptions: tuple[type[BaseException], ...] = (<class 'Exception'>,)
-        The exception types eligible for negative caching. Cancellation and other
-        non-Exception errors never are.
-    timer: Callable[[], float] | None = None
-        The clock, in seconds. None: time.monotonic, looked up at each call, so freezegun
-        and mock.patch move it.
-    store: cachetools.Cache | None = None
-        An empty cachetools.Cache to hold the entries, in place of maxsize and policy (one
-        sized with getsizeof weighs your values). One cache per store.
-    cancel_abandoned: bool = False
-        Cancel a computation once every caller waiting for it was cancelled (nothing is
-        stored). False: it runs on and its result is stored.
-    max_loads: int | LoadLimiter | None = None
-        At most this many computations at once (an int > 0, or a LoadLimiter shared by
-        several caches); the others wait their turn, first come first served. None: no limit.
-    load_timeout: duration | None = None
-        How long a computation may run before it is cancelled; its callers get
-        LoadTimeoutError (a TimeoutError). None: no limit; must be > 0.
-    stale_ttl: duration | None = None
-        How long after ttl an entry is still served at once while one background refresh
-        runs (stale-while-revalidate). Needs a ttl.
-    refresh_after: duration | None = None
-        After this long (> 0 and < ttl), a hit starts a background refresh ahead of expiry.
-    ttl_jitter: float = 0.0
-        A fraction in [0, 1): each entry's ttl is shortened by a random part of it, so that
-        entries written together do not expire together.
-    random: random.Random | None = None
-        The source of the jitter; seed one in tests. None: a new Random().
-    is_negative: Callable[[value], bool] | None = None
-        Flags results that mean "absent" (an empty answer, say): those are kept for
-        negative_ttl instead of ttl.
-    stale_if_error: duration | None = None
-        How long after ttl a failed reload answers with the old value instead of the
-        error (stale-if-error). Needs a ttl.
-    on_event: Callable[[CacheEvent], object] | None = None
-        Called with a CacheEvent for each hit, miss, load, eviction, expiration,
-        invalidation and refresh, outside the cache's lock. None: no events, no cost.
-    shared: SharedTier | None = None
-        A shared tier (cachekit.redis.RedisTier) that processes share results through,
-        asked on a local miss. Needs name.
-    name: str | None = None
-        The cache's name in the shared tier: the same in every worker, unique per cache.
-    """
+    {options}"""
 
-    def __init__(
-        self,
-        maxsize: int | None = 1024,
-        *,
-        ttl: Seconds | Callable[[Any], Seconds | None] | None = None,
-        policy: Policy = "lru",
-        negative_ttl: Seconds | None = None,
-        negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
-        timer: Callable[[], float] | None = None,
-        store: cachetools.Cache[Hashable, Any] | None = None,
-        cancel_abandoned: bool = False,
-        max_loads: int | LoadLimiter | None = None,
-        load_timeout: Seconds | None = None,
-        stale_ttl: Seconds | None = None,
-        refresh_after: Seconds | None = None,
-        ttl_jitter: float = 0.0,
-        random: Random | None = None,
-        is_negative: Callable[[Any], bool] | None = None,
-        stale_if_error: Seconds | None = None,
-        on_event: Callable[[CacheEvent], object] | None = None,
-        shared: SharedTier | None = None,
-        name: str | None = None,
-    ) -> None:
-        # A callable ttl is asked, when each value lands, how long that value stays fresh
-        # (from an HTTP Cache-Control header in the value, say).
-        self._ttl_of: Callable[[Any], Seconds | None] | None = ttl if callable(ttl) else None
-        self._ttl = None if callable(ttl) else check_seconds("ttl", ttl)
-        if is_negative is not None and not callable(is_negative):
-            raise TypeError(f"is_negative must be a callable value -> bool, got {is_negative!r}")
-        self._is_negative = is_negative
-        self._stale_ttl = check_seconds("stale_ttl", stale_ttl) or 0.0
-        self._refresh_after = check_seconds("refresh_after", refresh_after)
-        if self._refresh_after is not None and not (
-            self._refresh_after > 0 and (self._ttl_of or (self._ttl or 0) > self._refresh_after)
-        ):
-            raise ValueError(
-                f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
-            )
-        self._stale_if_error = check_seconds("stale_if_error", stale_if_error) or 0.0
-        for option, grace in (("stale_ttl", stale_ttl), ("stale_if_error", stale_if_error)):
-            if grace and self._ttl is None and self._ttl_of is None:
-                raise ValueError(
-                    f"{option} needs a ttl to count from, got ttl=None, {option}={grace!r}"
-                )
-        self._ttl_jitter = check_fraction("ttl_jitter", ttl_jitter)
-        self._random = random if random is not None else Random()
-        self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
-        self._negative_exceptions = check_exception_types(
-            "negative_exceptions", negative_exceptions
-        )
-        if timer is not None and not callable(timer):
-            raise TypeError(f"timer must be a zero-argument callable or None, got {timer!r}")
-        self._injected_timer = timer
-        self._timer: Callable[[], float] = timer if timer is not None else default_timer
-        self._cancel_abandoned = check_bool("cancel_abandoned", cancel_abandoned)
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"on_event must be a callable taking a CacheEvent, got {on_event!r}")
+    def __init__(self, maxsize: int | None = 1024, **options: Unpack[KeywordOptions]) -> None:
+        config = self._config = CacheConfig(maxsize=maxsize, **options)
+        # What the hot paths read, copied out of the configuration once.
+        self._injected_timer = config.timer
+        self._timer: Callable[[], float] = config.clock
+        self._cancel_abandoned = config.cancel_abandoned
+        self._limiter = config.limiter  # a shared limiter bounds every cache that holds it
+        self._load_timeout = config.timeout_seconds
         # Events recorded under the lock, delivered after it; None: no listener, no cost.
-        self._events = None if on_event is None else EventQueue(on_event)
+        self._events = None if config.on_event is None else EventQueue(config.on_event)
         # Hits buffered before a drain; a listener hears of each hit as it happens.
-        self._drain_at = DRAIN_AT if on_event is None else 1
-        self._limiter: LoadLimiter | None
-        if max_loads is None or isinstance(max_loads, LoadLimiter):
-            self._limiter = max_loads  # a shared limiter bounds every cache that holds it
-        else:
-            self._limiter = LoadLimiter(max_loads)
-        self._load_timeout = check_seconds("load_timeout", load_timeout)
-        if self._load_timeout == 0:
-            raise ValueError(f"load_timeout must be > 0 seconds or None, got {load_timeout!r}")
-        if store is None:
-            maxsize = check_maxsize(maxsize)
-            if not isinstance(policy, str) or policy not in _store.POLICIES:
-                names = ", ".join(map(repr, _store.POLICIES))
-                raise ValueError(f"policy must be one of {names}, got {policy!r}")
-            store = _store.make_store(policy, maxsize)
-        else:
-            if not isinstance(store, cachetools.Cache):
-                raise TypeError(f"store must be a cachetools.Cache instance, got {store!r}")
-            if len(store):
-                raise ValueError(f"store must be empty, got one holding {len(store)} items")
-            if _store.is_hooked(store):
-                raise ValueError(f"store is already used by another AsyncCache: {store!r}")
-            if maxsize != 1024 or policy != "lru":
-                raise ValueError("pass either store= or maxsize=/policy=, not both")
-            _store.size_entries_by_value(store)
+        self._drain_at = DRAIN_AT if config.on_event is None else 1
+        store = config.make_store()
         self._store = store
         self._replay_hits = _store.hit_replayer(store)
         _store.hook_evictions(store, self._evicted)
@@ -303,14 +165,10 @@ class AsyncCache(Generic[K, V]):
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
 
         # The shared tier (cachekit.redis): asked on an L1 miss, told of invalidations.
-        self._name = name
         self._shared: SharedBinding | None = None
-        if shared is not None:
-            if not isinstance(shared, SharedTier):
-                raise TypeError(f"shared must be a shared tier such as RedisTier, got {shared!r}")
-            if name is None:
-                raise ValueError("name is required with shared=: it is the cache's shared prefix")
-            self._shared = shared.attach(name, self)
+        if config.shared is not None:
+            assert config.name is not None  # CacheConfig requires it
+            self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
 
@@ -476,13 +334,13 @@ class AsyncCache(Generic[K, V]):
         A computation of `key` in flight is forgotten: its callers still get its result,
         but it will not overwrite this value.
         """
-        ttl = self._ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
+        ttl = self._config.ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
         if self._shared is not None:  # written through; other workers' L1 drop the key
             self._shared.stored(key, value, ttl)  # (TypeError first if it cannot be shared)
         with self._lock:
             now = self._timer()
             self._forget_locked(key)
-            entry, duration = self._make_entry(key, value, now, ttl)
+            entry, duration = self._config.make_entry(key, value, now, ttl)
             if entry.expires_at > now:
                 self._insert_locked(entry, duration, now)
             else:
@@ -597,7 +455,7 @@ class AsyncCache(Generic[K, V]):
     def __repr__(self) -> str:
         return (
             f"<AsyncCache {type(self._store).__name__} entries={len(self._entries)} "
-            f"flights={len(self._flights)} ttl={self._ttl}>"
+            f"flights={len(self._flights)} ttl={self._config.ttl!r}>"
         )
 
     # ------------------------------------------------------------------ miss path
@@ -777,43 +635,14 @@ class AsyncCache(Generic[K, V]):
             if not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
             value = await awaitable
-            if self._is_negative is not None and self._is_negative(value):
-                return Landed(value, self._negative_ttl or 0.0)
+            config = self._config
+            if config.is_negative is not None and config.is_negative(value):
+                return Landed(value, config.failure_seconds or 0.0)
             if callable(ttl):
                 return Landed(value, check_seconds("ttl(value)", ttl(value)))
             return Landed(value, seconds)
 
         return landing
-
-    def _ttl_for(self, value: Any) -> float | None:
-        """How long a landing value stays fresh: negative_ttl for a successful result that
-        means "absent" (is_negative, as DNS caches NXDOMAIN), else the ttl or ttl(value)."""
-        if self._is_negative is not None and self._is_negative(value):
-            return self._negative_ttl or 0.0
-        if self._ttl_of is not None:
-            return check_seconds("ttl(value)", self._ttl_of(value))
-        return self._ttl
-
-    def _make_entry(
-        self, key: Hashable, value: Any, now: float, ttl: float | None
-    ) -> tuple[Entry, float | None]:
-        """The entry for a value landing now, and its nominal lifetime (for the expiry
-        queue, which keeps one FIFO per lifetime)."""
-        if ttl is None:
-            return Entry(key, value, NEVER), None
-        if self._ttl_jitter:
-            ttl *= 1.0 - self._ttl_jitter * self._random.random()
-        fresh_until = now + ttl
-        if not self._stale_ttl and not self._stale_if_error and self._refresh_after is None:
-            return Entry(key, value, fresh_until), ttl
-        attention = fresh_until
-        if self._refresh_after is not None:
-            attention = now + min(self._refresh_after, ttl)
-        lifetime = ttl + max(self._stale_ttl, self._stale_if_error)
-        entry = RefreshingEntry(
-            key, value, attention, fresh_until, fresh_until + self._stale_ttl, now + lifetime
-        )
-        return entry, lifetime
 
     def _launch_batch(
         self, flights: list[Flight], compute_many: Callable[[list[Any]], Awaitable[Any]]
@@ -887,7 +716,7 @@ class AsyncCache(Generic[K, V]):
             if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
                 value, fresh_for = value.value, value.ttl
             else:
-                fresh_for = self._ttl_for(value)
+                fresh_for = self._config.ttl_for(value)
         except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
             error, fresh_for = shared.error, shared.ttl
         except GeneratorExit as exc:
@@ -961,7 +790,7 @@ class AsyncCache(Generic[K, V]):
             if error is None:
                 try:
                     value = found[flight.key]
-                    fresh_for = self._ttl_for(value)
+                    fresh_for = self._config.ttl_for(value)
                 except KeyError:
                     own_error = KeyError(f"compute_many() returned no value for {flight.key!r}")
                 except Exception as exc:  # a ttl(value) or is_negative that raised
@@ -1017,17 +846,11 @@ class AsyncCache(Generic[K, V]):
         if isinstance(error, asyncio.CancelledError):
             outcome, ttl = CANCELLED, 0.0
         elif error is None:
-            outcome, ttl = self._make_entry(key, value, now, fresh_for)
+            outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
         else:
             self._load_failures += 1
             self._load_timeouts += isinstance(error, LoadTimeoutError)
-            ttl = self._negative_ttl if fresh_for is None else fresh_for
-            cacheable = (
-                ttl is not None
-                and isinstance(error, Exception)
-                and isinstance(error, self._negative_exceptions)
-            )
-            outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
+            outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
         if flight.computer is flight:  # a bulk load counts once
             self._load_count += 1
             self._load_time += now - flight.started_at
@@ -1275,3 +1098,6 @@ def _stop_awaiting(awaiting: list[Flight], flight: Flight, waiter: asyncio.Futur
         awaiting.remove(flight)
     except ValueError:
         pass
+
+
+AsyncCache.__doc__ = (AsyncCache.__doc__ or "").replace("    {options}", option_reference())

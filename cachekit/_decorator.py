@@ -13,7 +13,6 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
-from random import Random
 from typing import (
     Any,
     Concatenate,
@@ -21,23 +20,16 @@ from typing import (
     Generic,
     ParamSpec,
     Protocol,
-    TypedDict,
     TypeVar,
     Unpack,
     overload,
 )
 
-import cachetools
-
 from ._cache import AsyncCache, unhashable
-from ._events import CacheEvent
+from ._config import CacheConfig, CacheOptions, option_reference
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
-from ._limits import LoadLimiter
-from ._options import Seconds
-from ._shared import SharedTier
 from ._stats import CacheStats
-from ._store import Policy
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -243,36 +235,6 @@ def cache_clear_of(cache: AsyncCache[Any, Any]) -> Callable[[], None]:
     return cache_clear
 
 
-def option_reference() -> str:
-    """The option reference of AsyncCache's docstring, for the decorators' own: one text."""
-    doc = AsyncCache.__doc__ or ""
-    return doc[doc.index("\n    maxsize: ") + 1 :]
-
-
-class CacheOptions(TypedDict, total=False):
-    """The keyword options `async_cached` passes to `AsyncCache` (defaults: see README)."""
-
-    ttl: Seconds | Callable[[Any], Seconds | None] | None
-    maxsize: int | None
-    policy: Policy
-    negative_ttl: Seconds | None
-    negative_exceptions: tuple[type[BaseException], ...]
-    timer: Callable[[], float] | None
-    store: cachetools.Cache[Hashable, Any] | None
-    cancel_abandoned: bool
-    max_loads: int | LoadLimiter | None
-    load_timeout: Seconds | None
-    stale_ttl: Seconds | None
-    refresh_after: Seconds | None
-    ttl_jitter: float
-    random: Random | None
-    is_negative: Callable[[Any], bool] | None
-    stale_if_error: Seconds | None
-    on_event: Callable[[CacheEvent], object] | None
-    shared: SharedTier | None
-    name: str | None
-
-
 @overload
 def async_cached(func: Callable[P, Coroutine[Any, Any, R]], /) -> CachedFunction[P, R]: ...
 
@@ -319,7 +281,7 @@ def async_cached(
         # cache only, and a shared tier binds each cache by name, so those are checked
         # when the function is decorated.)
         unshared: CacheOptions = {**options, "shared": None}
-        AsyncCache(**unshared)
+        CacheConfig(**unshared)
     if func is not None:
         return _decorate(func, key, typed, dict(options))
 
