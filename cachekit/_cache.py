@@ -34,7 +34,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
-from typing import Any, Final, Generic, TypeVar, Unpack, final
+from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
 
 from . import _store
 from ._cachetools_compat import empty
@@ -44,7 +44,7 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
 from ._options import check_seconds
 from ._shared import Landed, SharedBinding, SharedFailure
-from ._stats import CacheStats
+from ._stats import CacheStats, Counters
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -116,6 +116,22 @@ class _Raised:
 _RESTART: Final = object()  # a key whose flight was cancelled under it, in a bulk result
 
 
+class HitPath(NamedTuple):
+    """What a decorated function's wrapper binds of its cache, once, at decoration: the hit
+    path reads `entries` without the lock, appends to `touched`, and calls `drain` once it
+    holds `drain_at` keys; a miss goes to `join`, then `retry` once if the flight it joined
+    was cancelled. `timer` is the injected clock, or None for the default one, which the
+    wrapper reads itself (one call fewer, and it still follows freezegun)."""
+
+    entries: dict[Hashable, Entry]
+    touched: list[Hashable]
+    drain_at: int
+    drain: Callable[[], None]
+    join: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    retry: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    timer: Callable[[], float] | None
+
+
 class AsyncCache(Generic[K, V]):
     """Completed results and in-flight computations, side by side, under one key.
 
@@ -160,7 +176,7 @@ class AsyncCache(Generic[K, V]):
         # twice the live ones plus _COMPACT_SLACK (see `_insert_locked`).
         self._expiry = ExpiryQueue()
 
-        self._zero_counters()
+        self._counts = Counters()  # what stats() reports; changed under `_lock`
         self._loads_running = 0  # flights of this cache whose computation runs now
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
 
@@ -274,13 +290,17 @@ class AsyncCache(Generic[K, V]):
                     joined.append((flight, waiter))
                 if launch is not None:
                     (refreshes if launch.refresh else leads).append(launch)
+            for group in (leads, refreshes):  # under the lock, before anyone else reads it
+                batch = tuple(group)
+                for flight in batch:
+                    flight.batch = batch
         for flight, waiter in joined:
             self._watch(flight, waiter, loop, computing)
         if self._events is not None:
             self._drain()
         for group in (leads, refreshes):
             if group:
-                self._launch_batch(group, compute_many)
+                self._launch(group[0], compute_many)  # one call, one slot: the carrier's
         if waiting:
             try:
                 await asyncio.wait(waiting.values())
@@ -390,23 +410,6 @@ class AsyncCache(Generic[K, V]):
         if self._events is not None:
             self._events.deliver()
 
-    def _zero_counters(self) -> None:
-        """The counters of `stats()` (the gauges `loads_running`/`loads_queued` are not)."""
-        self._hits = 0  # hits drained from `_touched`
-        self._misses = 0
-        self._coalesced = 0
-        self._evictions = 0
-        self._expirations = 0
-        self._load_failures = 0
-        self._load_timeouts = 0
-        self._stale_hits = 0  # hits served past fresh_until (included in hits)
-        self._refreshes = 0  # background refreshes started
-        self._refresh_failures = 0
-        self._stale_if_error_hits = 0  # calls given the old value because a reload failed
-        self._load_count = 0  # computations that landed
-        self._load_time = 0.0  # seconds they took, on `_timer`
-        self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
-
     def reset_stats(self) -> None:
         """Zero the counters of `stats()`: hits, misses, evictions, load times and the rest.
 
@@ -416,32 +419,19 @@ class AsyncCache(Generic[K, V]):
         """
         with self._lock:
             self._drain_locked()
-            self._zero_counters()
+            self._counts = Counters()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
         with self._lock:
             maxsize = self._store.maxsize
-            return CacheStats(
-                hits=self._hits + len(self._touched),
-                misses=self._misses,
-                coalesced=self._coalesced,
-                evictions=self._evictions,
-                expirations=self._expirations,
-                load_failures=self._load_failures,
-                load_timeouts=self._load_timeouts,
+            return self._counts.snapshot(
+                buffered_hits=len(self._touched),
                 loads_running=self._loads_running,
                 loads_queued=self._loads_queued,
-                queue_wait_seconds=self._queue_wait,
-                stale_hits=self._stale_hits,
-                refreshes=self._refreshes,
-                refresh_failures=self._refresh_failures,
-                stale_if_error_hits=self._stale_if_error_hits,
-                load_count=self._load_count,
-                load_time_total=self._load_time,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
-                **(self._shared.counters() if self._shared is not None else {}),
+                shared=self._shared.counters() if self._shared is not None else {},
             )
 
     def loading(self) -> dict[Hashable, str]:
@@ -560,7 +550,7 @@ class AsyncCache(Generic[K, V]):
             now = self._timer()
             if entry.reclaim_at <= now:
                 self._drop_locked(key)
-                self._expirations += 1
+                self._counts.expirations += 1
                 if self._events is not None:
                     self._events.record("expiration", key)
             elif entry.stale_until > now:
@@ -572,8 +562,8 @@ class AsyncCache(Generic[K, V]):
             elif type(entry) is RefreshingEntry and entry.quiet_until > now:
                 # stale-if-error: its reload failed and the failure is negatively cached
                 self._touched.append(key)
-                self._stale_hits += 1
-                self._stale_if_error_hits += 1
+                self._counts.stale_hits += 1
+                self._counts.stale_if_error_hits += 1
                 if self._events is not None:
                     self._events.record("stale_hit", key)
                 return entry, None, None
@@ -584,11 +574,11 @@ class AsyncCache(Generic[K, V]):
             flight = None
         if flight is None:
             flight = self._flights[key] = Flight(key, loop)
-            self._misses += 1
+            self._counts.misses += 1
             if self._events is not None:
                 self._events.record("miss", key)
             return None, flight, flight
-        self._coalesced += 1
+        self._counts.coalesced += 1
         if self._events is not None:
             self._events.record("coalesced", key)
         return None, None, flight
@@ -612,14 +602,14 @@ class AsyncCache(Generic[K, V]):
         assert isinstance(entry, RefreshingEntry)
         key = entry.key
         if now >= entry.fresh_until:
-            self._stale_hits += 1
+            self._counts.stale_hits += 1
             if self._events is not None:
                 self._events.record("stale_hit", key)
         if key in self._flights or entry.quiet_until > now:
             return None
         flight = self._flights[key] = Flight(key, loop)
         flight.refresh = True
-        self._refreshes += 1
+        self._counts.refreshes += 1
         if self._events is not None:
             self._events.record("refresh", key)
         return flight
@@ -644,15 +634,6 @@ class AsyncCache(Generic[K, V]):
 
         return landing
 
-    def _launch_batch(
-        self, flights: list[Flight], compute_many: Callable[[list[Any]], Awaitable[Any]]
-    ) -> None:
-        """Launch new flights as one bulk load: one call of `compute_many`, one load slot."""
-        batch = tuple(flights)
-        for flight in batch:
-            flight.batch = batch
-        self._launch(batch[0], compute_many)
-
     def _launch(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
 
@@ -676,7 +657,7 @@ class AsyncCache(Generic[K, V]):
             if flight.ticket is not None:  # it leaves the queue
                 flight.ticket = None
                 self._loads_queued -= 1
-                self._queue_wait += self._timer() - flight.queued_at
+                self._counts.queue_wait += self._timer() - flight.queued_at
             abandoned = flight.landed
             if not abandoned:
                 now = self._timer()
@@ -848,14 +829,14 @@ class AsyncCache(Generic[K, V]):
         elif error is None:
             outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
         else:
-            self._load_failures += 1
-            self._load_timeouts += isinstance(error, LoadTimeoutError)
+            self._counts.load_failures += 1
+            self._counts.load_timeouts += isinstance(error, LoadTimeoutError)
             outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
         if flight.computer is flight:  # a bulk load counts once
-            self._load_count += 1
-            self._load_time += now - flight.started_at
+            self._counts.load_count += 1
+            self._counts.load_time += now - flight.started_at
         if flight.refresh and error is not None:
-            self._refresh_failures += 1
+            self._counts.refresh_failures += 1
         if events is not None:
             events.record(
                 "load_success" if error is None else "load_failure",
@@ -878,7 +859,7 @@ class AsyncCache(Generic[K, V]):
             # cached keeps the upstream from being asked again meanwhile.
             if outcome.expires_at > now:
                 current.quiet_until = min(outcome.expires_at, current.reclaim_at)
-            self._stale_if_error_hits += flight.live
+            self._counts.stale_if_error_hits += flight.live
             return current
         if isinstance(outcome, Entry) and outcome.expires_at > now:
             self._insert_locked(outcome, ttl, now)
@@ -1026,7 +1007,7 @@ class AsyncCache(Generic[K, V]):
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
         """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
-        self._evictions += 1
+        self._counts.evictions += 1
         if self._events is not None:
             self._events.record("eviction", key)
 
@@ -1035,7 +1016,7 @@ class AsyncCache(Generic[K, V]):
             key = entry.key
             if self._entries.get(key) is entry:
                 self._drop_locked(key)
-                self._expirations += 1
+                self._counts.expirations += 1
                 if self._events is not None:
                     self._events.record("expiration", key)
 
@@ -1053,7 +1034,7 @@ class AsyncCache(Generic[K, V]):
             return
         batch = touched[:count]
         del touched[:count]  # hits appended meanwhile by other threads stay buffered
-        self._hits += count
+        self._counts.hits += count
         if self._replay_hits is not None:
             self._replay_hits(batch)
         events = self._events
@@ -1063,25 +1044,9 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ for the decorator
 
-    def _hit_path(
-        self,
-    ) -> tuple[
-        dict[Hashable, Entry],
-        list[Hashable],
-        int,
-        Callable[[], None],
-        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
-        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
-        Callable[[], float] | None,
-    ]:
-        """What a generated wrapper binds: the view, the hit buffer, how many hits it holds
-        before `_drain` must run, the miss path (join, then retry once if the flight was
-        cancelled), and the injected clock.
-
-        The timer is None when the default clock is in use, so that the wrapper reads
-        `time.monotonic` itself (one call fewer) and still follows freezegun.
-        """
-        return (
+    def _hit_path(self) -> HitPath:
+        """What a generated wrapper binds (see HitPath)."""
+        return HitPath(
             self._entries,
             self._touched,
             self._drain_at,

@@ -130,18 +130,20 @@ def _signature_wrapper(
         )
         if last_positional_only:
             text.append("/")
-    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
+    bound = cache._hit_path()
     source = _TEMPLATE.format(
         params=", ".join(text),
         call=", ".join(call),
         key=fixed_key_source(params, typed),
-        now="_time.monotonic()" if timer is None else "_ck_timer()",
-        drain_at=drain_at,
+        now="_time.monotonic()" if bound.timer is None else "_ck_timer()",
+        drain_at=bound.drain_at,
     )
     namespace: dict[str, Any] = {}
     exec(source, {"_time": time, "_ck_unhashable": unhashable, "_ck_Restart": Restart}, namespace)
     factory = namespace["_ck_factory"]
-    wrapper, key_of = factory(func, entries, touched, drain, join, retry, timer)
+    wrapper, key_of = factory(
+        func, bound.entries, bound.touched, bound.drain, bound.join, bound.retry, bound.timer
+    )
     for generated in (wrapper, key_of):
         generated.__defaults__ = func.__defaults__
         generated.__kwdefaults__ = func.__kwdefaults__
@@ -154,7 +156,7 @@ def _generic_wrapper(
     key_of: Callable[..., Hashable],
 ) -> Callable[..., Any]:
     """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
-    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
+    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()  # locals: fast
     get = entries.get
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
