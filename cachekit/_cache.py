@@ -32,8 +32,9 @@ import inspect
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
+from types import CoroutineType
 from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
 
 from . import _store
@@ -78,29 +79,6 @@ def unhashable(key: object) -> TypeError:
                 f"({part!r:.60}) cannot be part of a key"
             )
     return TypeError(f"cache key of type {type(key).__name__!r} is unhashable")
-
-
-if sys.version_info >= (3, 12):
-
-    def _spawn(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> asyncio.Task[None]:
-        """A flight's task, started eagerly: it runs at once, in the caller's step, up to its
-        first suspension, so a computation that completes without waiting lands before its
-        caller awaits (no loop iteration, no scheduling). A loop with its own task factory
-        keeps it. Always called on `loop`'s own thread (the limiter hands slots over there).
-        """
-        if loop.get_task_factory() is None:
-            return asyncio.Task(coro, loop=loop, eager_start=True)
-        return loop.create_task(coro)
-
-else:
-
-    def _spawn(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> asyncio.Task[None]:
-        """A flight's task (Python 3.11 has no eager start: it runs from the next iteration)."""
-        return loop.create_task(coro)
 
 
 @final
@@ -574,6 +552,9 @@ class AsyncCache(Generic[K, V]):
             flight = None
         if flight is None:
             flight = self._flights[key] = Flight(key, loop)
+            if self._limiter is None:  # it starts as soon as the lock is released
+                self._loads_running += 1
+                flight.started_at = self._timer()
             self._counts.misses += 1
             if self._events is not None:
                 self._events.record("miss", key)
@@ -609,6 +590,9 @@ class AsyncCache(Generic[K, V]):
             return None
         flight = self._flights[key] = Flight(key, loop)
         flight.refresh = True
+        if self._limiter is None:  # it starts as soon as the lock is released
+            self._loads_running += 1
+            flight.started_at = now
         self._counts.refreshes += 1
         if self._events is not None:
             self._events.record("refresh", key)
@@ -637,22 +621,25 @@ class AsyncCache(Generic[K, V]):
     def _launch(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
 
-        Called outside the lock: an eager task factory may run compute() at once.
+        Called outside the lock: an eager task factory may run compute() at once. Without
+        a limiter, the flight was counted as running when it was claimed.
         """
         limiter = self._limiter
-        if limiter is not None:
-            start = partial(self._start, flight, compute)
-            with self._lock:
-                flight.queued_at = self._timer()
-                ticket = limiter.acquire(start, flight.loop)
-                if ticket is not None:
-                    flight.ticket = ticket
-                    self._loads_queued += 1
-                    return
+        if limiter is None:
+            self._spawn(flight, compute)
+            return
+        start = partial(self._start, flight, compute)
+        with self._lock:
+            flight.queued_at = self._timer()
+            ticket = limiter.acquire(start, flight.loop)
+            if ticket is not None:
+                flight.ticket = ticket
+                self._loads_queued += 1
+                return
         self._start(flight, compute)
 
     def _start(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
-        """Run the computation as a task on the flight's loop (holding a slot, if limited)."""
+        """Run a flight that holds a LoadLimiter slot (now, or handed over from the queue)."""
         with self._lock:
             if flight.ticket is not None:  # it leaves the queue
                 flight.ticket = None
@@ -668,10 +655,24 @@ class AsyncCache(Generic[K, V]):
             assert self._limiter is not None
             self._limiter.release()
             return
-        if flight.batch is None:
-            task = _spawn(flight.loop, self._run(flight, compute))
+        self._spawn(flight, compute)
+
+    def _spawn(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
+        """The flight's computation, as a task on its loop. Eager where the interpreter has
+        it (3.12+) and the loop has no task factory of its own: the task runs at once, in
+        the caller's step, up to its first suspension, so a computation that completes
+        without waiting lands before its caller awaits, and needs no callback at all."""
+        loop = flight.loop
+        batch = flight.batch
+        coro = self._run(flight, compute) if batch is None else self._run_batch(batch, compute)
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
+            task = asyncio.Task(coro, loop=loop, eager_start=True)
+            if task.done():
+                self._after_task(flight, task)
+                return
         else:
-            task = _spawn(flight.loop, self._run_batch(flight.batch, compute))
+            task = loop.create_task(coro)
         flight.task = task
         task.add_done_callback(partial(self._after_task, flight))
 
@@ -687,7 +688,7 @@ class AsyncCache(Generic[K, V]):
         fresh_for: float | None = None
         try:
             awaitable = compute()
-            if not inspect.isawaitable(awaitable):
+            if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
             if self._load_timeout is None:
                 value = await awaitable
@@ -808,7 +809,7 @@ class AsyncCache(Generic[K, V]):
                 answer = Failure(flight.key, failure, self._timer())
             waiters = flight.land()
             self._loads_running -= 1
-        if self._limiter is not None and flight.computer is flight:
+        if self._limiter is not None and (flight.batch is None or flight.batch[0] is flight):
             self._limiter.release()
         if events is not None:
             events.deliver()
@@ -832,7 +833,7 @@ class AsyncCache(Generic[K, V]):
             self._counts.load_failures += 1
             self._counts.load_timeouts += isinstance(error, LoadTimeoutError)
             outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
-        if flight.computer is flight:  # a bulk load counts once
+        if flight.batch is None or flight.batch[0] is flight:  # a bulk load counts once
             self._counts.load_count += 1
             self._counts.load_time += now - flight.started_at
         if flight.refresh and error is not None:
@@ -932,8 +933,10 @@ class AsyncCache(Generic[K, V]):
     def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
         """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
-        self._reclaim_locked(now)
-        self._drain_locked()
+        if self._expiry:
+            self._reclaim_locked(now)
+        if self._touched:
+            self._drain_locked()
         try:
             self._store[key] = entry
         except ValueError:  # larger than the whole store: keep nothing for this key
