@@ -35,10 +35,15 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
 
     def __init__(self, maxsize: float, getsizeof: Callable[[Entry], float] | None = None) -> None:
         super().__init__(maxsize, getsizeof)
-        # Invariant: the items, least recently used first. Cache's own methods store into
-        # it, so size accounting stays cachetools' own.
+        # Invariant: the items, least recently used first.
         self._order: OrderedDict[Hashable, Entry] = OrderedDict()
         self._Cache__data = self._order
+        # With unit weights (no getsizeof), this class stores and drops items itself, as
+        # TinyLFUCache does: Cache's __setitem__, popitem and __delitem__ cost a Python call
+        # each on every miss. The size is then the item count (see `currsize`). With
+        # weights, Cache's own methods store into `_order` and keep the sizes.
+        self._unit = self.getsizeof is cachetools.Cache.getsizeof
+        self._capacity = maxsize
 
     def __getitem__(self, key: Hashable) -> Entry:
         entry = super().__getitem__(key)
@@ -49,8 +54,35 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         return entry
 
     def __setitem__(self, key: Hashable, entry: Entry) -> None:
-        super().__setitem__(key, entry)
-        self._order.move_to_end(key)
+        order = self._order
+        if not self._unit:
+            super().__setitem__(key, entry)
+            order.move_to_end(key)
+        elif key in order:
+            order[key] = entry
+            order.move_to_end(key)
+        else:
+            if self._capacity < 1:
+                raise ValueError("value too large")
+            while len(order) >= self._capacity:
+                self.popitem()  # through the instance's popitem: evictions are reported
+            order[key] = entry  # a new key goes last: the most recently used
+
+    def __delitem__(self, key: Hashable) -> None:
+        if self._unit:
+            del self._order[key]
+        else:
+            super().__delitem__(key)
+
+    @property
+    def currsize(self) -> float:
+        return len(self._order) if self._unit else super().currsize
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({dict(self._order)!r}, maxsize={self.maxsize!r}, "
+            f"currsize={self.currsize!r})"
+        )
 
     def __copy__(self) -> LRUStore:
         twin = copy_cache(self)
