@@ -451,10 +451,15 @@ class AsyncCache(Generic[K, V]):
                 waiter = flight.add_waiter(loop)
         if self._events is not None:
             self._drain()
-        if flight is not None:  # before the launch: an eager start may run compute() at once
+        if flight is not None and (
+            computing is not None or self._cancel_abandoned or flight.loop is not loop
+        ):  # before the launch: an eager start may run compute() at once
             self._watch(flight, waiter, loop, computing)
         if launch is not None:
-            self._launch(launch, compute)
+            if self._limiter is None:
+                self._spawn(launch, compute)
+            else:
+                self._launch(launch, compute)
         if served is not None:
             ready: asyncio.Future[V] = asyncio.Future(loop=loop)
             ready.set_result(served.value)  # a cached failure raises here instead
@@ -668,8 +673,11 @@ class AsyncCache(Generic[K, V]):
         task: asyncio.Task[None]
         if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
             task = asyncio.Task(coro, loop=loop, eager_start=True)
-            if task.done():
-                self._after_task(flight, task)
+            if task.done():  # landed in its first step
+                if task.cancelled():
+                    self._after_task(flight, task)
+                else:
+                    task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
                 return
         else:
             task = loop.create_task(coro)
@@ -813,6 +821,14 @@ class AsyncCache(Generic[K, V]):
             self._limiter.release()
         if events is not None:
             events.deliver()
+        if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
+            waiter = waiters[0]
+            if waiter.get_loop() is flight.loop and not waiter.done():
+                try:
+                    waiter.set_result(answer.value)
+                except RuntimeError:  # its loop is closed: nobody is left to read it
+                    pass
+                return
         resolve(waiters, flight.loop, answer)
 
     def _outcome_locked(

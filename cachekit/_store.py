@@ -33,6 +33,10 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
     entry fewer), and `OrderedDict.move_to_end` and its first key keep the order.
     """
 
+    #: Told of every entry evicted for room (see `hook_evictions`). A class default, so
+    #: that re-initialising a store in place (`empty`) keeps the instance's own.
+    _on_evict: Callable[[Hashable, Entry], None] | None = None
+
     def __init__(self, maxsize: float, getsizeof: Callable[[Entry], float] | None = None) -> None:
         super().__init__(maxsize, getsizeof)
         # Invariant: the items, least recently used first.
@@ -65,7 +69,10 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
             if self._capacity < 1:
                 raise ValueError("value too large")
             while len(order) >= self._capacity:
-                self.popitem()  # through the instance's popitem: evictions are reported
+                evicted, dropped = order.popitem(last=False)
+                report = self._on_evict
+                if report is not None:
+                    report(evicted, dropped)
             order[key] = entry  # a new key goes last: the most recently used
 
     def __delitem__(self, key: Hashable) -> None:
@@ -112,13 +119,15 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
                     move(key)
 
     def popitem(self) -> tuple[Hashable, Entry]:
-        """Remove and return the least recently used item."""
+        """Remove and return the least recently used item (reported as an eviction)."""
         try:
             key = next(iter(self._order))
         except StopIteration:
             raise KeyError(f"{type(self).__name__} is empty") from None
         entry = self._order[key]
         del self[key]
+        if self._on_evict is not None:
+            self._on_evict(key, entry)
         return key, entry
 
 
@@ -182,7 +191,7 @@ def hit_replayer(store: Store) -> Callable[[list[Hashable]], None] | None:
 
 def is_hooked(store: Store) -> bool:
     """True when `hook_evictions` has already claimed this store for some cache."""
-    return "popitem" in vars(store)
+    return "popitem" in vars(store) or "_on_evict" in vars(store)
 
 
 def hook_evictions(store: Store, on_evict: Callable[[Hashable, Entry], None]) -> None:
@@ -190,7 +199,11 @@ def hook_evictions(store: Store, on_evict: Callable[[Hashable, Entry], None]) ->
 
     cachetools evicts by calling `self.popitem()` from `__setitem__`; an instance attribute
     shadows the class method, so this works for any `cachetools.Cache`, subclasses included.
+    An LRUStore, which evicts inline, is told directly instead.
     """
+    if isinstance(store, LRUStore):
+        store._on_evict = on_evict
+        return
     popitem = store.popitem
 
     def popitem_and_report() -> tuple[Hashable, Entry]:
