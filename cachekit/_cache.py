@@ -679,9 +679,13 @@ class AsyncCache(Generic[K, V]):
                 else:
                     task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
                 return
-        else:
-            task = loop.create_task(coro)
+            # Its first step has run, so from here on _run itself lands whatever ends it
+            # (a cancellation included): no done callback is needed.
+            flight.task = task
+            return
+        task = loop.create_task(coro)
         flight.task = task
+        # A task cancelled before its first step never enters _run: the callback lands it.
         task.add_done_callback(partial(self._after_task, flight))
 
     async def _run(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
