@@ -82,6 +82,26 @@ def unhashable(key: object) -> TypeError:
 
 
 @final
+class _FlightTask(asyncio.Task[None]):
+    """A flight's task where it cannot start eagerly (Python 3.11).
+
+    `_run` lands the flight however it ends, but a task cancelled before its first step
+    never enters `_run`. Rather than a done callback on every task (a loop handle per miss),
+    `cancel()` adds it, once, to the task being cancelled: `landing`.
+    """
+
+    __slots__ = ("landing",)
+    landing: Callable[[asyncio.Task[None]], None] | None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        landing = getattr(self, "landing", None)
+        if landing is not None:
+            self.landing = None
+            self.add_done_callback(landing)
+        return super().cancel(msg)
+
+
+@final
 class _Raised:
     """A key's failure in a bulk result, raised once every key has settled."""
 
@@ -688,10 +708,13 @@ class AsyncCache(Generic[K, V]):
             # (a cancellation included): no done callback is needed.
             flight.task = task
             return
-        task = loop.create_task(coro)
+        if loop.get_task_factory() is None:
+            task = _FlightTask(coro, loop=loop)
+            task.landing = partial(self._after_task, flight)
+        else:  # the loop's own tasks: a done callback lands what _run cannot
+            task = loop.create_task(coro)
+            task.add_done_callback(partial(self._after_task, flight))
         flight.task = task
-        # A task cancelled before its first step never enters _run: the callback lands it.
-        task.add_done_callback(partial(self._after_task, flight))
 
     async def _run(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
         """The flight's task: compute, then land the outcome in the same step.
