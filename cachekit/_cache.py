@@ -504,7 +504,10 @@ class AsyncCache(Generic[K, V]):
         if self._cancel_abandoned:
             waiter.add_done_callback(partial(self._waiter_done, flight))
         if computing is not None:
-            awaiting = computing.computer.awaiting
+            computer = computing.computer
+            awaiting = computer.awaiting
+            if awaiting is None:
+                awaiting = computer.awaiting = []
             awaiting.append(flight)
             waiter.add_done_callback(partial(_stop_awaiting, awaiting, flight))
         if flight.loop is not loop:
@@ -983,7 +986,7 @@ class AsyncCache(Generic[K, V]):
     def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
         """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
-        if self._expiry:
+        if self._expiry.size:
             self._reclaim_locked(now)
         if self._touched:
             self._drain_locked()
