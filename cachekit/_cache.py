@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
 
 from . import _store
 from ._cachetools_compat import empty
-from ._config import CacheConfig, KeywordOptions, option_reference
+from ._config import CacheConfig, KeywordOptions, with_option_reference
 from ._events import EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
@@ -140,7 +140,8 @@ class AsyncCache(Generic[K, V]):
     Options (all keyword-only but maxsize; a duration is seconds, as a number or a
     datetime.timedelta):
 
-    {options}"""
+    {options}
+    """
 
     def __init__(self, maxsize: int | None = 1024, **options: Unpack[KeywordOptions]) -> None:
         config = self._config = CacheConfig(maxsize=maxsize, **options)
@@ -1121,4 +1122,4 @@ def _stop_awaiting(awaiting: list[Flight], flight: Flight, waiter: asyncio.Futur
         pass
 
 
-AsyncCache.__doc__ = (AsyncCache.__doc__ or "").replace("    {options}", option_reference())
+AsyncCache.__doc__ = with_option_reference(AsyncCache.__doc__)
