@@ -22,9 +22,10 @@ import decimal
 import hashlib
 import hmac
 import json
+import pickle
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any, Final, Protocol, final, runtime_checkable
@@ -203,22 +204,61 @@ class BadPayload(Exception):
     """A payload that must not be deserialized: unsigned, forged, truncated, unknown format."""
 
 
-def seal(secret: bytes | None, key: bytes, kind: bytes, expires_at: int, body: bytes) -> bytes:
+Secrets = tuple[bytes, ...]  # the first signs; every one verifies; () when there is none
+
+
+def check_secrets(secret: Any) -> Secrets:
+    """`secret=` as a tuple: None, one bytes, or a non-empty sequence of them (rotation:
+    the first signs, all verify), each at least 16 bytes."""
+    if secret is None:
+        return ()
+    if isinstance(secret, bytes):
+        items: list[Any] = [secret]
+    elif isinstance(secret, Sequence) and not isinstance(secret, str):
+        items = list(secret)
+        if not items:
+            raise ValueError("secret must not be an empty sequence (None: no secret)")
+    else:
+        raise TypeError(f"secret must be bytes, a sequence of bytes or None, got {secret!r:.40}")
+    for item in items:
+        if not isinstance(item, bytes):
+            raise TypeError(f"secret must hold bytes only, got {item!r:.40}")
+        if len(item) < 16:
+            raise ValueError(f"secret must be at least 16 bytes, got {len(item)}")
+    return tuple(items)
+
+
+def _as_secrets(secret: bytes | Sequence[bytes] | None) -> Secrets:
+    if secret is None:
+        return ()
+    return (secret,) if isinstance(secret, bytes) else tuple(secret)
+
+
+def _mac(secret: bytes, header: bytes, key: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
+
+
+def seal(
+    secret: bytes | Sequence[bytes] | None, key: bytes, kind: bytes, expires_at: int, body: bytes
+) -> bytes:
     """The stored form of `body`: a versioned header with the moment the entry expires in
     the store (so that a reader needs no second command to learn it), then (with a
-    secret) an HMAC-SHA256 over the header, the store key and the body, so a payload is
-    valid at one key only and its expiry cannot be altered."""
-    flags = 0 if secret is None else _SIGNED
+    secret: the first of them) an HMAC-SHA256 over the header, the store key and the
+    body, so a payload is valid at one key only and its expiry cannot be altered."""
+    keys = _as_secrets(secret)
+    flags = _SIGNED if keys else 0
     header = MAGIC + bytes((VERSION, kind[0], flags)) + expires_at.to_bytes(8, "big")
-    if secret is None:
+    if not keys:
         return header + body
-    mac = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
-    return header + mac + body
+    return header + _mac(keys[0], header, key, body) + body
 
 
-def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, int, bytes]:
-    """(kind, expires_at, body) of a stored payload, or BadPayload. With a secret, only a
-    payload whose HMAC checks out gets here; nothing unchecked ever reaches a deserializer."""
+def unseal(
+    secret: bytes | Sequence[bytes] | None, key: bytes, payload: bytes
+) -> tuple[bytes, int, bytes]:
+    """(kind, expires_at, body) of a stored payload, or BadPayload. With secrets, only a
+    payload whose HMAC checks out under one of them gets here; nothing unchecked ever
+    reaches a deserializer."""
     if len(payload) < _HEADER or payload[:2] != MAGIC:
         raise BadPayload("not a cachekit payload")
     version, kind, flags = payload[2], payload[3:4], payload[4]
@@ -229,15 +269,19 @@ def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, int
     header = payload[:_HEADER]
     expires_at = int.from_bytes(header[5:], "big")
     signed = bool(flags & _SIGNED)
-    if secret is None:
+    keys = _as_secrets(secret)
+    if not keys:
         if signed or flags:
             raise BadPayload("a signed payload, but this tier has no secret")
         return kind, expires_at, payload[_HEADER:]
     if not signed or len(payload) < _HEADER + _MAC:
         raise BadPayload("an unsigned or truncated payload, but this tier has a secret")
     mac, body = payload[_HEADER : _HEADER + _MAC], payload[_HEADER + _MAC :]
-    expected = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
+    # Every secret is tried (no early exit): which one matched is not timed.
+    matched = False
+    for candidate in keys:
+        matched |= hmac.compare_digest(mac, _mac(candidate, header, key, body))
+    if not matched:
         raise BadPayload("the payload's signature does not match")
     return kind, expires_at, body
 
@@ -275,10 +319,32 @@ def decode_error(body: bytes) -> Exception:
 
 class JSONSerializer:
     """A serializer that can only build plain data (dict, list, str, numbers, None), so a
-    forged payload cannot run code. Tuples come back as lists."""
+    forged payload cannot run code; without a secret, it can still forge values and cached
+    failures. Tuples come back as lists."""
 
     def dumps(self, value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)
+
+
+class PickleSerializer:
+    """pickle, for a tier with a secret: only payloads signed with it are unpickled."""
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+@final
+class InsecurePickleSerializer(PickleSerializer):
+    """pickle without a secret: whoever can write to the shared store runs code in every
+    worker that reads from it. Only for a store nothing else can write to; the tier logs a
+    warning when it is built with it."""
+
+
+# The opt-out by name: RedisTier(..., serializer=insecure_pickle) with no secret.
+insecure_pickle: Final = InsecurePickleSerializer()

@@ -48,10 +48,9 @@ import inspect
 import itertools
 import logging
 import math
-import pickle
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from functools import partial
 from typing import Any, Final, final
 
@@ -69,19 +68,30 @@ from ._options import check_seconds
 from ._shared import (
     ERROR,
     VALUE,
+    InsecurePickleSerializer,
     JSONSerializer,
     Landed,
+    PickleSerializer,
     SharedError,
     SharedFailure,
     check_name,
+    check_secrets,
     decode_error,
     encode_error,
+    insecure_pickle,
     key_digest,
     seal,
     unseal,
 )
 
-__all__ = ["JSONSerializer", "RedisTier", "SharedError"]
+__all__ = [
+    "RedisTier",
+    "JSONSerializer",
+    "PickleSerializer",
+    "InsecurePickleSerializer",
+    "insecure_pickle",
+    "SharedError",
+]
 
 log = logging.getLogger("cachekit.redis")
 
@@ -151,6 +161,50 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+_NEEDS_SECRET: Final = (
+    "secret is required with {what}: without one, anyone who can write to this Redis "
+    "{harm} in every worker. Pass secret=<at least 16 random bytes> (a list to rotate "
+    "them), or serializer=JSONSerializer() (plain data: cannot run code, though values "
+    "can still be forged), or serializer=insecure_pickle to accept unsigned pickle"
+)
+
+
+def _check_serializer(serializer: Any, signing: tuple[bytes, ...], namespace: str) -> Any:
+    """The serializer to use. Nothing read from Redis is deserialized unauthenticated
+    unless the serializer says so by name, and that is logged (once, here)."""
+    if serializer is None:
+        if not signing:
+            raise ValueError(
+                _NEEDS_SECRET.format(what="the default (pickle) serializer", harm="runs code")
+            )
+        return PickleSerializer()
+    if not (
+        callable(getattr(serializer, "dumps", None))
+        and callable(getattr(serializer, "loads", None))
+    ):
+        raise TypeError(f"serializer must have dumps() and loads(), got {serializer!r}")
+    if signing:
+        return serializer
+    if isinstance(serializer, InsecurePickleSerializer):
+        log.warning(
+            "cachekit: RedisTier(namespace=%r) unpickles unsigned payloads "
+            "(serializer=insecure_pickle): anyone who can write to this Redis runs code in "
+            "every worker",
+            namespace,
+        )
+    elif isinstance(serializer, JSONSerializer):
+        log.warning(
+            "cachekit: RedisTier(namespace=%r) has no secret: JSON payloads cannot run code, "
+            "but anyone who can write to this Redis can forge values and cached failures",
+            namespace,
+        )
+    else:
+        raise ValueError(
+            _NEEDS_SECRET.format(what=f"serializer={serializer!r}", harm="may be able to run code")
+        )
+    return serializer
+
+
 @final
 class _Deadline:
     """Expires `scope` `seconds` from now, as counted by a loop that keeps up (see _LATE)."""
@@ -201,8 +255,8 @@ class RedisTier:
         client: Any,
         *,
         namespace: str = "cachekit",
-        secret: bytes | None = None,
-        serializer: Any = pickle,
+        secret: bytes | Sequence[bytes] | None = None,
+        serializer: Any = None,
         lock_lease: float = 10.0,
         wait_timeout: float | None = None,
         op_timeout: float = 0.25,
@@ -216,15 +270,8 @@ class RedisTier:
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError("client must be built with decode_responses=False, got True")
         self.namespace = check_name("namespace", namespace)
-        if secret is not None and not isinstance(secret, bytes):
-            raise TypeError(f"secret must be bytes or None, got {secret!r:.40}")
-        if secret is not None and len(secret) < 16:
-            raise ValueError(f"secret must be at least 16 bytes, got {len(secret)}")
-        if not (
-            callable(getattr(serializer, "dumps", None))
-            and callable(getattr(serializer, "loads", None))
-        ):
-            raise TypeError(f"serializer must have dumps() and loads(), got {serializer!r}")
+        signing = check_secrets(secret)
+        serializer = _check_serializer(serializer, signing, namespace)
         lease = check_seconds("lock_lease", lock_lease, allow_none=False)
         assert lease is not None
         if lease < 0.01:
@@ -241,7 +288,7 @@ class RedisTier:
             raise ValueError(f"max_value_bytes must be > 0, got {max_value_bytes!r}")
         self._client = client
         self._owns_client = False
-        self._secret = secret
+        self._secret = signing  # the first signs; every one verifies; () for none
         self._serializer = serializer
         self._lease = lease
         self._lease_ms = max(1, int(lease * 1000))

@@ -27,6 +27,7 @@ from .conftest import Gate, assert_stats
 from .redis_server import HOW_TO_GET_ONE, RedisServer, find_binary, require_binary, required
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = b"test-secret-0123456789abcdef"  # every tier the fixture builds signs with it
 
 # One skip line for the module when there is no server (CI sets CACHEKIT_REQUIRE_REDIS=1,
 # and then every test fails instead, through require_binary()).
@@ -60,6 +61,8 @@ async def make_tier(
 
     def make(url: str | None = None, **options: Any) -> RedisTier:
         options.setdefault("namespace", "t")
+        if "serializer" not in options:
+            options.setdefault("secret", SECRET)
         # Generous: a CPU-starved CI runner must not make exact-count tests degrade.
         options.setdefault("op_timeout", 5.0)
         tier = RedisTier.from_url(url or redis_server.url, **options)
@@ -146,7 +149,7 @@ async def test_a_shared_hit_lands_in_l1_with_what_is_left_of_the_redis_entry(
     key = tier.key_of("ttl", "k")
     seconds, micros = await control.time()
     at = seconds * 1000 + micros // 1000 + 5_000  # as if stored 55 s ago with ttl=60
-    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), pxat=at)
+    await control.set(key, seal(SECRET, key.encode(), VALUE, at, pickle.dumps("stored")), pxat=at)
     b = AsyncCache[str, str](ttl=60, shared=tier, name="ttl")
     assert await b.get_or_compute("k", counting()("k")) == "stored"
     loop = asyncio.get_running_loop()
@@ -187,7 +190,7 @@ async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
     key = tier.key_of("old", "k")
     seconds, micros = await control.time()
     at = seconds * 1000 + micros // 1000 - 1
-    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
+    await control.set(key, seal(SECRET, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
     cache = AsyncCache[str, str](ttl=60, shared=tier, name="old")
     assert await cache.get_or_compute("k", counting()("k")) == "stored"
     assert "k" not in cache
@@ -373,7 +376,7 @@ async def test_many_callers_on_many_keys_in_two_workers_load_each_key_once(
 async def test_five_thousand_cold_keys_through_a_pool_of_ten(redis_server: RedisServer) -> None:
     client = Redis(connection_pool=ConnectionPool.from_url(redis_server.url, max_connections=10))
     await client.flushall()
-    tier = RedisTier(client, namespace="pool", op_timeout=10.0)
+    tier = RedisTier(client, namespace="pool", secret=SECRET, op_timeout=10.0)
     cache = AsyncCache[int, int](ttl=60, maxsize=None, shared=tier, name="cold")
 
     async def load(key: int) -> int:
@@ -606,7 +609,7 @@ async def test_redis_killed_then_restarted_degrades_and_resumes(
     server = RedisServer(require_binary())
     server.start()
     tiers = [
-        RedisTier.from_url(server.url, namespace="d", op_timeout=0.25, cooldown=0.1)
+        RedisTier.from_url(server.url, namespace="d", secret=SECRET, op_timeout=0.25, cooldown=0.1)
         for _ in range(2)
     ]
     try:
@@ -831,3 +834,61 @@ async def test_a_payload_signed_for_another_key_is_rejected(
     other = AsyncCache[str, str](ttl=60, shared=make_tier(secret=b"s" * 32), name="sec")
     assert await other.get_or_compute("guest", counting()("guest")) == "value-guest"
     assert_stats(other, shared_errors=1)
+
+
+async def test_the_default_tier_refuses_to_unpickle_without_a_secret(
+    redis_server: RedisServer, control: Redis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    forged = b"ck\x02v\x00" + _NO_EXPIRY + pickle.dumps(_Touch(str(marker)))
+    try:
+        tier = RedisTier.from_url(redis_server.url, namespace="t")
+    except ValueError as exc:
+        refused: ValueError | None = exc
+    else:  # built: it reads what anyone wrote at a key anyone can compute
+        refused = None
+        await control.set(tier.key_of("sec", "k"), forged)
+        cache = AsyncCache[str, str](ttl=60, shared=tier, name="sec")
+        await cache.get_or_compute("k", counting()("k"))
+        await tier.aclose()
+    assert not marker.exists()
+    assert refused is not None
+    assert str(refused).startswith("secret is required with the default (pickle) serializer")
+    assert "serializer=JSONSerializer()" in str(refused)
+    assert "serializer=insecure_pickle" in str(refused)
+    with pytest.raises(ValueError, match=r"^secret is required with serializer=<module 'pickle'"):
+        RedisTier(Redis.from_url(redis_server.url), serializer=pickle)
+
+
+async def test_unsigned_pickle_is_opted_into_by_name_and_logged_once_at_construction(
+    make_tier: Callable[..., RedisTier], caplog: pytest.LogCaptureFixture
+) -> None:
+    from cachekit.redis import insecure_pickle
+
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    tier = make_tier(serializer=insecure_pickle)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="unsigned")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(serializer=insecure_pickle), name="unsigned")
+    await a.get_or_compute("k", counting()("k"))
+    assert await b.get_or_compute("k", counting()("other")) == "value-k"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2  # one per tier built, none per call
+    assert all("unpickles unsigned payloads" in w and "runs code" in w for w in warnings)
+
+
+async def test_json_without_a_secret_is_logged_once_and_a_forged_pickle_runs_no_code(
+    make_tier: Callable[..., RedisTier],
+    control: Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    marker = tmp_path / "pwned"
+    tier = make_tier(serializer=JSONSerializer())
+    assert ["forge values and cached failures" in r.getMessage() for r in caplog.records] == [True]
+    key = tier.key_of("json", "k")
+    await control.set(key, b"ck\x02v\x00" + _NO_EXPIRY + pickle.dumps(_Touch(str(marker))))
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="json")
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert not marker.exists()
+    assert_stats(cache, shared_errors=1, shared_misses=1)

@@ -138,6 +138,7 @@ def test_a_cached_failure_comes_back_as_its_own_type_and_never_imports() -> None
 
 
 def make_tier(**options: Any) -> RedisTier:
+    options.setdefault("secret", b"s" * 32)
     return RedisTier(Redis(), **options)  # never connects: no command is sent
 
 
@@ -146,8 +147,12 @@ def make_tier(**options: Any) -> RedisTier:
     [
         ({"namespace": "a b"}, ValueError, r"^namespace must be non-empty, without braces"),
         ({"namespace": "{x}"}, ValueError, r"^namespace must be non-empty"),
-        ({"secret": "text"}, TypeError, r"^secret must be bytes or None, got 'text'$"),
+        ({"secret": "text"}, TypeError, r"^secret must be bytes, a sequence of bytes or None, "),
         ({"secret": b"short"}, ValueError, r"^secret must be at least 16 bytes, got 5$"),
+        ({"secret": [b"s" * 32, b"x"]}, ValueError, r"^secret must be at least 16 bytes, got 1$"),
+        ({"secret": []}, ValueError, r"^secret must not be an empty sequence"),
+        ({"secret": [b"s" * 32, "t"]}, TypeError, r"^secret must hold bytes only, got 't'$"),
+        ({"secret": None}, ValueError, r"^secret is required with the default \(pickle\) ser"),
         ({"serializer": object()}, TypeError, r"^serializer must have dumps\(\) and loads\(\)"),
         ({"lock_lease": 0}, ValueError, r"^lock_lease must be >= 0.01 seconds, got 0$"),
         ({"lock_lease": -1}, ValueError, r"^lock_lease must be >= 0 seconds or None, got -1$"),
@@ -167,9 +172,9 @@ def test_bad_tier_options_fail_early_naming_parameter_and_value(
 
 def test_a_client_decoding_responses_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^client must be built with decode_responses=False"):
-        RedisTier(Redis(decode_responses=True))
+        RedisTier(Redis(decode_responses=True), secret=b"s" * 32)
     with pytest.raises(TypeError, match=r"^client must be a redis.asyncio.Redis, got 1$"):
-        RedisTier(1)
+        RedisTier(1, secret=b"s" * 32)
 
 
 def test_cache_options_with_shared_fail_early() -> None:
