@@ -892,3 +892,24 @@ async def test_json_without_a_secret_is_logged_once_and_a_forged_pickle_runs_no_
     assert await cache.get_or_compute("k", counting()("k")) == "value-k"
     assert not marker.exists()
     assert_stats(cache, shared_errors=1, shared_misses=1)
+
+
+async def test_a_rotated_secret_is_shared_both_ways_during_a_rolling_deploy(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    old, new = b"old-secret-0123456789", b"new-secret-0123456789"
+    # Mid-deploy: workers still signing with the old secret accept the new one, and workers
+    # already signing with the new one accept the old: nobody deletes anybody's entries.
+    before = AsyncCache[int, str](ttl=60, shared=make_tier(secret=[old, new]), name="rot")
+    after = AsyncCache[int, str](ttl=60, shared=make_tier(secret=[new, old]), name="rot")
+    load = counting()
+    assert await before.get_or_compute(1, load(1)) == "value-1"
+    assert await after.get_or_compute(2, load(2)) == "value-2"
+    assert await after.get_or_compute(1, load(1)) == "value-1"
+    assert await before.get_or_compute(2, load(2)) == "value-2"
+    assert load.calls == 2
+    for cache in (before, after):
+        assert_stats(cache, shared_hits=1, shared_misses=1, shared_errors=0)
+    done = AsyncCache[int, str](ttl=60, shared=make_tier(secret=new), name="rot")
+    assert await done.get_or_compute(2, load(2)) == "value-2"  # signed with the new one
+    assert_stats(done, shared_hits=1, shared_errors=0)
