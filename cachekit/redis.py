@@ -332,9 +332,10 @@ class RedisTier:
         # cache prefix -> the caches of that name in this process. Weak: a cache and its
         # binding refer to each other and go together.
         self._bindings: dict[str, weakref.WeakSet[_Binding]] = {}
-        # base or cache prefix -> the task deleting it in Redis. A read of that key waits
-        # for it first, so a call after invalidate() never reads what it deletes. A task
-        # removes itself when done, if it is still the one registered.
+        # base or cache prefix -> the last command sent for it (set, invalidate, clear). A
+        # read of that key waits for it first, so a call after invalidate() never reads what
+        # it deletes; a newer command for it waits for it too (`_in_order`), so Redis applies
+        # them in the order issued. A task removes itself when done, if still registered.
         self._pending: dict[str, asyncio.Task[None]] = {}
         # Tasks started and not yet seen to finish: invalidations, clears, releases
         # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
@@ -582,9 +583,30 @@ class RedisTier:
 
     def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
-        task = self._spawn(make())
+        task = self._spawn(self._in_order(self._predecessors(tag), make))
         self._pending[tag] = task
         task.add_done_callback(partial(self._unpend, tag))
+
+    def _predecessors(self, tag: str) -> list[asyncio.Task[Any]]:
+        """The commands still in progress that Redis must apply before a new one for `tag`:
+        for a key (`base`), the last one for that key and the last clear of its cache; for
+        a clear (a cache prefix), the last one for each of the cache's keys."""
+        pending = self._pending
+        if "{" in tag:
+            prefix = tag.partition("{")[0]
+            return [t for t in (pending.get(tag), pending.get(prefix)) if t is not None]
+        return [task for other, task in pending.items() if other.startswith(tag)]
+
+    @staticmethod
+    async def _in_order(
+        predecessors: list[asyncio.Task[Any]], make: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Send `make()` once its predecessors are done: each command runs on whichever
+        pool connection is free, so Redis would apply concurrent ones in any order."""
+        for task in predecessors:
+            if not task.done():
+                await asyncio.wait([task])  # its outcome is its own business: only the order
+        await make()
 
     def _resend_later(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Called by the command's own task: unless a newer command for the tag was sent

@@ -913,3 +913,51 @@ async def test_a_rotated_secret_is_shared_both_ways_during_a_rolling_deploy(
     done = AsyncCache[int, str](ttl=60, shared=make_tier(secret=new), name="rot")
     assert await done.get_or_compute(2, load(2)) == "value-2"  # signed with the new one
     assert_stats(done, shared_hits=1, shared_errors=0)
+
+
+async def _stored(control: Redis, tier: RedisTier, name: str, key: Any) -> Any:
+    """What Redis holds for `key` of cache `name`: the unpickled value, or None."""
+    from cachekit._shared import unseal
+
+    redis_key = tier.key_of(name, key)
+    payload = await control.get(redis_key)
+    if payload is None:
+        return None
+    return pickle.loads(unseal(SECRET, redis_key.encode(), payload)[2])
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh-tier", "warm-tier"])
+async def test_commands_for_one_key_reach_redis_in_the_order_this_process_issued_them(
+    make_tier: Callable[..., RedisTier], control: Redis, warm: bool
+) -> None:
+    # Each command used to be a task of its own, on whichever connection was free: Redis
+    # applied them in any order (a fresh tier's set() first waited for a TIME reading).
+    rounds = 200 if warm else 15
+    shared = make_tier()
+    if warm:
+        await AsyncCache[str, str](ttl=60, shared=shared, name="order").get_or_compute(
+            "warm-up", counting()("warm-up")
+        )
+    wrong = {"set-invalidate": 0, "set-set": 0, "invalidate-set": 0, "clear-set": 0}
+    for i in range(rounds):
+        tier = shared if warm else make_tier()
+        cache = AsyncCache[str, str](ttl=60, shared=tier, name="order")
+        cache.set("k", "v1")
+        cache.invalidate("k")
+        await tier.settle()
+        wrong["set-invalidate"] += await _stored(control, tier, "order", "k") is not None
+        cache.set("k", f"v1-{i}")
+        cache.set("k", f"v2-{i}")
+        await tier.settle()
+        wrong["set-set"] += await _stored(control, tier, "order", "k") != f"v2-{i}"
+        cache.invalidate("k")
+        cache.set("k", f"v3-{i}")
+        await tier.settle()
+        wrong["invalidate-set"] += await _stored(control, tier, "order", "k") != f"v3-{i}"
+        cache.clear()
+        cache.set("k", f"v4-{i}")
+        await tier.settle()
+        wrong["clear-set"] += await _stored(control, tier, "order", "k") != f"v4-{i}"
+        if not warm:
+            await tier.aclose()
+    assert wrong == dict.fromkeys(wrong, 0)
