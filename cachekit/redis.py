@@ -9,18 +9,22 @@ digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). On
 (`lock:<worker>:<n>`, unique fleet-wide): one key, one Cluster slot for every script below.
 
 A load, fleet-wide. On an L1 miss, the flight (one per key per process) sends one native
-command, `SET base:v <lock> NX GET PX <lease>`: it answers the entry (a hit), or another
+command, `SET base:v <lock> NX GET PX <probation>`: it answers the entry (a hit), or another
 worker's lock (wait), or nothing, in which case the lock is now ours. A hit costs what a
 GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the PXAT
 it was stored with): the L1 entry lands with what is left of it, measured against an upper
 bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis entry. The
-holder loads, renews its lease every lease/3 while loading, and PUTs: the entry replaces
-the lock only if the lock is still its own (a fenced write) and `d <base>` is published,
-in one script (`set()` PUTs without the fence). Other workers wait on a future that the
-tier's one pub/sub subscription resolves on `d <base>` (no pool connection is held while
-waiting); they wake at the latest one lease later, and ask again: a dead holder's lock has
-lapsed by then, and exactly one of them takes it over (NX). If the subscription is down,
-waiters poll with backoff.
+holder loads, renews its lock while loading (the first renewal, after probation/3, proves
+the load alive and extends the lock to a full lease; then every lease/3), and PUTs: the
+entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
+is published, in one script (`set()` PUTs without the fence). Other workers wait on a
+future that the tier's one pub/sub subscription resolves on `d <base>` (no pool connection
+is held while waiting); they wake at the latest one probation later, and ask again: a dead
+holder's lock has lapsed by then, and exactly one of them takes it over (NX). If the
+subscription is down, waiters poll with backoff. An acquire that timed out may still run
+in Redis later, and a store that failed leaves its lock: either way the lock is released
+(fenced by its value) as soon as Redis answers, and lapses after one probation (1 s, or 4
+op_timeouts) at worst, not after a lease.
 
 Invalidation. INVALIDATE deletes the key, entry or lock (so a load in flight cannot write
 after it) and publishes `i <worker> <base>`; CLEAR is SCAN + UNLINK over the cache's own
@@ -100,6 +104,7 @@ _TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
 _POLL_MIN: Final = 0.01  # seconds between polls while the subscription is down, doubling
 _POLL_MAX: Final = 0.2
 _MARGIN: Final = 0.005  # seconds past a lease's end before a waiter asks again
+_PROBATION: Final = 1.0  # seconds a new lock lasts (at least 4 op_timeouts) until renewed
 _RESUBSCRIBE_MAX: Final = 1.0
 # Seconds of silence after which the subscription is PINGed; as long again without any
 # answer and it counts as broken (a peer that vanished without closing the connection).
@@ -292,6 +297,11 @@ class RedisTier:
         self._serializer = serializer
         self._lease = lease
         self._lease_ms = max(1, int(lease * 1000))
+        # A new lock's first lease, until its load proves alive by renewing it (then
+        # `lease`): an acquire that timed out here may still run in Redis later, and
+        # nobody would renew or release what it takes.
+        self._probation = min(lease, max(_PROBATION, 4 * timeout))
+        self._probation_ms = max(1, int(self._probation * 1000))
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -499,14 +509,14 @@ class RedisTier:
         if self._native_acquire:
             try:
                 reply: bytes | None = await self._client.execute_command(
-                    "SET", key, lock, "NX", "GET", "PX", self._lease_ms, get=True
+                    "SET", key, lock, "NX", "GET", "PX", self._probation_ms, get=True
                 )
                 return reply
             except ResponseError as exc:
                 if "syntax" not in str(exc).lower():
                     raise
                 self._native_acquire = False  # Redis < 7.0: NX and GET do not combine there
-        reply = await self._scripts["acquire"](keys=[key], args=[lock, self._lease_ms])
+        reply = await self._scripts["acquire"](keys=[key], args=[lock, self._probation_ms])
         return reply
 
     def _redis_now(self) -> float:
@@ -937,6 +947,8 @@ class _Binding:
                 try:
                     found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
+                    if exc.cause is not None:  # sent, maybe: it may still take the lock
+                        self._release(base, lock)
                     return await self._unshared(exc, compute)
                 if found is None:  # the lock is ours
                     self.misses += 1
@@ -966,7 +978,9 @@ class _Binding:
                 now = loop.time()
                 if now >= deadline:  # waited long enough: load here, without sharing
                     return await _compute(compute)
-                timeout = min(deadline - now, tier._lease + _MARGIN)
+                # (A live holder's lock outlasts that, but one a timed-out acquire took
+                # lapses after it.)
+                timeout = min(deadline - now, tier._probation + _MARGIN)
                 if not tier._listening:
                     timeout = min(timeout, poll)
                     poll = min(poll * 2, _POLL_MAX)
@@ -1075,6 +1089,7 @@ class _Binding:
             stored = await tier._call(tier._script("put", [key], args))
         except _Unavailable as exc:
             self.errors += 1
+            self._release(base, lock)  # when Redis answers again; the entry is not stored
             if tier._raise:
                 raise SharedFailure(
                     exc.cause or ConnectionError("Redis is unavailable"), 0.0
@@ -1086,7 +1101,8 @@ class _Binding:
         return self._remaining(at) if stored else 0.0
 
     def _release(self, base: str, lock: str) -> None:
-        """Give the lock up without a value (in the background): waiters ask again."""
+        """Give the lock up without a value (in the background): waiters ask again. Fenced
+        by the lock's value, so it is safe at any time, even before the lock is taken."""
         tier = self.tier
         if tier._closed:
             return
@@ -1094,16 +1110,30 @@ class _Binding:
         tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
-        try:
-            await self.tier._call(command)
-        except _Unavailable:
-            self.errors += 1
+        """Send the release until Redis answers, for at most one lease: by then the lock
+        has lapsed anyway."""
+        tier = self.tier
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + tier._lease
+        delay = _POLL_MIN
+        while not tier._closed:
+            try:
+                await tier._call(command)
+                return
+            except _Unavailable:
+                if loop.time() + delay > give_up:
+                    self.errors += 1
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
     async def _renew(self, key: str, lock: str) -> None:
         tier = self.tier
         command = tier._script("renew", [key], [lock, tier._lease_ms])
+        pause = tier._probation / 3  # the first renewal proves the load alive: a full lease
         while True:
-            await asyncio.sleep(tier._lease / 3)
+            await asyncio.sleep(pause)
+            pause = tier._lease / 3
             try:
                 if not await tier._call(command):
                     return  # the lock is gone (invalidated, or lost): the store will fail
