@@ -109,6 +109,10 @@ _RESUBSCRIBE_MAX: Final = 1.0
 # Seconds of silence after which the subscription is PINGed; as long again without any
 # answer and it counts as broken (a peer that vanished without closing the connection).
 _IDLE = 5.0
+# Invalidations, sets and clears waiting for Redis to answer again, one per key (the
+# latest): past this many, each cache's are collapsed into one clear of that cache.
+_UNSENT_MAX: Final = 10_000
+_RESEND_BATCH: Final = 256  # commands resent at a time, each batch awaited before the next
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
@@ -352,8 +356,10 @@ class RedisTier:
         self._background: set[asyncio.Task[Any]] = set()
         self._renewals: set[asyncio.Task[Any]] = set()  # and the resender: never settled
         # tag -> how to send again an invalidation, clear or set() that missed Redis (a
-        # set() is resent as an invalidation). `_resender` sends them while any is left;
-        # a newer command for the same tag takes its entry out (`_start_pending`).
+        # set() is resent as an invalidation): at most one per tag, the latest, and at most
+        # _UNSENT_MAX (then a cache's keys give way to one clear of its prefix, and a key
+        # whose cache has a clear waiting is not added). `_resender` sends them while any
+        # is left; a newer command for the same tag takes its entry out (`_start_pending`).
         self._unsent: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         self._resender: asyncio.Task[None] | None = None
         # Redis's clock, read on this loop's clock: TIME answered `_clock_ms` (unix ms) to a
@@ -548,7 +554,8 @@ class RedisTier:
         if not self._outage:
             self._outage = True
             log.warning(
-                "cachekit: Redis failed (%s: %s); caches answer in-process until it is back",
+                "cachekit: Redis failed (%s: %s); caches answer in-process, and queue their "
+                "invalidations, until it is back (logged once per outage)",
                 type(exc).__name__,
                 exc,
             )
@@ -569,9 +576,14 @@ class RedisTier:
     # ------------------------------------------------------------------ broadcasts
 
     def _schedule(
-        self, binding: _Binding, tag: str, make: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        binding: _Binding,
+        tag: str,
+        make: Callable[[], Coroutine[Any, Any, None]],
+        resend: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
-        """Run an invalidation or clear on the tier's loop, from any thread or none."""
+        """Run an invalidation, set or clear on the tier's loop, from any thread or none;
+        `resend` sends it again if it cannot reach Redis now."""
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -584,12 +596,30 @@ class RedisTier:
             log.warning("cachekit: %s not sent to Redis: the tier is not running on a loop", tag)
             return
         if running is loop:
-            self._start_pending(tag, make)
+            self._issue(binding, tag, make, resend)
         elif loop.is_running():
-            loop.call_soon_threadsafe(self._start_pending, tag, make)
+            loop.call_soon_threadsafe(self._issue, binding, tag, make, resend)
         else:
             binding.errors += 1
             log.warning("cachekit: %s not sent to Redis: the tier's event loop is not running", tag)
+
+    def _issue(
+        self,
+        binding: _Binding,
+        tag: str,
+        make: Callable[[], Coroutine[Any, Any, None]],
+        resend: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Send a command now, or, during an outage (the circuit has opened and no command
+        has succeeded since), queue it for the resender, which finds out when Redis answers
+        again: no task and no log line each, so an outage cannot flood the process."""
+        if self._closed or self._failures < _TRIP:
+            self._start_pending(tag, make)
+            return
+        binding.errors += 1
+        # An older command for the tag still in flight must not queue itself over this one.
+        self._pending.pop(tag, None)
+        self._defer(tag, resend)
 
     def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
@@ -623,21 +653,51 @@ class RedisTier:
         since (its task is then the tag's pending one), send this one again later."""
         if self._closed or self._pending.get(tag) is not asyncio.current_task():
             return
-        self._unsent[tag] = resend
+        self._defer(tag, resend)
+
+    def _defer(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Queue `resend` for when Redis answers: one per tag, bounded (see `_unsent`)."""
+        unsent = self._unsent
+        if "{" in tag and tag.partition("{")[0] in unsent:
+            return  # its cache's clear, waiting too, covers it
+        unsent.pop(tag, None)  # re-inserted last: the resend keeps the order of issue
+        if len(unsent) >= _UNSENT_MAX:
+            self._collapse()
+            if "{" in tag and tag.partition("{")[0] in unsent:
+                return
+        unsent[tag] = resend
         if self._resender is None or self._resender.done():
             self._resender = self._spawn(self._resend(), self._renewals)
 
+    def _collapse(self) -> None:
+        """Too many keys wait for Redis: each cache's give way to one clear of the cache."""
+        prefixes: set[str] = set()
+        for tag in list(self._unsent):
+            if "{" in tag:
+                prefixes.add(tag.partition("{")[0])
+                del self._unsent[tag]
+        for prefix in prefixes:
+            binding = next(iter(self._bindings.get(prefix, ())), None)
+            if binding is not None:  # (none left: no cache of that name to clear for)
+                self._unsent.pop(prefix, None)
+                self._unsent[prefix] = partial(binding._send_clear, again=True)
+
     async def _resend(self) -> None:
         """Send again, with backoff, the invalidations and clears that missed Redis, until
-        none is left (each one that fails again puts itself back)."""
+        none is left (each one that fails again puts itself back). In batches, each awaited
+        before the next, so the loop is never held for long and the pool never flooded."""
+        assert self._loop is not None
         delay = max(self._cooldown, _POLL_MIN)
         while self._unsent and not self._closed:
             await asyncio.sleep(delay)
-            for tag, resend in list(self._unsent.items()):
-                if self._unsent.get(tag) is resend:  # not replaced by a newer command meanwhile
-                    self._start_pending(tag, resend)
-            await self.settle()
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
+            while self._unsent and not self._closed and self._loop.time() >= self._open_until:
+                batch = list(itertools.islice(self._unsent, _RESEND_BATCH))
+                for tag in batch:
+                    self._start_pending(tag, self._unsent[tag])  # (takes it out of _unsent)
+                await asyncio.wait([self._pending[tag] for tag in batch if tag in self._pending])
+                if any(tag in self._unsent for tag in batch):
+                    break  # Redis failed again: back off
 
     def _unpend(self, tag: str, task: asyncio.Task[Any]) -> None:
         if self._pending.get(tag) is task:
@@ -834,18 +894,20 @@ class _Binding:
                 log.warning(
                     "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
                 )
+        resend = partial(self._send_invalidate, base, again=True)
         if body is None or len(body) > tier._max_value_bytes:
             # Not shareable: other workers must at least stop serving the old value.
-            tier._schedule(self, base, partial(self._send_invalidate, base))
-        else:
-            tier._schedule(self, base, partial(self._send_write, base, body, ttl))
+            tier._schedule(self, base, partial(self._send_invalidate, base), resend)
+        else:  # resent as an invalidation: other workers must stop serving the old value
+            tier._schedule(self, base, partial(self._send_write, base, body, ttl), resend)
 
     def invalidated(self, key: Hashable) -> None:
         try:
             base = f"{self.prefix}{{{key_digest(self.name, key)}}}"
         except TypeError:  # never shared, so nothing to delete
             return
-        self.tier._schedule(self, base, partial(self._send_invalidate, base))
+        resend = partial(self._send_invalidate, base, again=True)
+        self.tier._schedule(self, base, partial(self._send_invalidate, base), resend)
 
     async def _send_write(self, base: str, body: bytes, ttl: float | None) -> None:
         tier = self.tier
@@ -857,10 +919,11 @@ class _Binding:
             args = ["", payload, at, tier._channel, f"i {tier._worker} {base}"]  # unfenced
             await tier._call(tier._script("put", [key], args))
         except _Unavailable:  # other workers must at least stop serving the old value
-            self._missed(base, partial(self._send_invalidate, base, again=True), "a set()", False)
+            self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
     def cleared(self) -> None:
-        self.tier._schedule(self, self.prefix, self._send_clear)
+        resend = partial(self._send_clear, again=True)
+        self.tier._schedule(self, self.prefix, self._send_clear, resend)
 
     async def _send_invalidate(self, base: str, *, again: bool = False) -> None:
         tier = self.tier
@@ -868,19 +931,16 @@ class _Binding:
         try:
             await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
         except _Unavailable:
-            self._missed(
-                base, partial(self._send_invalidate, base, again=True), "an invalidation", again
-            )
+            self._missed(base, partial(self._send_invalidate, base, again=True), again)
 
     def _missed(
-        self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]], what: str, again: bool
+        self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]], again: bool
     ) -> None:
         """An invalidation, clear or set() did not reach Redis: until it does, the entry
-        there (and in other workers' L1) is stale. Counted and logged the first time; sent
-        again when Redis answers."""
+        there (and in other workers' L1) is stale. Counted the first time (the outage is
+        logged once, by the tier); sent again when Redis answers."""
         if not again:
             self.errors += 1
-            log.warning("cachekit: %s of %s did not reach Redis; sent when it answers", what, tag)
         self.tier._resend_later(tag, resend)
 
     async def _send_clear(self, *, again: bool = False) -> None:
@@ -904,7 +964,7 @@ class _Binding:
             message = f"c {tier._worker} {self.prefix}"
             await tier._call(partial(client.publish, tier._channel, message))
         except _Unavailable:
-            self._missed(self.prefix, partial(self._send_clear, again=True), "a clear", again)
+            self._missed(self.prefix, partial(self._send_clear, again=True), again)
         finally:
             try:
                 await keys.aclose()

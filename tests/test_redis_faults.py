@@ -9,6 +9,7 @@ and the figure they replace (a full lock lease, a minute of queueing) is far out
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 from cachekit import AsyncCache
 from cachekit.redis import RedisTier
 
-from .conftest import Gate, assert_stats
+from .conftest import Gate, assert_stats, settle
 from .redis_server import HOW_TO_GET_ONE, RedisServer, find_binary, require_binary, required
 
 if find_binary() is None and not required():
@@ -81,6 +82,11 @@ def value(key: Any) -> Callable[[], Any]:
 async def warm(cache: AsyncCache[Any, Any]) -> None:
     """One shared load: the tier is bound, subscribed and has read Redis's clock."""
     await cache.get_or_compute("warm-up", value("warm-up"))
+
+
+async def until_errors(cache: AsyncCache[Any, Any], count: int) -> None:
+    while cache.stats().shared_errors < count:  # noqa: ASYNC110 - a counter, no event
+        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------------- item 3
@@ -154,3 +160,105 @@ async def test_after_a_half_second_debug_sleep_other_workers_get_the_key_within_
     async with asyncio.timeout(8):
         assert await b.get_or_compute("k", value("b")) == "value-b"
     assert loop.time() - started < 2.0
+
+
+# ---------------------------------------------------------------------- item 4
+
+
+class LoopLag:
+    """The longest the loop went without running a 1 ms ticker: how long it was held."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, loop.time() - before - 0.001)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+@pytest.mark.timeout(60)
+async def test_an_outage_queues_invalidations_bounded_logs_once_and_resends_in_short_steps(
+    make_tier: Callable[..., RedisTier],
+    server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cachekit.redis
+
+    monkeypatch.setattr(cachekit.redis, "_UNSENT_MAX", 2_000)  # the default is 10,000
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    tier = make_tier(op_timeout=0.1, cooldown=0.05)
+    cache = AsyncCache[int, str](ttl=60, maxsize=None, shared=tier, name="flood")
+    other = AsyncCache[int, str](ttl=60, maxsize=None, shared=tier, name="calm")
+    await warm(cache)
+    server.kill()
+    async with asyncio.timeout(30):
+        for key in range(3):  # the first fail on their own, then the circuit opens
+            cache.invalidate(key)
+            await tier.settle()
+        for key in range(20_000):
+            cache.invalidate(key)
+        other.invalidate(7)
+        other.invalidate(7)  # coalesced: one entry per key
+        await settle()  # whatever the calls started has run its first step
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "Redis failed" in lines[0], lines[:5]  # not one per call
+    # Bounded: past _UNSENT_MAX the flooded cache's keys became one clear of the cache.
+    # (The resender may have one of them in flight: queued or pending, then.)
+    queued = {*tier._unsent, *tier._pending}
+    assert queued == {"ck:f:flood:", tier.key_of("calm", 7).removesuffix(":v")}
+    assert len(tier._background) <= 3  # no task per queued invalidation
+
+    server.start("--enable-debug-command", "yes")
+    lag = LoopLag()
+    try:
+        async with asyncio.timeout(20):
+            while tier._unsent or tier._pending:  # noqa: ASYNC110 - the resender's state
+                await asyncio.sleep(0.01)
+    finally:
+        await lag.stop()
+    assert lag.worst < 0.05 + 0.1  # the issue's bound (50 ms), and slack for a busy CPU
+
+
+@pytest.mark.timeout(60)
+async def test_invalidations_queued_during_an_outage_are_coalesced_and_all_delivered(
+    make_tier: Callable[..., RedisTier],
+    server: RedisServer,
+    control: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    a = AsyncCache[int, str](ttl=60, shared=make_tier(op_timeout=0.1, cooldown=0.05), name="q")
+    b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="q")
+    tier = a._shared.tier  # type: ignore[union-attr]
+    for key in range(100):
+        await a.get_or_compute(key, value(key))
+        assert await b.get_or_compute(key, value("other")) == f"value-{key}"
+    with stopped(server):
+        async with asyncio.timeout(20):
+            for key in range(3):
+                a.invalidate(key)
+                await until_errors(a, key + 1)
+            for _ in range(5):
+                for key in range(100):
+                    a.invalidate(key)
+            await settle()
+            assert len(tier._unsent) == 100  # 500 invalidations, one entry per key
+            assert len(caplog.records) == 1
+            assert all(key in b for key in range(100))  # not told yet
+    async with asyncio.timeout(20):
+        while len(b):  # noqa: ASYNC110 - another worker's L1
+            await asyncio.sleep(0.01)
+    assert await control.keys("ck:f:q:*") == []
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "cachekit: Redis failed (TimeoutError: )",
+        "cachekit: Redis answers again",
+    ]
