@@ -32,11 +32,13 @@ prefix, then `c <worker> <prefix>`. Each worker drops the key from its L1 (throu
 cache's `_invalidate_here`/`_clear_here`). A worker whose subscription was broken clears
 its L1 when it resubscribes: it may have missed invalidations meanwhile.
 
-Failure. Every command is bounded by `op_timeout`. With on_error="degrade", a failed
-command counts in `shared_errors` and the call goes on in-process (L1 and the in-process
-flight); three failures in a row open a circuit for `cooldown` seconds, during which calls
-skip Redis altogether; one warning is logged per outage. With on_error="raise", the caller
-gets the Redis error (never cached).
+Failure. Every command is bounded by `op_timeout`, its wait for a connection slot
+included. With on_error="degrade", a failed command counts in `shared_errors` and the call
+goes on in-process (L1 and the in-process flight); with on_error="raise", the caller gets
+the Redis error (never cached). In both, three failures in a row open a circuit for
+`cooldown` seconds, during which calls skip Redis altogether (raise: fail at once); one
+warning is logged per outage. Invalidations, sets and clears issued during an outage are
+queued, one per key, and sent again in batches when Redis answers.
 
 Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SHA256 over
 header, key and body. A payload that fails the check is a miss and is deleted; it never
@@ -62,6 +64,7 @@ try:
     from redis.asyncio import ConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
@@ -478,24 +481,25 @@ class RedisTier:
         self._listener = loop.create_task(self._listen())
 
     async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one command within op_timeout; _Unavailable if it fails or the circuit is open."""
+        """Run one command within op_timeout, the wait for a connection slot included;
+        _Unavailable if it fails or the circuit is open (in either on_error mode)."""
         loop = self._loop
         assert loop is not None and self._slots_free is not None
-        if self._closed or (not self._raise and loop.time() < self._open_until):
+        if self._closed or loop.time() < self._open_until:
             raise _Unavailable(None)
-        async with self._slots_free:
-            if not self._raise and loop.time() < self._open_until:
-                raise _Unavailable(None)
-            try:
-                async with asyncio.timeout(None) as scope:
-                    deadline = _Deadline(loop, scope, self._op_timeout)
-                    try:
+        try:
+            async with asyncio.timeout(None) as scope:
+                deadline = _Deadline(loop, scope, self._op_timeout)
+                try:
+                    async with self._slots_free:
+                        if loop.time() < self._open_until:  # it opened while we queued
+                            raise _Unavailable(None)
                         result = await command()
-                    finally:
-                        deadline.cancel()
-            except _ERRORS as exc:
-                self._failed(exc, loop)
-                raise _Unavailable(exc) from exc
+                finally:
+                    deadline.cancel()
+        except _ERRORS as exc:
+            self._failed(exc, loop)
+            raise _Unavailable(exc) from exc
         if self._failures:
             self._failures = 0
             if self._outage:
@@ -559,7 +563,7 @@ class RedisTier:
                 type(exc).__name__,
                 exc,
             )
-        if self._failures >= _TRIP and not self._raise:
+        if self._failures >= _TRIP:
             self._open_until = loop.time() + self._cooldown
 
     def _spawn(
@@ -818,6 +822,11 @@ def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
         log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
 
 
+def _circuit_open() -> RedisConnectionError:
+    """What a caller gets under on_error="raise" while the circuit is open: at once."""
+    return RedisConnectionError("Redis is unavailable: the circuit is open after repeated failures")
+
+
 async def _compute(compute: Callable[[], Awaitable[Any]]) -> Any:
     awaitable = compute()
     if not inspect.isawaitable(awaitable):
@@ -1057,8 +1066,7 @@ class _Binding:
         """Redis failed before this load began: raise, or load in-process (degrade)."""
         self.errors += 1
         if self.tier._raise:
-            cause = exc.cause or ConnectionError("Redis is unavailable")
-            raise SharedFailure(cause, 0.0) from None
+            raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
         return await _compute(compute)
 
     def _remaining(self, expires_at: int) -> float | None:
@@ -1151,9 +1159,7 @@ class _Binding:
             self.errors += 1
             self._release(base, lock)  # when Redis answers again; the entry is not stored
             if tier._raise:
-                raise SharedFailure(
-                    exc.cause or ConnectionError("Redis is unavailable"), 0.0
-                ) from None
+                raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
             return ttl
         except BaseException:
             self._release(base, lock)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from cachekit import AsyncCache
 from cachekit.redis import RedisTier
@@ -262,3 +264,87 @@ async def test_invalidations_queued_during_an_outage_are_coalesced_and_all_deliv
         "cachekit: Redis failed (TimeoutError: )",
         "cachekit: Redis answers again",
     ]
+
+
+# ---------------------------------------------------------------------- item 7
+
+
+@pytest.mark.timeout(60)
+async def test_raise_mode_with_a_hung_redis_fails_every_caller_within_a_bounded_time(
+    server: RedisServer,
+) -> None:
+    # A pool of 10, 1,000 callers: the wait for a connection used to be unbounded, and
+    # callers queued behind each other's timeouts (the issue: median 60 s at 5,000).
+    tier = RedisTier.from_url(
+        server.url,
+        namespace="f",
+        secret=SECRET,
+        max_connections=10,
+        on_error="raise",
+        op_timeout=0.2,
+        cooldown=5.0,
+    )
+    cache = AsyncCache[int, str](ttl=60, maxsize=None, shared=tier, name="hung")
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+
+    async def call(key: int) -> BaseException | None:
+        started = loop.time()
+        try:
+            await cache.get_or_compute(key, value(key))
+            return None
+        except Exception as exc:
+            return exc
+        finally:
+            latencies.append(loop.time() - started)
+
+    try:
+        await warm(cache)
+        with stopped(server):
+            async with asyncio.timeout(30):
+                outcomes = await asyncio.gather(*(call(key) for key in range(1000)))
+        assert all(isinstance(o, (TimeoutError, RedisError)) for o in outcomes), {
+            type(o) for o in outcomes
+        }
+        assert max(latencies) < 0.2 * 4 + 1.0  # a budget (extended if the loop ran late)
+        # The breaker is open: the next caller fails at once, without waiting for Redis.
+        started = loop.time()
+        with pytest.raises(RedisConnectionError, match="circuit is open"):
+            await cache.get_or_compute(5000, value(5000))
+        assert loop.time() - started < 0.05
+        assert len(cache) == 1  # the warm-up's entry: no failure was cached
+    finally:
+        await tier.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_raise_mode_fails_fast_while_redis_is_down_and_shares_again_once_restarted(
+    server: RedisServer,
+) -> None:
+    tier = RedisTier.from_url(
+        server.url, namespace="f", secret=SECRET, on_error="raise", op_timeout=0.2, cooldown=0.3
+    )
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="down")
+    loop = asyncio.get_running_loop()
+    try:
+        await warm(cache)
+        server.kill()
+        async with asyncio.timeout(20):
+            for key in range(3):  # these find out that Redis is gone
+                with pytest.raises(RedisConnectionError):
+                    await cache.get_or_compute(key, value(key))
+            for key in range(3, 100):  # and these are told at once
+                started = loop.time()
+                with pytest.raises(RedisConnectionError, match="circuit is open"):
+                    await cache.get_or_compute(key, value(key))
+                assert loop.time() - started < 0.05
+            server.start("--enable-debug-command", "yes")
+            while True:  # past the cooldown, the next call tries Redis again
+                try:
+                    assert await cache.get_or_compute(1000, value(1000)) == "value-1000"
+                    break
+                except RedisConnectionError:
+                    await asyncio.sleep(0.05)
+        assert_stats(cache, shared_misses=2)  # the warm-up's, and this one's
+    finally:
+        await tier.aclose()
