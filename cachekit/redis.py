@@ -1026,7 +1026,7 @@ class _Binding:
                     return await self._lead(base, lock, compute)
                 if not found.startswith(_LOCK):
                     outcome = self._open(key, found)
-                    if outcome is None:  # rejected: delete it once, then ask again
+                    if outcome is None:  # rejected or expired: delete it once, ask again
                         if discarded:
                             return await _compute(compute)
                         discarded = True
@@ -1076,11 +1076,14 @@ class _Binding:
         return max(0.0, (expires_at - self.tier._redis_now()) / 1000)
 
     def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
-        """The outcome a stored payload holds, or None if it must not be trusted."""
+        """The outcome a stored payload holds, or None if it must not be trusted or is
+        past its own expiry (a copy written back after an invalidation, say)."""
         tier = self.tier
         try:
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
             remaining = self._remaining(expires_at)
+            if remaining is not None and remaining <= 0:
+                return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
             negative = self.cache._negative_ttl or 0.0

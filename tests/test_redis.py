@@ -182,7 +182,7 @@ async def test_a_per_call_ttl_is_the_ttl_stored_in_redis(
     assert b._entries["k"].expires_at - asyncio.get_running_loop().time() <= 5.0
 
 
-async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
+async def test_an_entry_past_its_stored_expiry_is_a_miss(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     # Redis has not dropped it yet, but by the payload's own expiry it is gone.
@@ -192,8 +192,27 @@ async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
     at = seconds * 1000 + micros // 1000 - 1
     await control.set(key, seal(SECRET, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
     cache = AsyncCache[str, str](ttl=60, shared=tier, name="old")
-    assert await cache.get_or_compute("k", counting()("k")) == "stored"
-    assert "k" not in cache
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert_stats(cache, shared_misses=1, shared_hits=0, shared_errors=0)  # a miss, not an error
+    assert await _stored(control, tier, "old", "k") == "value-k"  # replaced
+
+
+async def test_a_payload_copied_before_an_invalidation_and_written_back_later_is_not_served(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # A replay: someone who can write to Redis (but has no secret) keeps a signed payload
+    # and writes it back after the key was invalidated, with no TTL. Its embedded expiry
+    # (covered by the signature) still holds: once past it, the payload is a miss.
+    a = AsyncCache[str, str](ttl=0.3, shared=make_tier(), name="replay")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="replay")
+    await a.get_or_compute("k", counting(lambda k: "old")("k"))
+    key = a._shared.tier.key_of("replay", "k")  # type: ignore[union-attr]
+    copied = await control.get(key)
+    a.invalidate("k")
+    await a._shared.tier.settle()  # type: ignore[union-attr]
+    await asyncio.sleep(0.4)  # real time: past the payload's own expiry
+    await control.set(key, copied)  # written back with no TTL: Redis would keep it forever
+    assert await b.get_or_compute("k", counting(lambda k: "new")("k")) == "new"
 
 
 async def test_a_cached_failure_is_raised_by_other_workers_with_type_and_message(
