@@ -44,7 +44,11 @@ Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SH
 header, key and body. A payload that fails the check is a miss and is deleted; it never
 reaches the serializer. Cached failures are cachekit's own JSON (type path and arguments).
 
-A tier binds to the event loop that first uses it; calls from another loop do not share.
+A tier binds to the event loop that first uses it; calls from another loop do not share
+(their invalidations are handed to the tier's loop). When that loop ends (asyncio.run
+cancels the tier's tasks), the tier closes its connections and the next loop to use it
+binds it afresh; commands cut off by the end, and invalidations issued while no loop runs
+the tier, are queued and sent by that next loop. Never dropped.
 """
 
 from __future__ import annotations
@@ -378,6 +382,7 @@ class RedisTier:
         self._outage = False
         self._logged_rejection = False
         self._logged_foreign_loop = False
+        self._logged_offline = False
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 50, **options: Any) -> RedisTier:
@@ -426,6 +431,8 @@ class RedisTier:
         Caches keep working afterwards, in this process only."""
         if self._closed:
             return
+        if self._loop is not None and self._loop.is_closed():
+            self._loop = None  # (its tasks went with it)
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             raise RuntimeError("aclose() must run on the event loop that used the tier")
         if self._loop is not None:
@@ -450,11 +457,12 @@ class RedisTier:
     # ------------------------------------------------------------------ commands
 
     def _usable(self) -> bool:
-        """True when this call may use Redis: the tier is open and bound to this loop."""
+        """True when this call may use Redis: the tier is open and bound to this loop
+        (binding it here if it is bound to none, or to one that has closed)."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return not self._closed
-        if self._loop is None and not self._closed:
+        if not self._closed and (self._loop is None or self._loop.is_closed()):
             self._bind(loop)
             return True
         if not self._logged_foreign_loop and not self._closed:
@@ -466,9 +474,27 @@ class RedisTier:
         return False
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the tier to `loop`: its first, or the next one after the last ended. What
+        belonged to the last loop starts afresh; queued invalidations are sent at once."""
+        if self._loop is not None:  # closed without cancelling our tasks (not asyncio.run)
+            pool = getattr(self._client, "connection_pool", None)
+            if pool is not None:
+                pool.reset()  # its connections belong to the closed loop: never reused
         self._loop = loop
         self._slots_free = asyncio.Semaphore(self._slots)
         self._started = asyncio.Event()
+        self._listening = False
+        self._waiting = {}
+        self._pending = {}
+        self._background = set()
+        self._renewals = set()
+        self._resender = None
+        self._clock_reading = None
+        self._clock_read_at = -math.inf
+        self._failures = 0
+        self._open_until = 0.0
+        if self._unsent:  # issued on the last loop, or with none running
+            self._resender = self._spawn(self._resend(first_delay=0.0), self._renewals)
         pool = getattr(self._client, "connection_pool", None)
         if pool is None:  # a cluster client: it subscribes through its own nodes
             self._sub_client = self._client
@@ -592,20 +618,27 @@ class RedisTier:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if self._loop is None and running is not None and not self._closed:
+        if self._closed:
+            binding.errors += 1
+            log.warning("cachekit: %s not sent to Redis: the tier is closed", tag)
+            return
+        if running is not None and (self._loop is None or self._loop.is_closed()):
             self._bind(running)
         loop = self._loop
-        if loop is None or self._closed or loop.is_closed():
-            binding.errors += 1
-            log.warning("cachekit: %s not sent to Redis: the tier is not running on a loop", tag)
-            return
-        if running is loop:
+        if loop is not None and running is loop:
             self._issue(binding, tag, make, resend)
-        elif loop.is_running():
+        elif loop is not None and loop.is_running():
             loop.call_soon_threadsafe(self._issue, binding, tag, make, resend)
-        else:
+        else:  # no loop runs the tier (its own ended): the next one to use it sends this
             binding.errors += 1
-            log.warning("cachekit: %s not sent to Redis: the tier's event loop is not running", tag)
+            if not self._logged_offline:
+                self._logged_offline = True
+                log.warning(
+                    "cachekit: %s queued: no event loop runs the RedisTier now; sent by the "
+                    "next one that uses it (logged once)",
+                    tag,
+                )
+            self._defer(tag, resend)
 
     def _issue(
         self,
@@ -618,16 +651,21 @@ class RedisTier:
         has succeeded since), queue it for the resender, which finds out when Redis answers
         again: no task and no log line each, so an outage cannot flood the process."""
         if self._closed or self._failures < _TRIP:
-            self._start_pending(tag, make)
+            self._start_pending(tag, make, resend)
             return
         binding.errors += 1
         # An older command for the tag still in flight must not queue itself over this one.
         self._pending.pop(tag, None)
         self._defer(tag, resend)
 
-    def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _start_pending(
+        self,
+        tag: str,
+        make: Callable[[], Coroutine[Any, Any, None]],
+        resend: Callable[[], Coroutine[Any, Any, None]],
+    ) -> None:
         self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
-        task = self._spawn(self._in_order(self._predecessors(tag), make))
+        task = self._spawn(self._in_order(tag, self._predecessors(tag), make, resend))
         self._pending[tag] = task
         task.add_done_callback(partial(self._unpend, tag))
 
@@ -641,16 +679,25 @@ class RedisTier:
             return [t for t in (pending.get(tag), pending.get(prefix)) if t is not None]
         return [task for other, task in pending.items() if other.startswith(tag)]
 
-    @staticmethod
     async def _in_order(
-        predecessors: list[asyncio.Task[Any]], make: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        tag: str,
+        predecessors: list[asyncio.Task[Any]],
+        make: Callable[[], Coroutine[Any, Any, None]],
+        resend: Callable[[], Coroutine[Any, Any, None]],
     ) -> None:
         """Send `make()` once its predecessors are done: each command runs on whichever
-        pool connection is free, so Redis would apply concurrent ones in any order."""
-        for task in predecessors:
-            if not task.done():
-                await asyncio.wait([task])  # its outcome is its own business: only the order
-        await make()
+        pool connection is free, so Redis would apply concurrent ones in any order. If the
+        loop ends first (cancelled, not by aclose), the next loop sends it (`_bind`)."""
+        try:
+            for task in predecessors:
+                if not task.done():
+                    await asyncio.wait([task])  # its outcome is its own: only the order counts
+            await make()
+        except asyncio.CancelledError:
+            if not self._closed and self._pending.get(tag) is asyncio.current_task():
+                self._unsent[tag] = resend
+            raise
 
     def _resend_later(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Called by the command's own task: unless a newer command for the tag was sent
@@ -670,6 +717,9 @@ class RedisTier:
             if "{" in tag and tag.partition("{")[0] in unsent:
                 return
         unsent[tag] = resend
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # sent when a loop binds the tier (`_bind`)
         if self._resender is None or self._resender.done():
             self._resender = self._spawn(self._resend(), self._renewals)
 
@@ -686,19 +736,22 @@ class RedisTier:
                 self._unsent.pop(prefix, None)
                 self._unsent[prefix] = partial(binding._send_clear, again=True)
 
-    async def _resend(self) -> None:
+    async def _resend(self, first_delay: float | None = None) -> None:
         """Send again, with backoff, the invalidations and clears that missed Redis, until
         none is left (each one that fails again puts itself back). In batches, each awaited
         before the next, so the loop is never held for long and the pool never flooded."""
         assert self._loop is not None
         delay = max(self._cooldown, _POLL_MIN)
+        pause = delay if first_delay is None else first_delay
         while self._unsent and not self._closed:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(pause)
+            pause = delay
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
             while self._unsent and not self._closed and self._loop.time() >= self._open_until:
                 batch = list(itertools.islice(self._unsent, _RESEND_BATCH))
                 for tag in batch:
-                    self._start_pending(tag, self._unsent[tag])  # (takes it out of _unsent)
+                    resend = self._unsent[tag]
+                    self._start_pending(tag, resend, resend)  # (takes it out of _unsent)
                 await asyncio.wait([self._pending[tag] for tag in batch if tag in self._pending])
                 if any(tag in self._unsent for tag in batch):
                     break  # Redis failed again: back off
@@ -754,6 +807,10 @@ class RedisTier:
                 self._listening = False
                 self._started.set()  # the first callers stop waiting for it
                 self._wake_all()  # waiters switch to polling
+            except asyncio.CancelledError:
+                if not self._closed:  # not aclose(): the loop is ending (asyncio.run)
+                    await self._let_go(pubsub)
+                raise
             finally:
                 try:
                     if pubsub is not None:
@@ -762,6 +819,23 @@ class RedisTier:
                     pass
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
+
+    async def _let_go(self, pubsub: Any) -> None:
+        """The tier's loop is ending: close what belongs to it, so that the next loop to
+        use the tier binds it afresh (see `_bind`). Commands cancelled meanwhile queued
+        themselves in `_unsent` (`_in_order`)."""
+        connections = [pubsub] if pubsub is not None else []
+        for client in (self._sub_client, self._client):
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                connections.append(pool)
+        for connection in connections:
+            try:
+                await (connection.aclose() if connection is pubsub else connection.disconnect())
+            except _ERRORS:
+                pass
+        self._loop = None
+        self._started = None
 
     def _dispatch(self, data: bytes) -> None:
         parts = data.decode("utf-8", "replace").split(" ")
@@ -995,6 +1069,8 @@ class _Binding:
                     await tier._started.wait()
             except TimeoutError:
                 pass
+        if tier._unsent and (base in tier._unsent or self.prefix in tier._unsent):
+            return await _compute(compute)  # Redis may still hold what it would delete
         if tier._pending:
             await tier._settled(base, self.prefix)
         loop = asyncio.get_running_loop()

@@ -982,3 +982,38 @@ async def test_commands_for_one_key_reach_redis_in_the_order_this_process_issued
         if not warm:
             await tier.aclose()
     assert wrong == dict.fromkeys(wrong, 0)
+
+
+@pytest.mark.timeout(30)
+async def test_a_tier_first_used_on_a_short_lived_loop_still_sends_every_invalidation(
+    redis_server: RedisServer, control: Redis, make_tier: Callable[..., RedisTier]
+) -> None:
+    # A warm-up asyncio.run() used the tier first (and invalidated a key as it ended);
+    # the service then runs on its main loop. Neither invalidation may be lost.
+    tier = RedisTier.from_url(redis_server.url, namespace="t", secret=SECRET, op_timeout=5.0)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="warm")
+
+    async def warm_up() -> None:
+        await cache.get_or_compute("k", counting(lambda k: "v1")("k"))
+        await cache.get_or_compute("j", counting(lambda k: "j1")("j"))
+        await cache.get_or_compute("q", counting(lambda k: "q1")("q"))
+        cache.invalidate("j")  # still in flight when asyncio.run() ends
+
+    def warm_up_thread() -> None:
+        asyncio.run(warm_up())
+        cache.invalidate("q")  # no loop runs the tier now: queued for the next one
+
+    await asyncio.to_thread(warm_up_thread)
+    try:
+        other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="warm")
+        assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v1"
+        cache.invalidate("k")  # from the main loop
+        async with asyncio.timeout(5):
+            await until(lambda: "k" not in other)
+            await tier.settle()
+            while await control.exists(*(tier.key_of("warm", key) for key in "kjq")):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert await cache.get_or_compute("k", counting(lambda k: "v2")("k")) == "v2"
+        assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v2"
+    finally:
+        await tier.aclose()

@@ -348,3 +348,19 @@ async def test_raise_mode_fails_fast_while_redis_is_down_and_shares_again_once_r
         assert_stats(cache, shared_misses=2)  # the warm-up's, and this one's
     finally:
         await tier.aclose()
+
+
+@pytest.mark.timeout(30)
+async def test_a_key_whose_invalidation_waits_to_be_resent_is_not_read_from_redis(
+    make_tier: Callable[..., RedisTier], server: RedisServer
+) -> None:
+    tier = make_tier(op_timeout=0.1, cooldown=1.0)  # the resender's first try: 1 s later
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="stale")
+    assert await a.get_or_compute("k", value("v1")) == "value-v1"
+    with stopped(server):
+        a.invalidate("k")
+        async with asyncio.timeout(5):
+            await until_errors(a, 1)
+    assert tier.key_of("stale", "k").removesuffix(":v") in tier._unsent
+    # Redis answers again, and still holds v1 until the invalidation is resent.
+    assert await a.get_or_compute("k", value("v2")) == "value-v2"
