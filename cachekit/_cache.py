@@ -261,6 +261,16 @@ class AsyncCache(Generic[K, V]):
                 raise TypeError(f"shared must be a shared tier such as RedisTier, got {shared!r}")
             if name is None:
                 raise ValueError("name is required with shared=: it is the cache's shared prefix")
+            unsupported = [
+                option
+                for option, value in (
+                    ("stale_ttl", self._stale_ttl),
+                    ("refresh_after", self._refresh_after),
+                )
+                if value
+            ]
+            if unsupported:
+                raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
             self._shared = shared.attach(name, self)
 
     # ------------------------------------------------------------------ hit path
@@ -945,11 +955,7 @@ class AsyncCache(Generic[K, V]):
             self._load_failures += 1
             self._load_timeouts += isinstance(error, LoadTimeoutError)
             ttl = self._negative_ttl if fresh_for is None else fresh_for
-            cacheable = (
-                ttl is not None
-                and isinstance(error, Exception)
-                and isinstance(error, self._negative_exceptions)
-            )
+            cacheable = ttl is not None and self._is_cached_failure(error)
             outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
         if flight.computer is flight:  # a bulk load counts once
             self._load_count += 1
@@ -1160,6 +1166,34 @@ class AsyncCache(Generic[K, V]):
         if events is not None:
             for key in batch:
                 events.record("hit", key)
+
+    def _is_cached_failure(self, error: BaseException) -> bool:
+        """The negative-caching rule: which failures are cached (with a ttl to cache them)."""
+        return isinstance(error, Exception) and isinstance(error, self._negative_exceptions)
+
+    # ------------------------------------------------------------------ for a shared tier
+    # What `cachekit._shared.SharedCache` names: all a shared tier may ask of this cache.
+
+    def holds_key(self, key: Hashable) -> bool:
+        """`key` has an entry or a flight in this process."""
+        return key in self._entries or key in self._flights
+
+    def invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only: what another worker's invalidation does."""
+        return self._invalidate_here(key)
+
+    def clear_here(self) -> None:
+        """clear() in this process only: what another worker's clear does."""
+        self._clear_here()
+
+    def ttl_for(self, value: Any) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+        return self._ttl_for(value)
+
+    def failure_ttl(self, error: BaseException) -> float | None:
+        """How long a load's `error` is cached (negative_ttl), or None: not cached."""
+        negative = self._negative_ttl
+        return negative if negative and self._is_cached_failure(error) else None
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -1,7 +1,8 @@
 """The shared tier's redis-free half: what AsyncCache talks to, stable keys, signed payloads.
 
 An AsyncCache built with `shared=tier` calls `tier.attach(name, cache)` once and keeps the
-binding it returns. The binding sees the cache at three points only:
+binding it returns; the tier asks of the cache only what `SharedCache` names. The binding
+sees the cache at these points only:
 
     bind(key, compute)   on an L1 miss: wraps the computation so that it asks the shared
                          tier first (raises TypeError at once for a key with no stable
@@ -33,11 +34,36 @@ from typing import Any, Final, Protocol, final, runtime_checkable
 from ._keys import _KWARGS_MARK
 
 
+class SharedCache(Protocol):
+    """What a shared tier may ask of the cache it serves (AsyncCache implements it): all
+    of it, so that the cache's rules (ttl, negative caching) live in the cache alone."""
+
+    def holds_key(self, key: Hashable) -> bool:
+        """`key` has an entry or a flight in this process."""
+        ...
+
+    def invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only (another worker invalidated the key)."""
+        ...
+
+    def clear_here(self) -> None:
+        """clear() in this process only (another worker cleared, or broadcasts were lost)."""
+        ...
+
+    def ttl_for(self, value: Any) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+        ...
+
+    def failure_ttl(self, error: BaseException) -> float | None:
+        """How long a load's `error` is cached (negative caching), or None: not cached."""
+        ...
+
+
 @runtime_checkable
 class SharedTier(Protocol):
     """What `shared=` accepts: something that binds a named cache to a shared store."""
 
-    def attach(self, name: str, cache: Any) -> SharedBinding: ...
+    def attach(self, name: str, cache: SharedCache) -> SharedBinding: ...
 
 
 class SharedBinding(Protocol):

@@ -83,6 +83,7 @@ from ._shared import (
     JSONSerializer,
     Landed,
     PickleSerializer,
+    SharedCache,
     SharedError,
     SharedFailure,
     check_name,
@@ -404,19 +405,9 @@ class RedisTier:
 
     # ------------------------------------------------------------------ the protocol
 
-    def attach(self, name: str, cache: Any) -> _Binding:
+    def attach(self, name: str, cache: SharedCache) -> _Binding:
         """Called by AsyncCache(shared=self, name=...)."""
         check_name("name", name)
-        unsupported = [
-            option
-            for option, value in (
-                ("stale_ttl", cache._stale_ttl),
-                ("refresh_after", cache._refresh_after),
-            )
-            if value
-        ]
-        if unsupported:
-            raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
         binding = _Binding(self, name, cache)
         self._bindings.setdefault(binding.prefix, weakref.WeakSet()).add(binding)
         return binding
@@ -850,12 +841,12 @@ class RedisTier:
                     binding.dropped(digest[:-1])
         elif parts[0] == "c" and len(parts) == 3 and parts[1] != self._worker:
             for binding in list(self._bindings.get(parts[2], ())):
-                binding.cache._clear_here()
+                binding.cache.clear_here()
 
     def _resync(self) -> None:
         for bindings in list(self._bindings.values()):
             for binding in list(bindings):
-                binding.cache._clear_here()
+                binding.cache.clear_here()
         self._wake_all()
 
     def _expect(self, base: str) -> asyncio.Future[None]:
@@ -915,7 +906,7 @@ class _Binding:
     Counters are written on the tier's loop only.
     """
 
-    def __init__(self, tier: RedisTier, name: str, cache: Any) -> None:
+    def __init__(self, tier: RedisTier, name: str, cache: SharedCache) -> None:
         self.tier = tier
         self.name = name
         self.cache = cache
@@ -951,9 +942,9 @@ class _Binding:
         return partial(self._load, f"{self.prefix}{{{digest}}}", compute)
 
     def _prune(self) -> None:
-        entries, flights = self.cache._entries, self.cache._flights
+        holds = self.cache.holds_key
         for digest, key in list(self._keys.items()):
-            if key not in entries and key not in flights:
+            if not holds(key):
                 self._keys.pop(digest, None)
         self._prune_at = max(1024, 2 * len(self._keys))
 
@@ -961,7 +952,7 @@ class _Binding:
         """Another worker invalidated the key with this digest."""
         key = self._keys.get(digest, _ABSENT)  # kept: the prune decides when it has gone
         if key is not _ABSENT:
-            self.cache._invalidate_here(key)
+            self.cache.invalidate_here(key)
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None:
         digest = key_digest(self.name, key)  # TypeError: a key that cannot be shared
@@ -1162,8 +1153,10 @@ class _Binding:
                 return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
-            negative = self.cache._negative_ttl or 0.0
-            return SharedFailure(decode_error(body), negative if remaining is None else remaining)
+            error = decode_error(body)
+            if remaining is None:  # (a failure is stored with an expiry: not by cachekit)
+                remaining = self.cache.failure_ttl(error) or 0.0
+            return SharedFailure(error, remaining)
         except Exception as exc:
             self.errors += 1
             tier._rejected(key, exc)
@@ -1181,10 +1174,10 @@ class _Binding:
                 if type(value) is Landed:  # a per-call ttl (get_or_compute(..., ttl=))
                     value, ttl = value.value, value.ttl
                 else:
-                    ttl = cache._ttl_for(value)
+                    ttl = cache.ttl_for(value)
             except Exception as error:
-                negative = cache._negative_ttl
-                if not (negative and isinstance(error, cache._negative_exceptions)):
+                negative = cache.failure_ttl(error)
+                if negative is None:
                     self._release(base, lock)
                     raise
                 landed = await self._put(base, lock, ERROR, encode_error(error), negative)

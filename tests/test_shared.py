@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import enum
+import re
 import subprocess
 import sys
 import uuid
@@ -216,3 +218,32 @@ async def test_get_many_refuses_a_shared_cache_rather_than_loading_per_process()
 
     with pytest.raises(NotImplementedError, match=r"^get_many does not load through shared="):
         await cache.get_many([1], load)
+
+
+def test_a_tier_asks_the_cache_only_what_the_shared_cache_protocol_names(tmp_path: Path) -> None:
+    # The seam: mypy --strict checks that AsyncCache is a SharedCache, and cachekit.redis
+    # reaches no private member of the cache (it used to, through nine Any-typed names).
+    from mypy import api
+
+    source = tmp_path / "seam.py"
+    source.write_text(
+        "from cachekit import AsyncCache\n"
+        "from cachekit._shared import SharedCache\n"
+        "cache: SharedCache = AsyncCache[int, int](ttl=5)\n"
+    )
+    stdout, _, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(source)]
+    )
+    assert status == 0, stdout
+    redis_source = (ROOT / "cachekit" / "redis.py").read_text()
+    assert re.findall(r"\bcache\._\w+", redis_source) == []
+
+
+async def test_failure_ttl_is_the_negative_caching_rule_the_cache_itself_applies() -> None:
+    cache: AsyncCache[int, int] = AsyncCache(
+        ttl=60, negative_ttl=5, negative_exceptions=(LookupError,)
+    )
+    assert cache.failure_ttl(KeyError("k")) == 5
+    assert cache.failure_ttl(ValueError("v")) is None
+    assert cache.failure_ttl(asyncio.CancelledError()) is None
+    assert AsyncCache[int, int](ttl=60).failure_ttl(KeyError("k")) is None
