@@ -180,6 +180,12 @@ def _encode(obj: Any, out: bytearray) -> None:
     elif isinstance(obj, Enum):
         _encode_name(b"E", kind, out)
         _encode(obj.value, out)
+    elif isinstance(obj, decimal.Decimal):
+        _encode_decimal(obj, out)
+    elif isinstance(obj, datetime.datetime) and obj.utcoffset() is not None:
+        # Aware datetimes are equal when they name the same instant, whatever their zone.
+        _encode_name(b"X", datetime.datetime, out)
+        _encode(str(obj.astimezone(datetime.UTC)), out)
     elif isinstance(obj, _SCALAR_TYPES):
         _encode_name(b"X", kind, out)
         _encode(str(obj), out)
@@ -194,6 +200,26 @@ def _encode(obj: Any, out: bytearray) -> None:
             f"a shared cache key needs arguments with a stable encoding across processes; "
             f"an argument of type {kind.__qualname__!r} has none (pass key= to build the key)"
         )
+
+
+def _encode_decimal(value: decimal.Decimal, out: bytearray) -> None:
+    """A Decimal encodes as the int or float it equals, if any (Decimal('1.0') == 1 ==
+    1.0, one dict key); else by its exact value: digits without trailing zeros, exponent
+    (never through a context, which would round two different values together)."""
+    if value.is_nan():
+        _encode_name(b"X", decimal.Decimal, out)
+        _encode(str(value), out)
+    elif value.is_infinite() or value == value.to_integral_value():
+        _encode(float(value) if value.is_infinite() else int(value), out)
+    elif decimal.Decimal(float(value)) == value:
+        _encode(float(value), out)
+    else:
+        sign, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)
+        while digits and digits[-1] == 0:
+            digits, exponent = digits[:-1], exponent + 1
+        out += b"d-" if sign else b"d"
+        out += "".join(map(str, digits)).encode() + b"e%d;" % exponent
 
 
 def _encode_unordered(tag: bytes, parts: list[bytes], out: bytearray) -> None:

@@ -1017,3 +1017,16 @@ async def test_a_tier_first_used_on_a_short_lived_loop_still_sends_every_invalid
         assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v2"
     finally:
         await tier.aclose()
+
+
+async def test_an_invalidation_by_an_equal_key_reaches_redis(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    from decimal import Decimal
+
+    tier = make_tier()
+    a = AsyncCache[Any, str](ttl=60, shared=tier, name="equal")
+    await a.get_or_compute(Decimal("1"), counting()(1))
+    assert a.invalidate(Decimal("1.0")) is True  # the same dict key here...
+    await tier.settle()
+    assert await control.exists(tier.key_of("equal", Decimal("1"))) == 0  # ...and in Redis

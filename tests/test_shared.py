@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import decimal
 import enum
 import re
 import subprocess
@@ -95,6 +96,36 @@ def test_keys_equal_in_a_dict_encode_alike_and_others_apart() -> None:
     distinct = ["1", b"1", 1, (1,), ("a", "b"), ("ab",), None, 1.25, Color.RED, "red"]
     assert len({encode_key(k) for k in distinct}) == len(distinct)
     assert key_digest("a", 1) != key_digest("b", 1)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (decimal.Decimal("1"), decimal.Decimal("1.0")),
+        (decimal.Decimal("1"), 1),
+        (decimal.Decimal("100"), decimal.Decimal("1E+2")),
+        (decimal.Decimal("1.50"), 1.5),
+        (decimal.Decimal("0.10"), decimal.Decimal("0.1")),
+        (decimal.Decimal("-0"), 0.0),
+        (decimal.Decimal("Infinity"), float("inf")),
+        (
+            datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC),
+            datetime.datetime(
+                2026, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+            ),
+        ),
+    ],
+)
+def test_decimals_and_aware_datetimes_equal_in_a_dict_encode_alike(left: Any, right: Any) -> None:
+    assert left == right and hash(left) == hash(right)  # one dict key: one Redis key
+    assert encode_key(left) == encode_key(right)
+
+
+def test_decimals_that_differ_encode_apart_even_past_the_context_precision() -> None:
+    tiny = decimal.Decimal("1.0000000000000000000000000000001")  # 32 digits: a context rounds
+    for left, right in [(decimal.Decimal("0.1"), 0.1), (tiny, 1), (tiny, decimal.Decimal(1))]:
+        assert left != right
+        assert encode_key(left) != encode_key(right)
 
 
 @pytest.mark.parametrize(
