@@ -128,6 +128,7 @@ _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
 # _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
 _LATE: Final = 0.25
 _EXTENSIONS: Final = 3
+_PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
 
@@ -248,6 +249,11 @@ class _Deadline:
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+
+class _BadReply(RedisError):
+    """Redis, or whatever answers in its place, replied with a type the command never
+    returns: treated as a failed command (degrade: the caller never sees it)."""
 
 
 class _Unavailable(Exception):
@@ -515,14 +521,21 @@ class RedisTier:
                 finally:
                     deadline.cancel()
         except _ERRORS as exc:
-            self._failed(exc, loop)
+            if not _per_key(exc):
+                self._failed(exc, loop)
+                raise _Unavailable(exc) from exc
+            self._answered()  # Redis is up: this one key is wrong, not Redis
             raise _Unavailable(exc) from exc
+        self._answered()
+        return result
+
+    def _answered(self) -> None:
+        """Redis answered: the failures in a row, and the outage if any, are over."""
         if self._failures:
             self._failures = 0
             if self._outage:
                 self._outage = False
                 log.warning("cachekit: Redis answers again; caches share through it again")
-        return result
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
         return partial(self._scripts[name], keys=keys, args=args)
@@ -535,16 +548,16 @@ class RedisTier:
         now ours, for one lease. One native command: a hit costs what a GET costs."""
         if self._native_acquire:
             try:
-                reply: bytes | None = await self._client.execute_command(
+                reply = await self._client.execute_command(
                     "SET", key, lock, "NX", "GET", "PX", self._probation_ms, get=True
                 )
-                return reply
+                return _bytes_or_none(reply, "SET NX GET")
             except ResponseError as exc:
                 if "syntax" not in str(exc).lower():
                     raise
                 self._native_acquire = False  # Redis < 7.0: NX and GET do not combine there
         reply = await self._scripts["acquire"](keys=[key], args=[lock, self._probation_ms])
-        return reply
+        return _bytes_or_none(reply, "the acquire script")
 
     def _redis_now(self) -> float:
         """An upper bound of Redis's clock now, in unix ms. A reading that answered T was
@@ -566,9 +579,20 @@ class RedisTier:
     async def _read_clock(self) -> None:
         assert self._loop is not None
         sent = self._loop.time()
-        seconds, micros = await self._call(partial(self._client.execute_command, "TIME"))
-        self._clock_ms = int(seconds) * 1000 + int(micros) / 1000
+        self._clock_ms = await self._call(self._time)
         self._clock_read_at = sent
+
+    async def _time(self) -> float:
+        """Redis's clock in unix ms (TIME)."""
+        reply = await self._client.execute_command("TIME")
+        try:
+            seconds, micros = reply
+            now = int(seconds) * 1000 + int(micros) / 1000
+        except (TypeError, ValueError) as exc:
+            raise _BadReply(f"TIME answered {reply!r:.60}") from exc
+        if now < _PLAUSIBLE_MS:  # every expiry computed from it would lie in the past
+            raise _BadReply(f"TIME answered {reply!r:.60}, before 2020")
+        return now
 
     def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop) -> None:
         self._failures += 1
@@ -828,7 +852,9 @@ class RedisTier:
         self._loop = None
         self._started = None
 
-    def _dispatch(self, data: bytes) -> None:
+    def _dispatch(self, data: Any) -> None:
+        if not isinstance(data, bytes):
+            return  # not a message of ours
         parts = data.decode("utf-8", "replace").split(" ")
         if parts[0] == "d" and len(parts) == 2:
             self._wake(parts[1])
@@ -885,6 +911,18 @@ def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
     tasks.discard(task)
     if not task.cancelled() and not isinstance(task.exception(), (type(None), _Unavailable)):
         log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
+
+
+def _bytes_or_none(reply: Any, command: str) -> bytes | None:
+    if reply is None or isinstance(reply, bytes):
+        return reply
+    raise _BadReply(f"{command} answered {type(reply).__name__} {reply!r:.60}")
+
+
+def _per_key(error: BaseException) -> bool:
+    """An error about one key (another client stored something else there), not about
+    Redis: it fails that call only, and never opens the circuit."""
+    return isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE")
 
 
 def _circuit_open() -> RedisConnectionError:
@@ -1083,8 +1121,8 @@ class _Binding:
                 try:
                     found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
-                    if exc.cause is not None:  # sent, maybe: it may still take the lock
-                        self._release(base, lock)
+                    if exc.cause is not None and not isinstance(exc.cause, ResponseError):
+                        self._release(base, lock)  # sent, maybe: it may still take the lock
                     return await self._unshared(exc, compute)
                 if found is None:  # the lock is ours
                     self.misses += 1
@@ -1258,7 +1296,9 @@ class _Binding:
             try:
                 await tier._call(command)
                 return
-            except _Unavailable:
+            except _Unavailable as exc:
+                if isinstance(exc.cause, ResponseError):
+                    return  # Redis answered (not a lock of ours there): nothing to release
                 if loop.time() + delay > give_up:
                     self.errors += 1
                     return

@@ -1030,3 +1030,19 @@ async def test_an_invalidation_by_an_equal_key_reaches_redis(
     assert a.invalidate(Decimal("1.0")) is True  # the same dict key here...
     await tier.settle()
     assert await control.exists(tier.key_of("equal", Decimal("1"))) == 0  # ...and in Redis
+
+
+async def test_one_key_of_the_wrong_redis_type_is_not_an_outage(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="wrongtype")
+    for n in range(5):  # (an invalidation would delete what is there, of any type)
+        await control.lpush(tier.key_of("wrongtype", f"bad{n}"), "someone else's list")
+        assert await cache.get_or_compute(f"bad{n}", counting()(n)) == f"value-{n}"
+    assert await cache.get_or_compute("good", counting()("good")) == "value-good"
+    assert_stats(cache, shared_misses=1, shared_errors=5)  # only the bad key's calls
+    assert not any("Redis failed" in r.getMessage() for r in caplog.records)
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="wrongtype")
+    assert await other.get_or_compute("good", counting()("other")) == "value-good"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -364,3 +365,80 @@ async def test_a_key_whose_invalidation_waits_to_be_resent_is_not_read_from_redi
     assert tier.key_of("stale", "k").removesuffix(":v") in tier._unsent
     # Redis answers again, and still holds v1 until the invalidation is resent.
     assert await a.get_or_compute("k", value("v2")) == "value-v2"
+
+
+# ---------------------------------------------------------------------- item 11
+
+
+class OddProxy:
+    """A TCP proxy in front of the real server that swaps the replies matching `pattern`
+    for a reply of the wrong type (as a broken server or proxy would); the rest passes."""
+
+    def __init__(self, target_port: int, pattern: bytes, reply: bytes) -> None:
+        self.target_port = target_port
+        self.pattern = re.compile(pattern)
+        self.reply = reply
+        self.rewritten = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+
+        async def downstream() -> None:
+            while data := await up_reader.read(65536):
+                if self.pattern.fullmatch(data):
+                    self.rewritten += 1
+                    data = self.reply
+                writer.write(data)
+
+        for pump in (upstream(), downstream()):
+            task = asyncio.create_task(pump)
+            self._tasks.add(task)
+
+    async def close(self) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("pattern", "reply"),
+    [  # (RESP3: a null is "_"; TIME is an array of two numbers as strings)
+        pytest.param(rb"_\r\n", b":42\r\n", id="acquire-answers-an-integer"),
+        pytest.param(
+            rb"\*2\r\n\$10\r\n\d{10}\r\n\$\d\r\n\d+\r\n", b"$3\r\nodd\r\n", id="time-a-string"
+        ),
+    ],
+)
+async def test_a_server_answering_unexpected_types_never_reaches_a_degrade_caller(
+    server: RedisServer, pattern: bytes, reply: bytes
+) -> None:
+    proxy = OddProxy(server.port, pattern, reply)
+    url = await proxy.start()
+    tier = RedisTier.from_url(url, namespace="f", secret=SECRET, op_timeout=1.0)
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="odd")
+    try:
+        async with asyncio.timeout(10):
+            for key in range(5):
+                assert await cache.get_or_compute(key, value(key)) == f"value-{key}"
+        assert proxy.rewritten >= 1
+        assert cache.stats().shared_errors >= 1
+    finally:
+        await tier.aclose()
+        await proxy.close()
