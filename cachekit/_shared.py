@@ -250,6 +250,7 @@ _SIGNED: Final = 1  # flags bit: a 32-byte HMAC-SHA256 follows the header
 # magic (2), version, kind, flags, expiry: unix ms on the store's clock, 0 for none (8)
 _HEADER: Final = 13
 _MAC: Final = 32
+SEAL_OVERHEAD: Final = _HEADER + _MAC  # the most a sealed payload adds to its body
 
 
 class BadPayload(Exception):

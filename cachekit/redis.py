@@ -78,7 +78,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from ._options import check_seconds
 from ._shared import (
     ERROR,
+    SEAL_OVERHEAD,
     VALUE,
+    BadPayload,
     InsecurePickleSerializer,
     JSONSerializer,
     Landed,
@@ -1185,6 +1187,8 @@ class _Binding:
         past its own expiry (a copy written back after an invalidation, say)."""
         tier = self.tier
         try:
+            if len(payload) > tier._max_value_bytes + SEAL_OVERHEAD:  # before any work on it
+                raise BadPayload(f"{len(payload)} bytes, over max_value_bytes")
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
             remaining = self._remaining(expires_at)
             if remaining is not None and remaining <= 0:

@@ -1046,3 +1046,19 @@ async def test_one_key_of_the_wrong_redis_type_is_not_an_outage(
     assert not any("Redis failed" in r.getMessage() for r in caplog.records)
     other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="wrongtype")
     assert await other.get_or_compute("good", counting()("other")) == "value-good"
+
+
+async def test_a_payload_over_max_value_bytes_is_never_deserialized(
+    make_tier: Callable[..., RedisTier], control: Redis, tmp_path: Path
+) -> None:
+    # Even one correctly signed (a worker with a larger max_value_bytes, or the secret's
+    # holder): its size is checked before the signature and the unpickling.
+    marker = tmp_path / "unpickled"
+    tier = make_tier(max_value_bytes=1 << 16)
+    key = tier.key_of("huge", "k")
+    body = pickle.dumps((_Touch(str(marker)), b"x" * (1 << 20)))
+    await control.set(key, seal(SECRET, key.encode(), VALUE, 0, body))
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="huge")
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert not marker.exists()
+    assert_stats(cache, shared_errors=1, shared_misses=1)
