@@ -59,6 +59,7 @@ import itertools
 import logging
 import math
 import secrets
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from functools import partial
@@ -253,6 +254,29 @@ class _Deadline:
         self._handle.cancel()
 
 
+@final
+class _Notices:
+    """Warnings that can repeat on every call (a payload rejected, a value that cannot be
+    serialized): the first of each kind, then at most one per `period` of `clock`, saying
+    how many were not logged in between. (Each is counted in shared_errors as well.)"""
+
+    def __init__(self, clock: Callable[[], float], period: float = 60.0) -> None:
+        self.clock = clock
+        self.period = period
+        # kind -> (when it was last logged, how many of it were not logged since)
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, kind: str, message: str, *args: Any) -> None:
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last[0] < self.period:
+            self._last[kind] = (last[0], last[1] + 1)
+            return
+        self._last[kind] = (now, 0)
+        unlogged = 0 if last is None else last[1]
+        log.warning(message + " (%d more not logged since the last)", *args, unlogged)
+
+
 class _BadReply(RedisError):
     """Redis, or whatever answers in its place, replied with a type the command never
     returns: treated as a failed command (degrade: the caller never sees it)."""
@@ -389,7 +413,7 @@ class RedisTier:
         self._failures = 0
         self._open_until = 0.0
         self._outage = False
-        self._logged_rejection = False
+        self._notices = _Notices(time.monotonic)  # repeated warnings, one a minute per kind
         self._logged_foreign_loop = False
         self._logged_offline = False
 
@@ -900,13 +924,9 @@ class RedisTier:
             self._wake(base)
 
     def _rejected(self, key: str, error: BaseException) -> None:
-        if not self._logged_rejection:
-            self._logged_rejection = True
-            log.warning(
-                "cachekit: rejected the payload at %s (%s); treated as a miss (logged once)",
-                key,
-                error,
-            )
+        self._notices.warn(
+            "rejected", "cachekit: rejected the payload at %s (%s); treated as a miss", key, error
+        )
 
 
 def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
@@ -1005,8 +1025,12 @@ class _Binding:
                 dumped = tier._serializer.dumps(value)
                 body = dumped.encode() if isinstance(dumped, str) else dumped
             except Exception as exc:
-                log.warning(
-                    "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
+                self.errors += 1
+                tier._notices.warn(
+                    "unserializable",
+                    "cachekit: a %s value could not be serialized (%s); kept in-process",
+                    type(value).__name__,
+                    exc,
                 )
         resend = partial(self._send_invalidate, base, again=True)
         if body is None or len(body) > tier._max_value_bytes:
@@ -1236,7 +1260,8 @@ class _Binding:
                     body = body.encode()
             except Exception as exc:
                 self.errors += 1
-                log.warning(
+                tier._notices.warn(
+                    "unserializable",
                     "cachekit: a %s value could not be serialized (%s); kept in-process",
                     type(value).__name__,
                     exc,

@@ -1062,3 +1062,29 @@ async def test_a_payload_over_max_value_bytes_is_never_deserialized(
     assert await cache.get_or_compute("k", counting()("k")) == "value-k"
     assert not marker.exists()
     assert_stats(cache, shared_errors=1, shared_misses=1)
+
+
+async def test_repeated_warnings_are_logged_once_a_minute_per_kind_and_counted(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .conftest import FakeClock
+
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    clock = FakeClock()
+    tier = make_tier()
+    tier._notices.clock = clock
+    cache = AsyncCache[int, Any](ttl=60, shared=tier, name="noisy")
+
+    async def unpicklable() -> Any:
+        return lambda: None
+
+    for key in range(5):
+        await control.set(tier.key_of("noisy", -key - 1), b"forged")
+        await cache.get_or_compute(-key - 1, counting()(-key))  # rejected payloads
+        await cache.get_or_compute(key, unpicklable)  # values that cannot be pickled
+    clock.tick(61)
+    await cache.get_or_compute(100, unpicklable)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" ")[1] for line in lines] == ["rejected", "a", "a"], lines
+    assert lines[-1].endswith("(4 more not logged since the last)")
+    assert_stats(cache, shared_errors=11)  # every one counted
