@@ -114,11 +114,15 @@ class SharedError(Exception):
 
 def check_name(param: str, value: Any) -> str:
     """A namespace or cache name: it becomes part of every Redis key, so it must be
-    non-empty and free of whitespace (the broadcast format) and braces (the hash tag)."""
+    non-empty and free of whitespace (the broadcast format), braces (the hash tag) and
+    colons (the separator: namespace "a:b" and name "c" would be namespace "a", name
+    "b:c", and one's clear() would delete the other's entries)."""
     if not isinstance(value, str):
         raise TypeError(f"{param} must be a str, got {value!r}")
-    if not value or any(c in value for c in "{} \t\r\n"):
-        raise ValueError(f"{param} must be non-empty, without braces or whitespace, got {value!r}")
+    if not value or any(c in value for c in "{}: \t\r\n"):
+        raise ValueError(
+            f"{param} must be non-empty, without braces, colons or whitespace, got {value!r}"
+        )
     return value
 
 

@@ -460,7 +460,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
 ) -> None:
     a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
     b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
-    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc:x")  # "bc" + ":x"
+    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc.x")  # "bc" + ".x"
     for key in range(3):
         await a.get_or_compute(key, counting()(key))
         await b.get_or_compute(key, counting()(key))
@@ -473,7 +473,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
     assert len(other) == 3  # another cache's prefix is untouched, in L1 and in Redis
     await b._shared.tier.settle()  # type: ignore[union-attr]
     keys = sorted(k.decode() for k in await control.keys("*"))
-    assert len(keys) == 3 and all(k.startswith("ck:t:bc:x:{") for k in keys)
+    assert len(keys) == 3 and all(k.startswith("ck:t:bc.x:{") for k in keys)
 
 
 async def test_set_writes_through_and_other_workers_drop_their_copy(
@@ -1088,3 +1088,14 @@ async def test_repeated_warnings_are_logged_once_a_minute_per_kind_and_counted(
     assert [line.split(" ")[1] for line in lines] == ["rejected", "a", "a"], lines
     assert lines[-1].endswith("(4 more not logged since the last)")
     assert_stats(cache, shared_errors=11)  # every one counted
+
+
+async def test_a_colon_in_a_namespace_or_name_is_refused_so_clears_never_overlap(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    # Namespace "a:b" with cache "c", and namespace "a" with cache "b:c", shared a prefix:
+    # one's clear() deleted the other's entries.
+    with pytest.raises(ValueError, match=r"^namespace must be non-empty, without braces, colon"):
+        make_tier(namespace="a:b")
+    with pytest.raises(ValueError, match=r"^name must be non-empty, without braces, colons"):
+        AsyncCache[int, int](ttl=60, shared=make_tier(namespace="a"), name="b:c")

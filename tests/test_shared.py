@@ -180,6 +180,7 @@ def make_tier(**options: Any) -> RedisTier:
     [
         ({"namespace": "a b"}, ValueError, r"^namespace must be non-empty, without braces"),
         ({"namespace": "{x}"}, ValueError, r"^namespace must be non-empty"),
+        ({"namespace": "a:b"}, ValueError, r"^namespace must be non-empty, without braces, colons"),
         ({"secret": "text"}, TypeError, r"^secret must be bytes, a sequence of bytes or None, "),
         ({"secret": b"short"}, ValueError, r"^secret must be at least 16 bytes, got 5$"),
         ({"secret": [b"s" * 32, b"x"]}, ValueError, r"^secret must be at least 16 bytes, got 1$"),
