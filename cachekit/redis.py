@@ -117,9 +117,10 @@ _POLL_MAX: Final = 0.2
 _MARGIN: Final = 0.005  # seconds past a lease's end before a waiter asks again
 _PROBATION: Final = 1.0  # seconds a new lock lasts (at least 4 op_timeouts) until renewed
 _RESUBSCRIBE_MAX: Final = 1.0
-# Seconds of silence after which the subscription is PINGed; as long again without any
-# answer and it counts as broken (a peer that vanished without closing the connection).
-_IDLE = 5.0
+# op_timeouts of silence after which the subscription is PINGed; as long again without
+# any answer and it counts as broken (a peer that vanished without closing the connection):
+# a silent subscription is noticed within 2 * _IDLE op_timeouts (1 s by default).
+_IDLE: Final = 2
 # Invalidations, sets and clears waiting for Redis to answer again, one per key (the
 # latest): past this many, each cache's are collapsed into one clear of that cache.
 _UNSENT_MAX: Final = 10_000
@@ -378,6 +379,9 @@ class RedisTier:
         self._sub_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = False  # the subscription is confirmed and reading
+        # A load read Redis while the subscription was not listening: what it read may be
+        # invalidated unheard, so the L1 starts afresh once it listens (`_listen`).
+        self._read_unheard = False
         self._started: asyncio.Event | None = None  # set at the first subscription's outcome
         # base -> futures of this process's flights waiting for another worker's load of
         # it. A flight adds its future before asking for the lock and removes it itself;
@@ -822,8 +826,9 @@ class RedisTier:
                     pubsub = self._sub_client.pubsub()
                     await pubsub.subscribe(self._channel)
                 pinged = False
+                idle = self._op_timeout * _IDLE
                 while True:
-                    message = await pubsub.get_message(timeout=_IDLE)
+                    message = await pubsub.get_message(timeout=idle)
                     if message is None:
                         if pinged:
                             raise TimeoutError("the subscription stopped answering")
@@ -836,8 +841,8 @@ class RedisTier:
                         self._listening = True
                         self._started.set()
                         delay = _POLL_MIN
-                        if broken:  # invalidations may have been missed meanwhile
-                            broken = False
+                        if broken or self._read_unheard:  # invalidations may have been missed
+                            broken = self._read_unheard = False
                             self._resync()
                     elif message["type"] == "message":
                         self._dispatch(message["data"])
@@ -1126,6 +1131,8 @@ class _Binding:
                 pass
         if tier._unsent and (base in tier._unsent or self.prefix in tier._unsent):
             return await _compute(compute)  # Redis may still hold what it would delete
+        if not tier._listening:
+            tier._read_unheard = True
         if tier._pending:
             await tier._settled(base, self.prefix)
         loop = asyncio.get_running_loop()

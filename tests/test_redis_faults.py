@@ -372,12 +372,22 @@ async def test_a_key_whose_invalidation_waits_to_be_resent_is_not_read_from_redi
 
 class OddProxy:
     """A TCP proxy in front of the real server that swaps the replies matching `pattern`
-    for a reply of the wrong type (as a broken server or proxy would); the rest passes."""
+    for a reply of the wrong type (as a broken server or proxy would), and holds back the
+    commands matching `hold_pattern` until `hold` is set; the rest passes."""
 
-    def __init__(self, target_port: int, pattern: bytes, reply: bytes) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        pattern: bytes = b"(?!)",
+        reply: bytes = b"",
+        hold_pattern: bytes = b"(?!)",
+        hold: asyncio.Event | None = None,
+    ) -> None:
         self.target_port = target_port
         self.pattern = re.compile(pattern)
         self.reply = reply
+        self.hold_pattern = re.compile(hold_pattern, re.DOTALL)
+        self.hold = hold
         self.rewritten = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -393,6 +403,8 @@ class OddProxy:
 
         async def upstream() -> None:
             while data := await reader.read(65536):
+                if self.hold is not None and self.hold_pattern.search(data):
+                    await self.hold.wait()
                 up_writer.write(data)
 
         async def downstream() -> None:
@@ -439,6 +451,37 @@ async def test_a_server_answering_unexpected_types_never_reaches_a_degrade_calle
                 assert await cache.get_or_compute(key, value(key)) == f"value-{key}"
         assert proxy.rewritten >= 1
         assert cache.stats().shared_errors >= 1
+    finally:
+        await tier.aclose()
+        await proxy.close()
+
+
+# ---------------------------------------------------------------------- item 16
+
+
+@pytest.mark.timeout(30)
+async def test_what_is_read_before_the_subscription_listens_is_dropped_once_it_does(
+    server: RedisServer, make_tier: Callable[..., RedisTier]
+) -> None:
+    # The subscription is slow to start (its SUBSCRIBE held back): the first load reads
+    # Redis anyway (after op_timeout), and the invalidation published meanwhile is
+    # never heard. Once it listens, the L1 must start afresh.
+    subscribed = asyncio.Event()
+    proxy = OddProxy(server.port, hold_pattern=rb"SUBSCRIBE", hold=subscribed)
+    url = await proxy.start()
+    tier = RedisTier.from_url(url, namespace="f", secret=SECRET, op_timeout=0.2)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="early")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="early")
+    try:
+        assert await b.get_or_compute("k", value("v1")) == "value-v1"
+        assert await a.get_or_compute("k", value("a")) == "value-v1"  # read, not listening
+        b.invalidate("k")
+        await b._shared.tier.settle()  # type: ignore[union-attr]
+        assert "k" in a  # missed: not subscribed yet
+        subscribed.set()
+        async with asyncio.timeout(5):
+            while "k" in a:  # noqa: ASYNC110 - the tier's L1, dropped by its listener
+                await asyncio.sleep(0.01)
     finally:
         await tier.aclose()
         await proxy.close()
