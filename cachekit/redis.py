@@ -474,6 +474,13 @@ class RedisTier:
             tasks.append(self._listener)
         for task in tasks:
             task.cancel()
+        if tasks:
+            # redis-py can lose a cancellation that lands as a pub/sub read times out: the
+            # listener then reads on (it stops once it sees _closed) until its connection
+            # is closed under it.
+            _, stuck = await asyncio.wait(tasks, timeout=self._op_timeout * 4)
+            if stuck and self._sub_client is not None and self._sub_client is not self._client:
+                await self._sub_client.connection_pool.disconnect()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._wake_all()
         if self._sub_client is not None and self._sub_client is not self._client:
@@ -817,7 +824,7 @@ class RedisTier:
         assert self._started is not None
         delay = _POLL_MIN
         broken = False
-        while True:
+        while not self._closed:
             pubsub = None
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
@@ -827,7 +834,7 @@ class RedisTier:
                     await pubsub.subscribe(self._channel)
                 pinged = False
                 idle = self._op_timeout * _IDLE
-                while True:
+                while not self._closed:
                     message = await pubsub.get_message(timeout=idle)
                     if message is None:
                         if pinged:
