@@ -54,6 +54,8 @@ the tier, are queued and sent by that next loop. Never dropped.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import itertools
 import logging
@@ -890,10 +892,29 @@ class RedisTier:
         self._loop = None
         self._started = None
 
+    def _signed(self, message: str) -> str:
+        """A broadcast as sent: with a secret, followed by its signature (by the first)."""
+        if not self._secret:
+            return message
+        return f"{message} {_broadcast_mac(self._secret[0], message)}"
+
     def _dispatch(self, data: Any) -> None:
         if not isinstance(data, bytes):
             return  # not a message of ours
-        parts = data.decode("utf-8", "replace").split(" ")
+        message = data.decode("utf-8", "replace")
+        if self._secret:  # only what a holder of a secret signed: nobody else drops our L1
+            message, _, mac = message.rpartition(" ")
+            valid = False
+            for secret in self._secret:
+                valid |= hmac.compare_digest(mac, _broadcast_mac(secret, message))
+            if not valid:
+                self._notices.warn(
+                    "unsigned broadcast",
+                    "cachekit: ignored a broadcast on %s not signed with this tier's secret",
+                    self._channel,
+                )
+                return
+        parts = message.split(" ")
         if parts[0] == "d" and len(parts) == 2:
             self._wake(parts[1])
         elif parts[0] == "i" and len(parts) == 3:
@@ -945,6 +966,11 @@ def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
     tasks.discard(task)
     if not task.cancelled() and not isinstance(task.exception(), (type(None), _Unavailable)):
         log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
+
+
+def _broadcast_mac(secret: bytes, message: str) -> str:
+    """A broadcast's signature: HMAC-SHA256 of it, 128 bits in hex."""
+    return hmac.new(secret, b"broadcast\0" + message.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _bytes_or_none(reply: Any, command: str) -> bytes | None:
@@ -1066,7 +1092,8 @@ class _Binding:
             await tier._clock_ready()
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
-            args = ["", payload, at, tier._channel, f"i {tier._worker} {base}"]  # unfenced
+            message = tier._signed(f"i {tier._worker} {base}")
+            args = ["", payload, at, tier._channel, message]  # unfenced
             await tier._call(tier._script("put", [key], args))
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
@@ -1077,7 +1104,7 @@ class _Binding:
 
     async def _send_invalidate(self, base: str, *, again: bool = False) -> None:
         tier = self.tier
-        message = f"i {tier._worker} {base}"
+        message = tier._signed(f"i {tier._worker} {base}")
         try:
             await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
         except _Unavailable:
@@ -1111,7 +1138,7 @@ class _Binding:
                     batch = []
             if batch:
                 await tier._call(partial(client.unlink, *batch))
-            message = f"c {tier._worker} {self.prefix}"
+            message = tier._signed(f"c {tier._worker} {self.prefix}")
             await tier._call(partial(client.publish, tier._channel, message))
         except _Unavailable:
             self._missed(self.prefix, partial(self._send_clear, again=True), again)
@@ -1305,7 +1332,7 @@ class _Binding:
         if len(payload) > tier._max_value_bytes:
             self._release(base, lock)
             return ttl
-        args = [lock, payload, at, tier._channel, f"d {base}"]
+        args = [lock, payload, at, tier._channel, tier._signed(f"d {base}")]
         try:
             stored = await tier._call(tier._script("put", [key], args))
         except _Unavailable as exc:
@@ -1325,7 +1352,7 @@ class _Binding:
         tier = self.tier
         if tier._closed:
             return
-        args = [lock, tier._channel, f"d {base}"]
+        args = [lock, tier._channel, tier._signed(f"d {base}")]
         tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:

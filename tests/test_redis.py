@@ -1102,3 +1102,19 @@ async def test_a_colon_in_a_namespace_or_name_is_refused_so_clears_never_overlap
         make_tier(namespace="a:b")
     with pytest.raises(ValueError, match=r"^name must be non-empty, without braces, colons"):
         AsyncCache[int, int](ttl=60, shared=make_tier(namespace="a"), name="b:c")
+
+
+async def test_with_a_secret_an_unsigned_broadcast_is_ignored(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="bcast")
+    await cache.get_or_compute("k", counting()("k"))
+    await cache.get_or_compute("j", counting()("j"))
+    base = tier.key_of("bcast", "k").removesuffix(":v")
+    await control.publish("ck:t:events", f"i someone {base}")  # forged: drops nobody's L1
+    await control.publish("ck:t:events", "c someone ck:t:bcast:")
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="bcast")
+    other.invalidate("j")  # signed by a holder of the secret: applied...
+    await until(lambda: "j" not in cache)
+    assert "k" in cache  # ...and heard after the forgeries (one channel keeps its order)
