@@ -516,6 +516,7 @@ class RedisTier:
             pool = getattr(self._client, "connection_pool", None)
             if pool is not None:
                 pool.reset()  # its connections belong to the closed loop: never reused
+            self._read_unheard = True  # invalidations went unheard since it closed
         self._loop = loop
         self._slots_free = asyncio.Semaphore(self._slots)
         self._started = asyncio.Event()
@@ -891,6 +892,7 @@ class RedisTier:
                 pass
         self._loop = None
         self._started = None
+        self._read_unheard = True  # until the next loop listens, invalidations go unheard
 
     def _signed(self, message: str) -> str:
         """A broadcast as sent: with a secret, followed by its signature (by the first)."""

@@ -1000,6 +1000,7 @@ async def test_a_tier_first_used_on_a_short_lived_loop_still_sends_every_invalid
         await cache.get_or_compute("k", counting(lambda k: "v1")("k"))
         await cache.get_or_compute("j", counting(lambda k: "j1")("j"))
         await cache.get_or_compute("q", counting(lambda k: "q1")("q"))
+        await cache.get_or_compute("m", counting(lambda k: "m1")("m"))
         cache.invalidate("j")  # still in flight when asyncio.run() ends
 
     def warm_up_thread() -> None:
@@ -1010,12 +1011,15 @@ async def test_a_tier_first_used_on_a_short_lived_loop_still_sends_every_invalid
     try:
         other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="warm")
         assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v1"
+        other.invalidate("m")  # while no loop listens for the tier: unheard by it...
+        await other._shared.tier.settle()  # type: ignore[union-attr]
         cache.invalidate("k")  # from the main loop
         async with asyncio.timeout(5):
             await until(lambda: "k" not in other)
             await tier.settle()
             while await control.exists(*(tier.key_of("warm", key) for key in "kjq")):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+            await until(lambda: "m" not in cache)  # ...so its L1 starts afresh once it listens
         assert await cache.get_or_compute("k", counting(lambda k: "v2")("k")) == "v2"
         assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v2"
     finally:
