@@ -112,6 +112,8 @@ __all__ = [
 
 log = logging.getLogger("cachekit.redis")
 
+_Command = Callable[[], Coroutine[Any, Any, None]]  # sends one command (or sends it again)
+
 _ERRORS: Final = (RedisError, OSError, TimeoutError)
 _TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
 _POLL_MIN: Final = 0.01  # seconds between polls while the subscription is down, doubling
@@ -406,7 +408,7 @@ class RedisTier:
         # _UNSENT_MAX (then a cache's keys give way to one clear of its prefix, and a key
         # whose cache has a clear waiting is not added). `_resender` sends them while any
         # is left; a newer command for the same tag takes its entry out (`_start_pending`).
-        self._unsent: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        self._unsent: dict[str, _Command] = {}
         self._resender: asyncio.Task[None] | None = None
         # Redis's clock, read on this loop's clock: TIME answered `_clock_ms` (unix ms) to a
         # reading sent at loop time `_clock_read_at` (-inf: never read). One reading at a
@@ -664,8 +666,8 @@ class RedisTier:
         self,
         binding: _Binding,
         tag: str,
-        make: Callable[[], Coroutine[Any, Any, None]],
-        resend: Callable[[], Coroutine[Any, Any, None]],
+        make: _Command,
+        resend: _Command,
     ) -> None:
         """Run an invalidation, set or clear on the tier's loop, from any thread or none;
         `resend` sends it again if it cannot reach Redis now."""
@@ -699,8 +701,8 @@ class RedisTier:
         self,
         binding: _Binding,
         tag: str,
-        make: Callable[[], Coroutine[Any, Any, None]],
-        resend: Callable[[], Coroutine[Any, Any, None]],
+        make: _Command,
+        resend: _Command,
     ) -> None:
         """Send a command now, or, during an outage (the circuit has opened and no command
         has succeeded since), queue it for the resender, which finds out when Redis answers
@@ -716,8 +718,8 @@ class RedisTier:
     def _start_pending(
         self,
         tag: str,
-        make: Callable[[], Coroutine[Any, Any, None]],
-        resend: Callable[[], Coroutine[Any, Any, None]],
+        make: _Command,
+        resend: _Command,
     ) -> None:
         self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
         task = self._spawn(self._in_order(tag, self._predecessors(tag), make, resend))
@@ -738,8 +740,8 @@ class RedisTier:
         self,
         tag: str,
         predecessors: list[asyncio.Task[Any]],
-        make: Callable[[], Coroutine[Any, Any, None]],
-        resend: Callable[[], Coroutine[Any, Any, None]],
+        make: _Command,
+        resend: _Command,
     ) -> None:
         """Send `make()` once its predecessors are done: each command runs on whichever
         pool connection is free, so Redis would apply concurrent ones in any order. If the
@@ -754,14 +756,14 @@ class RedisTier:
                 self._unsent[tag] = resend
             raise
 
-    def _resend_later(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _resend_later(self, tag: str, resend: _Command) -> None:
         """Called by the command's own task: unless a newer command for the tag was sent
         since (its task is then the tag's pending one), send this one again later."""
         if self._closed or self._pending.get(tag) is not asyncio.current_task():
             return
         self._defer(tag, resend)
 
-    def _defer(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _defer(self, tag: str, resend: _Command) -> None:
         """Queue `resend` for when Redis answers: one per tag, bounded (see `_unsent`)."""
         unsent = self._unsent
         if "{" in tag and tag.partition("{")[0] in unsent:
@@ -1112,9 +1114,7 @@ class _Binding:
         except _Unavailable:
             self._missed(base, partial(self._send_invalidate, base, again=True), again)
 
-    def _missed(
-        self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]], again: bool
-    ) -> None:
+    def _missed(self, tag: str, resend: _Command, again: bool) -> None:
         """An invalidation, clear or set() did not reach Redis: until it does, the entry
         there (and in other workers' L1) is stale. Counted the first time (the outage is
         logged once, by the tier); sent again when Redis answers."""
