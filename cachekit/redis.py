@@ -139,6 +139,7 @@ _EXTENSIONS: Final = 3
 _PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
+_WATCHED: Final = b"+w"  # after a lock: a waiter wants to hear when its load ends
 
 # KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
 # ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
@@ -148,31 +149,50 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
+# A lock is ours while the key holds it, or it followed by _WATCHED: a waiter in some
+# worker marked it (see _WATCH), so the load's end is published only then, and a load
+# costs O(waiters) messages, not one to every worker.
+#
 # KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
 # message. A load's store: the entry replaces the lock only while the lock is still ours.
 # With lock '' (set()): the entry replaces whatever is there, a load's lock included, so
-# that load can no longer store.
+# that load can no longer store; its message (an invalidation) is always published.
 _PUT: Final = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = false
+if ARGV[1] ~= '' then
+  v = redis.call('GET', KEYS[1])
+  if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
 # KEYS: key. ARGV: lock, channel, message. Gives the lock up without a value.
 _RELEASE: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 """
 # KEYS: key. ARGV: lock, lease ms.
 _RENEW: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: key. ARGV: the lock a waiter found. -> 1: it is still there, now marked (its end
+# will be published); else what the key holds now (an entry, another lock) or nil.
+_WATCH: Final = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] .. '+w' then return 1 end
+if v ~= ARGV[1] then return v end
+redis.call('SET', KEYS[1], v .. '+w', 'KEEPTTL')
+return 1
 """
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
@@ -369,6 +389,7 @@ class RedisTier:
                 ("put", _PUT),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
+                ("watch", _WATCH),
                 ("invalidate", _INVALIDATE),
                 ("discard", _DISCARD),
             )
@@ -1213,11 +1234,18 @@ class _Binding:
                     if isinstance(outcome, SharedFailure):
                         raise outcome
                     return outcome
-                # Another worker is loading it: wait for its broadcast, or one lease (by
-                # then a dead holder's lock has lapsed; a live one renews it).
+                # Another worker is loading it: wait for its broadcast, or one probation
+                # (by then a dead holder's lock has lapsed; a live one renews it).
                 if not waited:
                     waited = True
                     self.waits += 1
+                if tier._listening and not found.endswith(_WATCHED):  # ask to be told
+                    try:
+                        marked = await tier._call(tier._script("watch", [key], [found]))
+                    except _Unavailable as exc:
+                        return await self._unshared(exc, compute)
+                    if marked != 1:
+                        continue  # it changed meanwhile: ask again at once
                 now = loop.time()
                 if now >= deadline:  # waited long enough: load here, without sharing
                     return await _compute(compute)

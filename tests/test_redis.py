@@ -1122,3 +1122,29 @@ async def test_with_a_secret_an_unsigned_broadcast_is_ignored(
     other.invalidate("j")  # signed by a holder of the secret: applied...
     await until(lambda: "j" not in cache)
     assert "k" in cache  # ...and heard after the forgeries (one channel keeps its order)
+
+
+async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    async def publishes() -> int:
+        stats = await control.info("commandstats")
+        return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+    caches = [AsyncCache[int, str](ttl=60, shared=make_tier(), name="quiet") for _ in range(3)]
+    for cache in caches:
+        await cache.get_or_compute(-1, counting()(-1))  # every tier subscribed
+    before = await publishes()
+    for key in range(10):  # nobody waits: nothing to tell the other workers
+        await caches[0].get_or_compute(key, counting()(key))
+    assert await publishes() == before
+    gate = Gate("slow")
+    loading = asyncio.create_task(caches[0].get_or_compute(100, gate))
+    await gate.started.wait()
+    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:]]
+    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:]))
+    gate.release.set()
+    assert await loading == "slow"
+    assert [await w for w in waiting] == ["slow", "slow"]  # woken, not timed out
+    assert await publishes() == before + 1  # one message for the two waiters
+    assert_stats(caches[1], shared_hits=2, lock_takeovers=0)  # (-1 and 100)
