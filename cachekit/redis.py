@@ -850,6 +850,8 @@ class RedisTier:
         assert self._started is not None
         delay = _POLL_MIN
         broken = False
+        listener = asyncio.current_task()
+        assert listener is not None
         while not self._closed:
             pubsub = None
             try:
@@ -862,6 +864,8 @@ class RedisTier:
                 idle = self._op_timeout * _IDLE
                 while not self._closed:
                     message = await pubsub.get_message(timeout=idle)
+                    if listener.cancelling():  # a cancellation redis-py lost: honour it here
+                        raise asyncio.CancelledError
                     if message is None:
                         if pinged:
                             raise TimeoutError("the subscription stopped answering")
