@@ -186,6 +186,16 @@ class AsyncCache(Generic[K, V]):
         self._shared: SharedBinding | None = None
         if config.shared is not None:
             assert config.name is not None  # CacheConfig requires it
+            unsupported = [
+                option
+                for option, value in (
+                    ("stale_ttl", config.stale_seconds),
+                    ("refresh_after", config.refresh_seconds),
+                )
+                if value
+            ]
+            if unsupported:
+                raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
             self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
@@ -1098,6 +1108,30 @@ class AsyncCache(Generic[K, V]):
         if events is not None:
             for key in batch:
                 events.record("hit", key)
+
+    # ------------------------------------------------------------------ for a shared tier
+    # What `cachekit._shared.SharedCache` names: all a shared tier may ask of this cache.
+
+    def holds_key(self, key: Hashable) -> bool:
+        """`key` has an entry or a flight in this process."""
+        return key in self._entries or key in self._flights
+
+    def invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only: what another worker's invalidation does."""
+        return self._invalidate_here(key)
+
+    def clear_here(self) -> None:
+        """clear() in this process only: what another worker's clear does."""
+        self._clear_here()
+
+    def ttl_for(self, value: Any) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+        return self._config.ttl_for(value)
+
+    def failure_ttl(self, error: BaseException) -> float | None:
+        """How long a load's `error` is cached (negative_ttl), or None: not cached."""
+        seconds = self._config.failure_seconds
+        return seconds if seconds and self._config.caches_failure(error) else None
 
     # ------------------------------------------------------------------ for the decorator
 
