@@ -475,8 +475,14 @@ class RedisTier:
 
     async def settle(self) -> None:
         """Wait until every invalidation, clear and lock release sent so far is done."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        while True:
+            # Done tasks leave the set in a done callback, which runs only once the loop
+            # turns; on 3.12+ gather() of done tasks returns without turning it, so waiting
+            # for the set to empty would spin forever. Wait for the unfinished ones only.
+            pending = [task for task in self._background if not task.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Finish pending invalidations, stop listening, close the client if it is ours.
