@@ -55,12 +55,15 @@ class Research(TinyLFUCache[Any, Any]):
         return super().__getitem__(key)
 
     def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._shadow_mask = -1  # the shipped shadow LRU: only j == 0, and dropped
         self._age_period = self.age_factor * capacity
         self._sample_size = int(
             min(max(self.sample_factor * capacity, self.sample_min), self.sample_max)
         )
 
     def _end_sample(self) -> None:
+        self._sampled.clear()
         accesses = self._hits + self._misses
         self._unaged += accesses
         if self._unaged >= self._age_period:
@@ -341,3 +344,21 @@ def parse(spec: str) -> Callable[[int], Any]:
         key, _, value = item.partition("=")
         kw[key] = float(value)
     return _v(cls, **kw)
+
+
+class Shipped(TinyLFUCache[Any, Any]):
+    """The shipped policy with its aging period changed (age_factor x capacity)."""
+
+    age_factor = 16.0
+
+    def __init__(self, maxsize: int, age_factor: float = 16.0) -> None:
+        self.age_factor = age_factor
+        super().__init__(maxsize, seed=1)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._age_period = int(self.age_factor * capacity)
+
+
+VARIANTS["shipped-age10"] = lambda size: Shipped(size, 10.0)
+VARIANTS["shipped-age6"] = lambda size: Shipped(size, 6.0)

@@ -67,10 +67,12 @@ _MAX_WIDTH: Final = 1 << 30  # a row's index comes from 32 bits of the key's has
 
 _WINDOW_START: Final = 0.01  # the window's first share of maxsize
 _WINDOW_MIN: Final = 0.01  # and its least: with no window at all, a loop thrashes
+_MAIN_MIN: Final = 0.01  # main's least share, so its density can always be measured
 _PROTECTED_SHARE: Final = 0.8  # protected's share of the main region
 _GAIN: Final = 0.03  # a step, as a share of maxsize, per unit of log density ratio
 _MAX_STEP: Final = 0.3  # the largest step, as a share of maxsize
-_SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampling rate)
+_SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampling rate),
+_SHADOW_RATE_MAX: Final = 64  # or more, so that it sees 1 access in 64 or more
 _BEHIND: Final = 0.01  # the shadow LRU this far ahead on the sampled keys: grow the window
 _JUMP: Final = 0.1  # by at least this share of maxsize
 _WARM: Final = 5  # a losing candidate estimated above this may be admitted at random
@@ -683,11 +685,12 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._age_period = _AGE_FACTOR * capacity
         self._sample_size = min(max(_SAMPLE_FACTOR * capacity, _SAMPLE_MIN), _SAMPLE_MAX)
         # The shadow LRU samples the keys whose second sketch index is 0 modulo a power of
-        # two, about capacity / _SHADOW_KEYS (all keys in a small cache; the first index's
+        # two, about capacity / _SHADOW_KEYS but at most 64, so that a sample of 20,000
+        # accesses still feeds it a few hundred (all keys in a small cache; the first index's
         # low bits are less uniform for consecutive ints): salted, so no one can choose
         # which keys it sees. Its indexes depend on the sketch's width: it starts empty
         # with each sketch.
-        rate = 1 << (-(-capacity // _SHADOW_KEYS) - 1).bit_length()
+        rate = min(1 << (-(-capacity // _SHADOW_KEYS) - 1).bit_length(), _SHADOW_RATE_MAX)
         self._shadow_mask = rate - 1
         self._shadow_size = max(capacity // rate, 1)
         # The sampled keys' packed sketch indexes (never the keys), least recent first.
@@ -772,7 +775,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
 
     def _resize_window(self, window_max: float) -> None:
         maxsize = self._maxsize
-        self._window_max = min(max(window_max, maxsize * _WINDOW_MIN), maxsize)
+        # Main keeps at least 1% (and 1 unit): with no main at all, its density (nothing
+        # over nothing) could never tell the window to shrink again.
+        most = max(maxsize - max(maxsize * _MAIN_MIN, 1), maxsize * _WINDOW_MIN)
+        self._window_max = min(max(window_max, maxsize * _WINDOW_MIN), most)
         self._main_max = maxsize - self._window_max
         self._protected_max = self._main_max * _PROTECTED_SHARE
         self._demote()
