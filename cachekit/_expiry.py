@@ -7,6 +7,7 @@ without any work (a RefreshingEntry can still be served past it; see its docstri
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import deque
@@ -71,23 +72,40 @@ class RefreshingEntry(Entry):
 
 @final
 class Failure(Entry):
-    """A failed outcome. Reading `value` re-raises the exception.
+    """A failed outcome. Reading `value` raises a copy of the exception.
 
-    The traceback is reset to the one captured when the computation failed before every
-    raise, so an exception re-raised on many hits never accumulates frames.
+    Each reading gets its own copy, with the traceback, notes, cause and context the
+    exception had when the computation failed: a caller that adds a note, or re-raises it
+    (which adds frames), changes only its copy, so nothing accumulates across hits and no
+    caller sees another's notes. An exception that cannot be rebuilt from its `args` is
+    raised itself, its notes and traceback reset first.
     """
 
-    __slots__ = ("error", "traceback")
+    __slots__ = ("error", "notes", "traceback")
 
     def __init__(self, key: Hashable, error: BaseException, expires_at: float) -> None:
         self.key = key
         self.error = error
         self.traceback: TracebackType | None = error.__traceback__
+        self.notes: tuple[str, ...] = tuple(getattr(error, "__notes__", ()))
         self.expires_at = expires_at
 
     @property
     def value(self) -> Any:
-        raise self.error.with_traceback(self.traceback)
+        error = self.error
+        try:
+            raised = copy.copy(error)
+        except Exception:  # its constructor does not take its own args back
+            raised = error
+        if self.notes:
+            raised.__notes__ = list(self.notes)
+        elif "__notes__" in vars(raised):
+            del raised.__notes__
+        if raised is not error:
+            raised.__cause__ = error.__cause__
+            raised.__context__ = error.__context__
+            raised.__suppress_context__ = error.__suppress_context__
+        raise raised.with_traceback(self.traceback)
 
 
 class ExpiryQueue:
@@ -101,7 +119,7 @@ class ExpiryQueue:
     were replaced, invalidated or evicted (it never searches), so the caller must check
     that the entry it pops is still the one stored under its key, and must `compact` it
     when those outnumber the live ones (else a busy cache with a long ttl would keep every
-    evicted value alive until its ttl ran out). `_size` counts every entry held.
+    evicted value alive until its ttl ran out). `size` counts every entry held.
     """
 
     _MAX_FIFOS: Final = 8
@@ -112,13 +130,13 @@ class ExpiryQueue:
         # (expires_at, tie-breaker, entry) for entries whose ttl got no deque.
         self._heap: list[tuple[float, int, Entry]] = []
         self._pushed = 0
-        self._size = 0
+        self.size = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self.size  # `size` itself, where a call would cost (the miss path)
 
     def push(self, entry: Entry, ttl: float) -> None:
-        self._size += 1
+        self.size += 1
         fifo = self._fifos.get(ttl)
         if fifo is None and len(self._fifos) < self._MAX_FIFOS:
             fifo = self._fifos[ttl] = deque()
@@ -137,7 +155,7 @@ class ExpiryQueue:
         heap = self._heap
         while heap and heap[0][0] <= now and len(expired) < budget:
             expired.append(heapq.heappop(heap)[2])
-        self._size -= len(expired)
+        self.size -= len(expired)
         return expired
 
     def compact(self, is_current: Callable[[Entry], bool]) -> None:
@@ -147,9 +165,9 @@ class ExpiryQueue:
             self._fifos[ttl] = deque(filter(is_current, fifo))  # filtering keeps the order
         self._heap = [item for item in self._heap if is_current(item[2])]
         heapq.heapify(self._heap)
-        self._size = sum(map(len, self._fifos.values())) + len(self._heap)
+        self.size = sum(map(len, self._fifos.values())) + len(self._heap)
 
     def clear(self) -> None:
         self._fifos.clear()
         self._heap.clear()
-        self._size = 0
+        self.size = 0
