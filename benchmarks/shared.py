@@ -93,7 +93,7 @@ def _cachekit(url: str, namespace: str, loader: Fn) -> tuple[Fn, Callable[[], Aw
     from cachekit import async_cached
     from cachekit.redis import RedisTier
 
-    tier = RedisTier.from_url(url, namespace=namespace)
+    tier = RedisTier.from_url(url, namespace=namespace, secret=b"benchmark-secret-0123456789")
 
     @async_cached(ttl=60, maxsize=10_000, shared=tier, name="bench")
     async def fn(x: int) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from typing import Any, Protocol, TypeVar, Unpack
 
 from ._cache import AsyncCache
-from ._config import CacheConfig, CacheOptions, option_reference
+from ._config import CacheConfig, CacheOptions, with_option_reference
 from ._decorator import cache_clear_of
 from ._stats import CacheStats
 
@@ -48,7 +48,8 @@ def async_cached_many(
     counters) and `.cache_info()`.
 
     AsyncCache's options (shared= is not supported yet: NotImplementedError):
-    {options}"""
+    {options}
+    """
     if options.get("shared") is not None:
         raise NotImplementedError("async_cached_many does not load through shared= yet")
     if options.get("store") is None:
@@ -74,6 +75,4 @@ def async_cached_many(
     return decorator
 
 
-async_cached_many.__doc__ = (async_cached_many.__doc__ or "").replace(
-    "    {options}", option_reference()
-)
+async_cached_many.__doc__ = with_option_reference(async_cached_many.__doc__)

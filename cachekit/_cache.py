@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
 
 from . import _store
 from ._cachetools_compat import empty
-from ._config import CacheConfig, KeywordOptions, option_reference
+from ._config import CacheConfig, KeywordOptions, with_option_reference
 from ._events import EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
@@ -140,7 +140,8 @@ class AsyncCache(Generic[K, V]):
     Options (all keyword-only but maxsize; a duration is seconds, as a number or a
     datetime.timedelta):
 
-    {options}"""
+    {options}
+    """
 
     def __init__(self, maxsize: int | None = 1024, **options: Unpack[KeywordOptions]) -> None:
         config = self._config = CacheConfig(maxsize=maxsize, **options)
@@ -185,6 +186,16 @@ class AsyncCache(Generic[K, V]):
         self._shared: SharedBinding | None = None
         if config.shared is not None:
             assert config.name is not None  # CacheConfig requires it
+            unsupported = [
+                option
+                for option, value in (
+                    ("stale_ttl", config.stale_seconds),
+                    ("refresh_after", config.refresh_seconds),
+                )
+                if value
+            ]
+            if unsupported:
+                raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
             self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
@@ -1098,6 +1109,30 @@ class AsyncCache(Generic[K, V]):
             for key in batch:
                 events.record("hit", key)
 
+    # ------------------------------------------------------------------ for a shared tier
+    # What `cachekit._shared.SharedCache` names: all a shared tier may ask of this cache.
+
+    def holds_key(self, key: Hashable) -> bool:
+        """`key` has an entry or a flight in this process."""
+        return key in self._entries or key in self._flights
+
+    def invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only: what another worker's invalidation does."""
+        return self._invalidate_here(key)
+
+    def clear_here(self) -> None:
+        """clear() in this process only: what another worker's clear does."""
+        self._clear_here()
+
+    def ttl_for(self, value: Any) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+        return self._config.ttl_for(value)
+
+    def failure_ttl(self, error: BaseException) -> float | None:
+        """How long a load's `error` is cached (negative_ttl), or None: not cached."""
+        seconds = self._config.failure_seconds
+        return seconds if seconds and self._config.caches_failure(error) else None
+
     # ------------------------------------------------------------------ for the decorator
 
     def _hit_path(self) -> HitPath:
@@ -1121,4 +1156,4 @@ def _stop_awaiting(awaiting: list[Flight], flight: Flight, waiter: asyncio.Futur
         pass
 
 
-AsyncCache.__doc__ = (AsyncCache.__doc__ or "").replace("    {options}", option_reference())
+AsyncCache.__doc__ = with_option_reference(AsyncCache.__doc__)

@@ -11,6 +11,7 @@ value becomes. `AsyncCache` coordinates; what its options mean is decided here.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from random import Random
@@ -376,17 +377,23 @@ class CacheConfig:
         return store
 
 
-def option_reference() -> str:
-    """The reference of every option, as the docstrings show it: one entry an option, with
-    its type, its default and what it means."""
+def with_option_reference(doc: str | None) -> str:
+    """`doc` with its `{options}` line replaced by the reference of every option: one entry
+    an option, with its type, its default and what it means, at that line's indentation
+    (Python 3.13 dedents docstrings, earlier versions do not)."""
+    doc = doc or ""
+    placeholder = re.search(r"^([ \t]*)\{options\}$", doc, re.MULTILINE)
+    if placeholder is None:
+        return doc
+    indent = placeholder.group(1)
     lines = []
     for option in dataclasses.fields(CacheConfig):
         if not option.init:
             continue
         shown, meaning = option.metadata["shown"], option.metadata["meaning"]
-        lines.append(f"    {option.name}: {shown} = {option.default!r}")
-        lines.extend(_wrap(meaning, "        "))
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{option.name}: {shown} = {option.default!r}")
+        lines.extend(_wrap(meaning, indent + "    "))
+    return doc[: placeholder.start()] + "\n".join(lines) + "\n" + doc[placeholder.end() :]
 
 
 def _wrap(text: str, indent: str, width: int = 92) -> list[str]:

@@ -26,7 +26,7 @@ from typing import (
 )
 
 from ._cache import AsyncCache, unhashable
-from ._config import CacheConfig, CacheOptions, option_reference
+from ._config import CacheConfig, CacheOptions, with_option_reference
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._stats import CacheStats
@@ -277,7 +277,8 @@ def async_cached(
 
     AsyncCache's options, which the decorator passes on (name defaults to the function's
     module and qualified name with shared=):
-    {options}"""
+    {options}
+    """
     if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one
         # cache only, and a shared tier binds each cache by name, so those are checked
@@ -293,4 +294,4 @@ def async_cached(
     return decorator
 
 
-async_cached.__doc__ = (async_cached.__doc__ or "").replace("    {options}", option_reference())
+async_cached.__doc__ = with_option_reference(async_cached.__doc__)

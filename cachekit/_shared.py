@@ -1,7 +1,8 @@
 """The shared tier's redis-free half: what AsyncCache talks to, stable keys, signed payloads.
 
 An AsyncCache built with `shared=tier` calls `tier.attach(name, cache)` once and keeps the
-binding it returns. The binding sees the cache at three points only:
+binding it returns; the tier asks of the cache only what `SharedCache` names. The binding
+sees the cache at these points only:
 
     bind(key, compute)   on an L1 miss: wraps the computation so that it asks the shared
                          tier first (raises TypeError at once for a key with no stable
@@ -22,9 +23,10 @@ import decimal
 import hashlib
 import hmac
 import json
+import pickle
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any, Final, Protocol, final, runtime_checkable
@@ -32,11 +34,36 @@ from typing import Any, Final, Protocol, final, runtime_checkable
 from ._keys import _KWARGS_MARK
 
 
+class SharedCache(Protocol):
+    """What a shared tier may ask of the cache it serves (AsyncCache implements it): all
+    of it, so that the cache's rules (ttl, negative caching) live in the cache alone."""
+
+    def holds_key(self, key: Hashable) -> bool:
+        """`key` has an entry or a flight in this process."""
+        ...
+
+    def invalidate_here(self, key: Hashable) -> bool:
+        """invalidate() in this process only (another worker invalidated the key)."""
+        ...
+
+    def clear_here(self) -> None:
+        """clear() in this process only (another worker cleared, or broadcasts were lost)."""
+        ...
+
+    def ttl_for(self, value: Any) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+        ...
+
+    def failure_ttl(self, error: BaseException) -> float | None:
+        """How long a load's `error` is cached (negative caching), or None: not cached."""
+        ...
+
+
 @runtime_checkable
 class SharedTier(Protocol):
     """What `shared=` accepts: something that binds a named cache to a shared store."""
 
-    def attach(self, name: str, cache: Any) -> SharedBinding: ...
+    def attach(self, name: str, cache: SharedCache) -> SharedBinding: ...
 
 
 class SharedBinding(Protocol):
@@ -87,11 +114,15 @@ class SharedError(Exception):
 
 def check_name(param: str, value: Any) -> str:
     """A namespace or cache name: it becomes part of every Redis key, so it must be
-    non-empty and free of whitespace (the broadcast format) and braces (the hash tag)."""
+    non-empty and free of whitespace (the broadcast format), braces (the hash tag) and
+    colons (the separator: namespace "a:b" and name "c" would be namespace "a", name
+    "b:c", and one's clear() would delete the other's entries)."""
     if not isinstance(value, str):
         raise TypeError(f"{param} must be a str, got {value!r}")
-    if not value or any(c in value for c in "{} \t\r\n"):
-        raise ValueError(f"{param} must be non-empty, without braces or whitespace, got {value!r}")
+    if not value or any(c in value for c in "{}: \t\r\n"):
+        raise ValueError(
+            f"{param} must be non-empty, without braces, colons or whitespace, got {value!r}"
+        )
     return value
 
 
@@ -153,6 +184,12 @@ def _encode(obj: Any, out: bytearray) -> None:
     elif isinstance(obj, Enum):
         _encode_name(b"E", kind, out)
         _encode(obj.value, out)
+    elif isinstance(obj, decimal.Decimal):
+        _encode_decimal(obj, out)
+    elif isinstance(obj, datetime.datetime) and obj.utcoffset() is not None:
+        # Aware datetimes are equal when they name the same instant, whatever their zone.
+        _encode_name(b"X", datetime.datetime, out)
+        _encode(str(obj.astimezone(datetime.UTC)), out)
     elif isinstance(obj, _SCALAR_TYPES):
         _encode_name(b"X", kind, out)
         _encode(str(obj), out)
@@ -167,6 +204,26 @@ def _encode(obj: Any, out: bytearray) -> None:
             f"a shared cache key needs arguments with a stable encoding across processes; "
             f"an argument of type {kind.__qualname__!r} has none (pass key= to build the key)"
         )
+
+
+def _encode_decimal(value: decimal.Decimal, out: bytearray) -> None:
+    """A Decimal encodes as the int or float it equals, if any (Decimal('1.0') == 1 ==
+    1.0, one dict key); else by its exact value: digits without trailing zeros, exponent
+    (never through a context, which would round two different values together)."""
+    if value.is_nan():
+        _encode_name(b"X", decimal.Decimal, out)
+        _encode(str(value), out)
+    elif value.is_infinite() or value == value.to_integral_value():
+        _encode(float(value) if value.is_infinite() else int(value), out)
+    elif decimal.Decimal(float(value)) == value:
+        _encode(float(value), out)
+    else:
+        sign, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)
+        while digits and digits[-1] == 0:
+            digits, exponent = digits[:-1], exponent + 1
+        out += b"d-" if sign else b"d"
+        out += "".join(map(str, digits)).encode() + b"e%d;" % exponent
 
 
 def _encode_unordered(tag: bytes, parts: list[bytes], out: bytearray) -> None:
@@ -197,28 +254,68 @@ _SIGNED: Final = 1  # flags bit: a 32-byte HMAC-SHA256 follows the header
 # magic (2), version, kind, flags, expiry: unix ms on the store's clock, 0 for none (8)
 _HEADER: Final = 13
 _MAC: Final = 32
+SEAL_OVERHEAD: Final = _HEADER + _MAC  # the most a sealed payload adds to its body
 
 
 class BadPayload(Exception):
     """A payload that must not be deserialized: unsigned, forged, truncated, unknown format."""
 
 
-def seal(secret: bytes | None, key: bytes, kind: bytes, expires_at: int, body: bytes) -> bytes:
+Secrets = tuple[bytes, ...]  # the first signs; every one verifies; () when there is none
+
+
+def check_secrets(secret: Any) -> Secrets:
+    """`secret=` as a tuple: None, one bytes, or a non-empty sequence of them (rotation:
+    the first signs, all verify), each at least 16 bytes."""
+    if secret is None:
+        return ()
+    if isinstance(secret, bytes):
+        items: list[Any] = [secret]
+    elif isinstance(secret, Sequence) and not isinstance(secret, str):
+        items = list(secret)
+        if not items:
+            raise ValueError("secret must not be an empty sequence (None: no secret)")
+    else:
+        raise TypeError(f"secret must be bytes, a sequence of bytes or None, got {secret!r:.40}")
+    for item in items:
+        if not isinstance(item, bytes):
+            raise TypeError(f"secret must hold bytes only, got {item!r:.40}")
+        if len(item) < 16:
+            raise ValueError(f"secret must be at least 16 bytes, got {len(item)}")
+    return tuple(items)
+
+
+def _as_secrets(secret: bytes | Sequence[bytes] | None) -> Secrets:
+    if secret is None:
+        return ()
+    return (secret,) if isinstance(secret, bytes) else tuple(secret)
+
+
+def _mac(secret: bytes, header: bytes, key: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
+
+
+def seal(
+    secret: bytes | Sequence[bytes] | None, key: bytes, kind: bytes, expires_at: int, body: bytes
+) -> bytes:
     """The stored form of `body`: a versioned header with the moment the entry expires in
     the store (so that a reader needs no second command to learn it), then (with a
-    secret) an HMAC-SHA256 over the header, the store key and the body, so a payload is
-    valid at one key only and its expiry cannot be altered."""
-    flags = 0 if secret is None else _SIGNED
+    secret: the first of them) an HMAC-SHA256 over the header, the store key and the
+    body, so a payload is valid at one key only and its expiry cannot be altered."""
+    keys = _as_secrets(secret)
+    flags = _SIGNED if keys else 0
     header = MAGIC + bytes((VERSION, kind[0], flags)) + expires_at.to_bytes(8, "big")
-    if secret is None:
+    if not keys:
         return header + body
-    mac = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
-    return header + mac + body
+    return header + _mac(keys[0], header, key, body) + body
 
 
-def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, int, bytes]:
-    """(kind, expires_at, body) of a stored payload, or BadPayload. With a secret, only a
-    payload whose HMAC checks out gets here; nothing unchecked ever reaches a deserializer."""
+def unseal(
+    secret: bytes | Sequence[bytes] | None, key: bytes, payload: bytes
+) -> tuple[bytes, int, bytes]:
+    """(kind, expires_at, body) of a stored payload, or BadPayload. With secrets, only a
+    payload whose HMAC checks out under one of them gets here; nothing unchecked ever
+    reaches a deserializer."""
     if len(payload) < _HEADER or payload[:2] != MAGIC:
         raise BadPayload("not a cachekit payload")
     version, kind, flags = payload[2], payload[3:4], payload[4]
@@ -229,15 +326,19 @@ def unseal(secret: bytes | None, key: bytes, payload: bytes) -> tuple[bytes, int
     header = payload[:_HEADER]
     expires_at = int.from_bytes(header[5:], "big")
     signed = bool(flags & _SIGNED)
-    if secret is None:
+    keys = _as_secrets(secret)
+    if not keys:
         if signed or flags:
             raise BadPayload("a signed payload, but this tier has no secret")
         return kind, expires_at, payload[_HEADER:]
     if not signed or len(payload) < _HEADER + _MAC:
         raise BadPayload("an unsigned or truncated payload, but this tier has a secret")
     mac, body = payload[_HEADER : _HEADER + _MAC], payload[_HEADER + _MAC :]
-    expected = hmac.new(secret, header + key + b"\0" + body, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
+    # Every secret is tried (no early exit): which one matched is not timed.
+    matched = False
+    for candidate in keys:
+        matched |= hmac.compare_digest(mac, _mac(candidate, header, key, body))
+    if not matched:
         raise BadPayload("the payload's signature does not match")
     return kind, expires_at, body
 
@@ -275,10 +376,32 @@ def decode_error(body: bytes) -> Exception:
 
 class JSONSerializer:
     """A serializer that can only build plain data (dict, list, str, numbers, None), so a
-    forged payload cannot run code. Tuples come back as lists."""
+    forged payload cannot run code; without a secret, it can still forge values and cached
+    failures. Tuples come back as lists."""
 
     def dumps(self, value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)
+
+
+class PickleSerializer:
+    """pickle, for a tier with a secret: only payloads signed with it are unpickled."""
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+@final
+class InsecurePickleSerializer(PickleSerializer):
+    """pickle without a secret: whoever can write to the shared store runs code in every
+    worker that reads from it. Only for a store nothing else can write to; the tier logs a
+    warning when it is built with it."""
+
+
+# The opt-out by name: RedisTier(..., serializer=insecure_pickle) with no secret.
+insecure_pickle: Final = InsecurePickleSerializer()

@@ -9,18 +9,22 @@ digest is SHA-256 of a stable encoding of the key (see `_shared.encode_key`). On
 (`lock:<worker>:<n>`, unique fleet-wide): one key, one Cluster slot for every script below.
 
 A load, fleet-wide. On an L1 miss, the flight (one per key per process) sends one native
-command, `SET base:v <lock> NX GET PX <lease>`: it answers the entry (a hit), or another
+command, `SET base:v <lock> NX GET PX <probation>`: it answers the entry (a hit), or another
 worker's lock (wait), or nothing, in which case the lock is now ours. A hit costs what a
 GET costs, because the payload carries its own expiry (unix ms on Redis's clock, the PXAT
 it was stored with): the L1 entry lands with what is left of it, measured against an upper
 bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis entry. The
-holder loads, renews its lease every lease/3 while loading, and PUTs: the entry replaces
-the lock only if the lock is still its own (a fenced write) and `d <base>` is published,
-in one script (`set()` PUTs without the fence). Other workers wait on a future that the
-tier's one pub/sub subscription resolves on `d <base>` (no pool connection is held while
-waiting); they wake at the latest one lease later, and ask again: a dead holder's lock has
-lapsed by then, and exactly one of them takes it over (NX). If the subscription is down,
-waiters poll with backoff.
+holder loads, renews its lock while loading (the first renewal, after probation/3, proves
+the load alive and extends the lock to a full lease; then every lease/3), and PUTs: the
+entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
+is published, in one script (`set()` PUTs without the fence). Other workers wait on a
+future that the tier's one pub/sub subscription resolves on `d <base>` (no pool connection
+is held while waiting); they wake at the latest one probation later, and ask again: a dead
+holder's lock has lapsed by then, and exactly one of them takes it over (NX). If the
+subscription is down, waiters poll with backoff. An acquire that timed out may still run
+in Redis later, and a store that failed leaves its lock: either way the lock is released
+(fenced by its value) as soon as Redis answers, and lapses after one probation (1 s, or 4
+op_timeouts) at worst, not after a lease.
 
 Invalidation. INVALIDATE deletes the key, entry or lock (so a load in flight cannot write
 after it) and publishes `i <worker> <base>`; CLEAR is SCAN + UNLINK over the cache's own
@@ -28,30 +32,38 @@ prefix, then `c <worker> <prefix>`. Each worker drops the key from its L1 (throu
 cache's `_invalidate_here`/`_clear_here`). A worker whose subscription was broken clears
 its L1 when it resubscribes: it may have missed invalidations meanwhile.
 
-Failure. Every command is bounded by `op_timeout`. With on_error="degrade", a failed
-command counts in `shared_errors` and the call goes on in-process (L1 and the in-process
-flight); three failures in a row open a circuit for `cooldown` seconds, during which calls
-skip Redis altogether; one warning is logged per outage. With on_error="raise", the caller
-gets the Redis error (never cached).
+Failure. Every command is bounded by `op_timeout`, its wait for a connection slot
+included. With on_error="degrade", a failed command counts in `shared_errors` and the call
+goes on in-process (L1 and the in-process flight); with on_error="raise", the caller gets
+the Redis error (never cached). In both, three failures in a row open a circuit for
+`cooldown` seconds, during which calls skip Redis altogether (raise: fail at once); one
+warning is logged per outage. Invalidations, sets and clears issued during an outage are
+queued, one per key, and sent again in batches when Redis answers.
 
 Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SHA256 over
 header, key and body. A payload that fails the check is a miss and is deleted; it never
 reaches the serializer. Cached failures are cachekit's own JSON (type path and arguments).
 
-A tier binds to the event loop that first uses it; calls from another loop do not share.
+A tier binds to the event loop that first uses it; calls from another loop do not share
+(their invalidations are handed to the tier's loop). When that loop ends (asyncio.run
+cancels the tier's tasks), the tier closes its connections and the next loop to use it
+binds it afresh; commands cut off by the end, and invalidations issued while no loop runs
+the tier, are queued and sent by that next loop. Never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import itertools
 import logging
 import math
-import pickle
 import secrets
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from functools import partial
 from typing import Any, Final, final
 
@@ -59,6 +71,7 @@ try:
     from redis.asyncio import ConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
@@ -68,32 +81,54 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from ._options import check_seconds
 from ._shared import (
     ERROR,
+    SEAL_OVERHEAD,
     VALUE,
+    BadPayload,
+    InsecurePickleSerializer,
     JSONSerializer,
     Landed,
+    PickleSerializer,
+    SharedCache,
     SharedError,
     SharedFailure,
     check_name,
+    check_secrets,
     decode_error,
     encode_error,
+    insecure_pickle,
     key_digest,
     seal,
     unseal,
 )
 
-__all__ = ["JSONSerializer", "RedisTier", "SharedError"]
+__all__ = [
+    "RedisTier",
+    "JSONSerializer",
+    "PickleSerializer",
+    "InsecurePickleSerializer",
+    "insecure_pickle",
+    "SharedError",
+]
 
 log = logging.getLogger("cachekit.redis")
+
+_Command = Callable[[], Coroutine[Any, Any, None]]  # sends one command (or sends it again)
 
 _ERRORS: Final = (RedisError, OSError, TimeoutError)
 _TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
 _POLL_MIN: Final = 0.01  # seconds between polls while the subscription is down, doubling
 _POLL_MAX: Final = 0.2
 _MARGIN: Final = 0.005  # seconds past a lease's end before a waiter asks again
+_PROBATION: Final = 1.0  # seconds a new lock lasts (at least 4 op_timeouts) until renewed
 _RESUBSCRIBE_MAX: Final = 1.0
-# Seconds of silence after which the subscription is PINGed; as long again without any
-# answer and it counts as broken (a peer that vanished without closing the connection).
-_IDLE = 5.0
+# op_timeouts of silence after which the subscription is PINGed; as long again without
+# any answer and it counts as broken (a peer that vanished without closing the connection):
+# a silent subscription is noticed within 2 * _IDLE op_timeouts (1 s by default).
+_IDLE: Final = 2
+# Invalidations, sets and clears waiting for Redis to answer again, one per key (the
+# latest): past this many, each cache's are collapsed into one clear of that cache.
+_UNSENT_MAX: Final = 10_000
+_RESEND_BATCH: Final = 256  # commands resent at a time, each batch awaited before the next
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
@@ -101,8 +136,10 @@ _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
 # _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
 _LATE: Final = 0.25
 _EXTENSIONS: Final = 3
+_PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
+_WATCHED: Final = b"+w"  # after a lock: a waiter wants to hear when its load ends
 
 # KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
 # ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
@@ -112,31 +149,50 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
+# A lock is ours while the key holds it, or it followed by _WATCHED: a waiter in some
+# worker marked it (see _WATCH), so the load's end is published only then, and a load
+# costs O(waiters) messages, not one to every worker.
+#
 # KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
 # message. A load's store: the entry replaces the lock only while the lock is still ours.
 # With lock '' (set()): the entry replaces whatever is there, a load's lock included, so
-# that load can no longer store.
+# that load can no longer store; its message (an invalidation) is always published.
 _PUT: Final = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = false
+if ARGV[1] ~= '' then
+  v = redis.call('GET', KEYS[1])
+  if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 """
 # KEYS: key. ARGV: lock, channel, message. Gives the lock up without a value.
 _RELEASE: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1
 """
 # KEYS: key. ARGV: lock, lease ms.
 _RENEW: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+# KEYS: key. ARGV: the lock a waiter found. -> 1: it is still there, now marked (its end
+# will be published); else what the key holds now (an entry, another lock) or nil.
+_WATCH: Final = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] .. '+w' then return 1 end
+if v ~= ARGV[1] then return v end
+redis.call('SET', KEYS[1], v .. '+w', 'KEEPTTL')
+return 1
 """
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
@@ -149,6 +205,50 @@ _DISCARD: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
+
+
+_NEEDS_SECRET: Final = (
+    "secret is required with {what}: without one, anyone who can write to this Redis "
+    "{harm} in every worker. Pass secret=<at least 16 random bytes> (a list to rotate "
+    "them), or serializer=JSONSerializer() (plain data: cannot run code, though values "
+    "can still be forged), or serializer=insecure_pickle to accept unsigned pickle"
+)
+
+
+def _check_serializer(serializer: Any, signing: tuple[bytes, ...], namespace: str) -> Any:
+    """The serializer to use. Nothing read from Redis is deserialized unauthenticated
+    unless the serializer says so by name, and that is logged (once, here)."""
+    if serializer is None:
+        if not signing:
+            raise ValueError(
+                _NEEDS_SECRET.format(what="the default (pickle) serializer", harm="runs code")
+            )
+        return PickleSerializer()
+    if not (
+        callable(getattr(serializer, "dumps", None))
+        and callable(getattr(serializer, "loads", None))
+    ):
+        raise TypeError(f"serializer must have dumps() and loads(), got {serializer!r}")
+    if signing:
+        return serializer
+    if isinstance(serializer, InsecurePickleSerializer):
+        log.warning(
+            "cachekit: RedisTier(namespace=%r) unpickles unsigned payloads "
+            "(serializer=insecure_pickle): anyone who can write to this Redis runs code in "
+            "every worker",
+            namespace,
+        )
+    elif isinstance(serializer, JSONSerializer):
+        log.warning(
+            "cachekit: RedisTier(namespace=%r) has no secret: JSON payloads cannot run code, "
+            "but anyone who can write to this Redis can forge values and cached failures",
+            namespace,
+        )
+    else:
+        raise ValueError(
+            _NEEDS_SECRET.format(what=f"serializer={serializer!r}", harm="may be able to run code")
+        )
+    return serializer
 
 
 @final
@@ -179,6 +279,34 @@ class _Deadline:
         self._handle.cancel()
 
 
+@final
+class _Notices:
+    """Warnings that can repeat on every call (a payload rejected, a value that cannot be
+    serialized): the first of each kind, then at most one per `period` of `clock`, saying
+    how many were not logged in between. (Each is counted in shared_errors as well.)"""
+
+    def __init__(self, clock: Callable[[], float], period: float = 60.0) -> None:
+        self.clock = clock
+        self.period = period
+        # kind -> (when it was last logged, how many of it were not logged since)
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, kind: str, message: str, *args: Any) -> None:
+        now = self.clock()
+        last = self._last.get(kind)
+        if last is not None and now - last[0] < self.period:
+            self._last[kind] = (last[0], last[1] + 1)
+            return
+        self._last[kind] = (now, 0)
+        unlogged = 0 if last is None else last[1]
+        log.warning(message + " (%d more not logged since the last)", *args, unlogged)
+
+
+class _BadReply(RedisError):
+    """Redis, or whatever answers in its place, replied with a type the command never
+    returns: treated as a failed command (degrade: the caller never sees it)."""
+
+
 class _Unavailable(Exception):
     """Internal: Redis could not be asked (`cause` is None while the circuit is open)."""
 
@@ -201,8 +329,8 @@ class RedisTier:
         client: Any,
         *,
         namespace: str = "cachekit",
-        secret: bytes | None = None,
-        serializer: Any = pickle,
+        secret: bytes | Sequence[bytes] | None = None,
+        serializer: Any = None,
         lock_lease: float = 10.0,
         wait_timeout: float | None = None,
         op_timeout: float = 0.25,
@@ -216,15 +344,8 @@ class RedisTier:
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError("client must be built with decode_responses=False, got True")
         self.namespace = check_name("namespace", namespace)
-        if secret is not None and not isinstance(secret, bytes):
-            raise TypeError(f"secret must be bytes or None, got {secret!r:.40}")
-        if secret is not None and len(secret) < 16:
-            raise ValueError(f"secret must be at least 16 bytes, got {len(secret)}")
-        if not (
-            callable(getattr(serializer, "dumps", None))
-            and callable(getattr(serializer, "loads", None))
-        ):
-            raise TypeError(f"serializer must have dumps() and loads(), got {serializer!r}")
+        signing = check_secrets(secret)
+        serializer = _check_serializer(serializer, signing, namespace)
         lease = check_seconds("lock_lease", lock_lease, allow_none=False)
         assert lease is not None
         if lease < 0.01:
@@ -241,10 +362,15 @@ class RedisTier:
             raise ValueError(f"max_value_bytes must be > 0, got {max_value_bytes!r}")
         self._client = client
         self._owns_client = False
-        self._secret = secret
+        self._secret = signing  # the first signs; every one verifies; () for none
         self._serializer = serializer
         self._lease = lease
         self._lease_ms = max(1, int(lease * 1000))
+        # A new lock's first lease, until its load proves alive by renewing it (then
+        # `lease`): an acquire that timed out here may still run in Redis later, and
+        # nobody would renew or release what it takes.
+        self._probation = min(lease, max(_PROBATION, 4 * timeout))
+        self._probation_ms = max(1, int(self._probation * 1000))
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -263,6 +389,7 @@ class RedisTier:
                 ("put", _PUT),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
+                ("watch", _WATCH),
                 ("invalidate", _INVALIDATE),
                 ("discard", _DISCARD),
             )
@@ -277,6 +404,9 @@ class RedisTier:
         self._sub_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = False  # the subscription is confirmed and reading
+        # A load read Redis while the subscription was not listening: what it read may be
+        # invalidated unheard, so the L1 starts afresh once it listens (`_listen`).
+        self._read_unheard = False
         self._started: asyncio.Event | None = None  # set at the first subscription's outcome
         # base -> futures of this process's flights waiting for another worker's load of
         # it. A flight adds its future before asking for the lock and removes it itself;
@@ -285,18 +415,21 @@ class RedisTier:
         # cache prefix -> the caches of that name in this process. Weak: a cache and its
         # binding refer to each other and go together.
         self._bindings: dict[str, weakref.WeakSet[_Binding]] = {}
-        # base or cache prefix -> the task deleting it in Redis. A read of that key waits
-        # for it first, so a call after invalidate() never reads what it deletes. A task
-        # removes itself when done, if it is still the one registered.
+        # base or cache prefix -> the last command sent for it (set, invalidate, clear). A
+        # read of that key waits for it first, so a call after invalidate() never reads what
+        # it deletes; a newer command for it waits for it too (`_in_order`), so Redis applies
+        # them in the order issued. A task removes itself when done, if still registered.
         self._pending: dict[str, asyncio.Task[None]] = {}
         # Tasks started and not yet seen to finish: invalidations, clears, releases
         # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
         self._background: set[asyncio.Task[Any]] = set()
         self._renewals: set[asyncio.Task[Any]] = set()  # and the resender: never settled
         # tag -> how to send again an invalidation, clear or set() that missed Redis (a
-        # set() is resent as an invalidation). `_resender` sends them while any is left;
-        # a newer command for the same tag takes its entry out (`_start_pending`).
-        self._unsent: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        # set() is resent as an invalidation): at most one per tag, the latest, and at most
+        # _UNSENT_MAX (then a cache's keys give way to one clear of its prefix, and a key
+        # whose cache has a clear waiting is not added). `_resender` sends them while any
+        # is left; a newer command for the same tag takes its entry out (`_start_pending`).
+        self._unsent: dict[str, _Command] = {}
         self._resender: asyncio.Task[None] | None = None
         # Redis's clock, read on this loop's clock: TIME answered `_clock_ms` (unix ms) to a
         # reading sent at loop time `_clock_read_at` (-inf: never read). One reading at a
@@ -309,8 +442,9 @@ class RedisTier:
         self._failures = 0
         self._open_until = 0.0
         self._outage = False
-        self._logged_rejection = False
+        self._notices = _Notices(time.monotonic)  # repeated warnings, one a minute per kind
         self._logged_foreign_loop = False
+        self._logged_offline = False
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 50, **options: Any) -> RedisTier:
@@ -332,19 +466,9 @@ class RedisTier:
 
     # ------------------------------------------------------------------ the protocol
 
-    def attach(self, name: str, cache: Any) -> _Binding:
+    def attach(self, name: str, cache: SharedCache) -> _Binding:
         """Called by AsyncCache(shared=self, name=...)."""
         check_name("name", name)
-        unsupported = [
-            option
-            for option, value in (
-                ("stale_ttl", cache._config.stale_seconds),
-                ("refresh_after", cache._config.refresh_seconds),
-            )
-            if value
-        ]
-        if unsupported:
-            raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
         binding = _Binding(self, name, cache)
         self._bindings.setdefault(binding.prefix, weakref.WeakSet()).add(binding)
         return binding
@@ -359,6 +483,8 @@ class RedisTier:
         Caches keep working afterwards, in this process only."""
         if self._closed:
             return
+        if self._loop is not None and self._loop.is_closed():
+            self._loop = None  # (its tasks went with it)
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             raise RuntimeError("aclose() must run on the event loop that used the tier")
         if self._loop is not None:
@@ -373,6 +499,13 @@ class RedisTier:
             tasks.append(self._listener)
         for task in tasks:
             task.cancel()
+        if tasks:
+            # redis-py can lose a cancellation that lands as a pub/sub read times out: the
+            # listener then reads on (it stops once it sees _closed) until its connection
+            # is closed under it.
+            _, stuck = await asyncio.wait(tasks, timeout=self._op_timeout * 4)
+            if stuck and self._sub_client is not None and self._sub_client is not self._client:
+                await self._sub_client.connection_pool.disconnect()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._wake_all()
         if self._sub_client is not None and self._sub_client is not self._client:
@@ -383,11 +516,12 @@ class RedisTier:
     # ------------------------------------------------------------------ commands
 
     def _usable(self) -> bool:
-        """True when this call may use Redis: the tier is open and bound to this loop."""
+        """True when this call may use Redis: the tier is open and bound to this loop
+        (binding it here if it is bound to none, or to one that has closed)."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return not self._closed
-        if self._loop is None and not self._closed:
+        if not self._closed and (self._loop is None or self._loop.is_closed()):
             self._bind(loop)
             return True
         if not self._logged_foreign_loop and not self._closed:
@@ -399,9 +533,28 @@ class RedisTier:
         return False
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the tier to `loop`: its first, or the next one after the last ended. What
+        belonged to the last loop starts afresh; queued invalidations are sent at once."""
+        if self._loop is not None:  # closed without cancelling our tasks (not asyncio.run)
+            pool = getattr(self._client, "connection_pool", None)
+            if pool is not None:
+                pool.reset()  # its connections belong to the closed loop: never reused
+            self._read_unheard = True  # invalidations went unheard since it closed
         self._loop = loop
         self._slots_free = asyncio.Semaphore(self._slots)
         self._started = asyncio.Event()
+        self._listening = False
+        self._waiting = {}
+        self._pending = {}
+        self._background = set()
+        self._renewals = set()
+        self._resender = None
+        self._clock_reading = None
+        self._clock_read_at = -math.inf
+        self._failures = 0
+        self._open_until = 0.0
+        if self._unsent:  # issued on the last loop, or with none running
+            self._resender = self._spawn(self._resend(first_delay=0.0), self._renewals)
         pool = getattr(self._client, "connection_pool", None)
         if pool is None:  # a cluster client: it subscribes through its own nodes
             self._sub_client = self._client
@@ -414,30 +567,38 @@ class RedisTier:
         self._listener = loop.create_task(self._listen())
 
     async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
-        """Run one command within op_timeout; _Unavailable if it fails or the circuit is open."""
+        """Run one command within op_timeout, the wait for a connection slot included;
+        _Unavailable if it fails or the circuit is open (in either on_error mode)."""
         loop = self._loop
         assert loop is not None and self._slots_free is not None
-        if self._closed or (not self._raise and loop.time() < self._open_until):
+        if self._closed or loop.time() < self._open_until:
             raise _Unavailable(None)
-        async with self._slots_free:
-            if not self._raise and loop.time() < self._open_until:
-                raise _Unavailable(None)
-            try:
-                async with asyncio.timeout(None) as scope:
-                    deadline = _Deadline(loop, scope, self._op_timeout)
-                    try:
+        try:
+            async with asyncio.timeout(None) as scope:
+                deadline = _Deadline(loop, scope, self._op_timeout)
+                try:
+                    async with self._slots_free:
+                        if loop.time() < self._open_until:  # it opened while we queued
+                            raise _Unavailable(None)
                         result = await command()
-                    finally:
-                        deadline.cancel()
-            except _ERRORS as exc:
+                finally:
+                    deadline.cancel()
+        except _ERRORS as exc:
+            if not _per_key(exc):
                 self._failed(exc, loop)
                 raise _Unavailable(exc) from exc
+            self._answered()  # Redis is up: this one key is wrong, not Redis
+            raise _Unavailable(exc) from exc
+        self._answered()
+        return result
+
+    def _answered(self) -> None:
+        """Redis answered: the failures in a row, and the outage if any, are over."""
         if self._failures:
             self._failures = 0
             if self._outage:
                 self._outage = False
                 log.warning("cachekit: Redis answers again; caches share through it again")
-        return result
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
         return partial(self._scripts[name], keys=keys, args=args)
@@ -450,16 +611,16 @@ class RedisTier:
         now ours, for one lease. One native command: a hit costs what a GET costs."""
         if self._native_acquire:
             try:
-                reply: bytes | None = await self._client.execute_command(
-                    "SET", key, lock, "NX", "GET", "PX", self._lease_ms, get=True
+                reply = await self._client.execute_command(
+                    "SET", key, lock, "NX", "GET", "PX", self._probation_ms, get=True
                 )
-                return reply
+                return _bytes_or_none(reply, "SET NX GET")
             except ResponseError as exc:
                 if "syntax" not in str(exc).lower():
                     raise
                 self._native_acquire = False  # Redis < 7.0: NX and GET do not combine there
-        reply = await self._scripts["acquire"](keys=[key], args=[lock, self._lease_ms])
-        return reply
+        reply = await self._scripts["acquire"](keys=[key], args=[lock, self._probation_ms])
+        return _bytes_or_none(reply, "the acquire script")
 
     def _redis_now(self) -> float:
         """An upper bound of Redis's clock now, in unix ms. A reading that answered T was
@@ -481,20 +642,32 @@ class RedisTier:
     async def _read_clock(self) -> None:
         assert self._loop is not None
         sent = self._loop.time()
-        seconds, micros = await self._call(partial(self._client.execute_command, "TIME"))
-        self._clock_ms = int(seconds) * 1000 + int(micros) / 1000
+        self._clock_ms = await self._call(self._time)
         self._clock_read_at = sent
+
+    async def _time(self) -> float:
+        """Redis's clock in unix ms (TIME)."""
+        reply = await self._client.execute_command("TIME")
+        try:
+            seconds, micros = reply
+            now = int(seconds) * 1000 + int(micros) / 1000
+        except (TypeError, ValueError) as exc:
+            raise _BadReply(f"TIME answered {reply!r:.60}") from exc
+        if now < _PLAUSIBLE_MS:  # every expiry computed from it would lie in the past
+            raise _BadReply(f"TIME answered {reply!r:.60}, before 2020")
+        return now
 
     def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop) -> None:
         self._failures += 1
         if not self._outage:
             self._outage = True
             log.warning(
-                "cachekit: Redis failed (%s: %s); caches answer in-process until it is back",
+                "cachekit: Redis failed (%s: %s); caches answer in-process, and queue their "
+                "invalidations, until it is back (logged once per outage)",
                 type(exc).__name__,
                 exc,
             )
-        if self._failures >= _TRIP and not self._raise:
+        if self._failures >= _TRIP:
             self._open_until = loop.time() + self._cooldown
 
     def _spawn(
@@ -511,54 +684,155 @@ class RedisTier:
     # ------------------------------------------------------------------ broadcasts
 
     def _schedule(
-        self, binding: _Binding, tag: str, make: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        binding: _Binding,
+        tag: str,
+        make: _Command,
+        resend: _Command,
     ) -> None:
-        """Run an invalidation or clear on the tier's loop, from any thread or none."""
+        """Run an invalidation, set or clear on the tier's loop, from any thread or none;
+        `resend` sends it again if it cannot reach Redis now."""
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if self._loop is None and running is not None and not self._closed:
+        if self._closed:
+            binding.errors += 1
+            log.warning("cachekit: %s not sent to Redis: the tier is closed", tag)
+            return
+        if running is not None and (self._loop is None or self._loop.is_closed()):
             self._bind(running)
         loop = self._loop
-        if loop is None or self._closed or loop.is_closed():
+        if loop is not None and running is loop:
+            self._issue(binding, tag, make, resend)
+        elif loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._issue, binding, tag, make, resend)
+        else:  # no loop runs the tier (its own ended): the next one to use it sends this
             binding.errors += 1
-            log.warning("cachekit: %s not sent to Redis: the tier is not running on a loop", tag)
-            return
-        if running is loop:
-            self._start_pending(tag, make)
-        elif loop.is_running():
-            loop.call_soon_threadsafe(self._start_pending, tag, make)
-        else:
-            binding.errors += 1
-            log.warning("cachekit: %s not sent to Redis: the tier's event loop is not running", tag)
+            if not self._logged_offline:
+                self._logged_offline = True
+                log.warning(
+                    "cachekit: %s queued: no event loop runs the RedisTier now; sent by the "
+                    "next one that uses it (logged once)",
+                    tag,
+                )
+            self._defer(tag, resend)
 
-    def _start_pending(self, tag: str, make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _issue(
+        self,
+        binding: _Binding,
+        tag: str,
+        make: _Command,
+        resend: _Command,
+    ) -> None:
+        """Send a command now, or, during an outage (the circuit has opened and no command
+        has succeeded since), queue it for the resender, which finds out when Redis answers
+        again: no task and no log line each, so an outage cannot flood the process."""
+        if self._closed or self._failures < _TRIP:
+            self._start_pending(tag, make, resend)
+            return
+        binding.errors += 1
+        # An older command for the tag still in flight must not queue itself over this one.
+        self._pending.pop(tag, None)
+        self._defer(tag, resend)
+
+    def _start_pending(
+        self,
+        tag: str,
+        make: _Command,
+        resend: _Command,
+    ) -> None:
         self._unsent.pop(tag, None)  # this newer command replaces one that missed Redis
-        task = self._spawn(make())
+        task = self._spawn(self._in_order(tag, self._predecessors(tag), make, resend))
         self._pending[tag] = task
         task.add_done_callback(partial(self._unpend, tag))
 
-    def _resend_later(self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def _predecessors(self, tag: str) -> list[asyncio.Task[Any]]:
+        """The commands still in progress that Redis must apply before a new one for `tag`:
+        for a key (`base`), the last one for that key and the last clear of its cache; for
+        a clear (a cache prefix), the last one for each of the cache's keys."""
+        pending = self._pending
+        if "{" in tag:
+            prefix = tag.partition("{")[0]
+            return [t for t in (pending.get(tag), pending.get(prefix)) if t is not None]
+        return [task for other, task in pending.items() if other.startswith(tag)]
+
+    async def _in_order(
+        self,
+        tag: str,
+        predecessors: list[asyncio.Task[Any]],
+        make: _Command,
+        resend: _Command,
+    ) -> None:
+        """Send `make()` once its predecessors are done: each command runs on whichever
+        pool connection is free, so Redis would apply concurrent ones in any order. If the
+        loop ends first (cancelled, not by aclose), the next loop sends it (`_bind`)."""
+        try:
+            for task in predecessors:
+                if not task.done():
+                    await asyncio.wait([task])  # its outcome is its own: only the order counts
+            await make()
+        except asyncio.CancelledError:
+            if not self._closed and self._pending.get(tag) is asyncio.current_task():
+                self._unsent[tag] = resend
+            raise
+
+    def _resend_later(self, tag: str, resend: _Command) -> None:
         """Called by the command's own task: unless a newer command for the tag was sent
         since (its task is then the tag's pending one), send this one again later."""
         if self._closed or self._pending.get(tag) is not asyncio.current_task():
             return
-        self._unsent[tag] = resend
+        self._defer(tag, resend)
+
+    def _defer(self, tag: str, resend: _Command) -> None:
+        """Queue `resend` for when Redis answers: one per tag, bounded (see `_unsent`)."""
+        unsent = self._unsent
+        if "{" in tag and tag.partition("{")[0] in unsent:
+            return  # its cache's clear, waiting too, covers it
+        unsent.pop(tag, None)  # re-inserted last: the resend keeps the order of issue
+        if len(unsent) >= _UNSENT_MAX:
+            self._collapse()
+            if "{" in tag and tag.partition("{")[0] in unsent:
+                return
+        unsent[tag] = resend
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # sent when a loop binds the tier (`_bind`)
         if self._resender is None or self._resender.done():
             self._resender = self._spawn(self._resend(), self._renewals)
 
-    async def _resend(self) -> None:
+    def _collapse(self) -> None:
+        """Too many keys wait for Redis: each cache's give way to one clear of the cache."""
+        prefixes: set[str] = set()
+        for tag in list(self._unsent):
+            if "{" in tag:
+                prefixes.add(tag.partition("{")[0])
+                del self._unsent[tag]
+        for prefix in prefixes:
+            binding = next(iter(self._bindings.get(prefix, ())), None)
+            if binding is not None:  # (none left: no cache of that name to clear for)
+                self._unsent.pop(prefix, None)
+                self._unsent[prefix] = partial(binding._send_clear, again=True)
+
+    async def _resend(self, first_delay: float | None = None) -> None:
         """Send again, with backoff, the invalidations and clears that missed Redis, until
-        none is left (each one that fails again puts itself back)."""
+        none is left (each one that fails again puts itself back). In batches, each awaited
+        before the next, so the loop is never held for long and the pool never flooded."""
+        assert self._loop is not None
         delay = max(self._cooldown, _POLL_MIN)
+        pause = delay if first_delay is None else first_delay
         while self._unsent and not self._closed:
-            await asyncio.sleep(delay)
-            for tag, resend in list(self._unsent.items()):
-                if self._unsent.get(tag) is resend:  # not replaced by a newer command meanwhile
-                    self._start_pending(tag, resend)
-            await self.settle()
+            await asyncio.sleep(pause)
+            pause = delay
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
+            while self._unsent and not self._closed and self._loop.time() >= self._open_until:
+                batch = list(itertools.islice(self._unsent, _RESEND_BATCH))
+                for tag in batch:
+                    resend = self._unsent[tag]
+                    self._start_pending(tag, resend, resend)  # (takes it out of _unsent)
+                await asyncio.wait([self._pending[tag] for tag in batch if tag in self._pending])
+                if any(tag in self._unsent for tag in batch):
+                    break  # Redis failed again: back off
 
     def _unpend(self, tag: str, task: asyncio.Task[Any]) -> None:
         if self._pending.get(tag) is task:
@@ -576,7 +850,9 @@ class RedisTier:
         assert self._started is not None
         delay = _POLL_MIN
         broken = False
-        while True:
+        listener = asyncio.current_task()
+        assert listener is not None
+        while not self._closed:
             pubsub = None
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
@@ -585,8 +861,11 @@ class RedisTier:
                     pubsub = self._sub_client.pubsub()
                     await pubsub.subscribe(self._channel)
                 pinged = False
-                while True:
-                    message = await pubsub.get_message(timeout=_IDLE)
+                idle = self._op_timeout * _IDLE
+                while not self._closed:
+                    message = await pubsub.get_message(timeout=idle)
+                    if listener.cancelling():  # a cancellation redis-py lost: honour it here
+                        raise asyncio.CancelledError
                     if message is None:
                         if pinged:
                             raise TimeoutError("the subscription stopped answering")
@@ -599,8 +878,8 @@ class RedisTier:
                         self._listening = True
                         self._started.set()
                         delay = _POLL_MIN
-                        if broken:  # invalidations may have been missed meanwhile
-                            broken = False
+                        if broken or self._read_unheard:  # invalidations may have been missed
+                            broken = self._read_unheard = False
                             self._resync()
                     elif message["type"] == "message":
                         self._dispatch(message["data"])
@@ -611,6 +890,10 @@ class RedisTier:
                 self._listening = False
                 self._started.set()  # the first callers stop waiting for it
                 self._wake_all()  # waiters switch to polling
+            except asyncio.CancelledError:
+                if not self._closed:  # not aclose(): the loop is ending (asyncio.run)
+                    await self._let_go(pubsub)
+                raise
             finally:
                 try:
                     if pubsub is not None:
@@ -620,8 +903,47 @@ class RedisTier:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
-    def _dispatch(self, data: bytes) -> None:
-        parts = data.decode("utf-8", "replace").split(" ")
+    async def _let_go(self, pubsub: Any) -> None:
+        """The tier's loop is ending: close what belongs to it, so that the next loop to
+        use the tier binds it afresh (see `_bind`). Commands cancelled meanwhile queued
+        themselves in `_unsent` (`_in_order`)."""
+        connections = [pubsub] if pubsub is not None else []
+        for client in (self._sub_client, self._client):
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                connections.append(pool)
+        for connection in connections:
+            try:
+                await (connection.aclose() if connection is pubsub else connection.disconnect())
+            except _ERRORS:
+                pass
+        self._loop = None
+        self._started = None
+        self._read_unheard = True  # until the next loop listens, invalidations go unheard
+
+    def _signed(self, message: str) -> str:
+        """A broadcast as sent: with a secret, followed by its signature (by the first)."""
+        if not self._secret:
+            return message
+        return f"{message} {_broadcast_mac(self._secret[0], message)}"
+
+    def _dispatch(self, data: Any) -> None:
+        if not isinstance(data, bytes):
+            return  # not a message of ours
+        message = data.decode("utf-8", "replace")
+        if self._secret:  # only what a holder of a secret signed: nobody else drops our L1
+            message, _, mac = message.rpartition(" ")
+            valid = False
+            for secret in self._secret:
+                valid |= hmac.compare_digest(mac, _broadcast_mac(secret, message))
+            if not valid:
+                self._notices.warn(
+                    "unsigned broadcast",
+                    "cachekit: ignored a broadcast on %s not signed with this tier's secret",
+                    self._channel,
+                )
+                return
+        parts = message.split(" ")
         if parts[0] == "d" and len(parts) == 2:
             self._wake(parts[1])
         elif parts[0] == "i" and len(parts) == 3:
@@ -633,12 +955,12 @@ class RedisTier:
                     binding.dropped(digest[:-1])
         elif parts[0] == "c" and len(parts) == 3 and parts[1] != self._worker:
             for binding in list(self._bindings.get(parts[2], ())):
-                binding.cache._clear_here()
+                binding.cache.clear_here()
 
     def _resync(self) -> None:
         for bindings in list(self._bindings.values()):
             for binding in list(bindings):
-                binding.cache._clear_here()
+                binding.cache.clear_here()
         self._wake_all()
 
     def _expect(self, base: str) -> asyncio.Future[None]:
@@ -664,19 +986,37 @@ class RedisTier:
             self._wake(base)
 
     def _rejected(self, key: str, error: BaseException) -> None:
-        if not self._logged_rejection:
-            self._logged_rejection = True
-            log.warning(
-                "cachekit: rejected the payload at %s (%s); treated as a miss (logged once)",
-                key,
-                error,
-            )
+        self._notices.warn(
+            "rejected", "cachekit: rejected the payload at %s (%s); treated as a miss", key, error
+        )
 
 
 def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
     tasks.discard(task)
     if not task.cancelled() and not isinstance(task.exception(), (type(None), _Unavailable)):
         log.error("cachekit: a RedisTier task failed", exc_info=task.exception())
+
+
+def _broadcast_mac(secret: bytes, message: str) -> str:
+    """A broadcast's signature: HMAC-SHA256 of it, 128 bits in hex."""
+    return hmac.new(secret, b"broadcast\0" + message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _bytes_or_none(reply: Any, command: str) -> bytes | None:
+    if reply is None or isinstance(reply, bytes):
+        return reply
+    raise _BadReply(f"{command} answered {type(reply).__name__} {reply!r:.60}")
+
+
+def _per_key(error: BaseException) -> bool:
+    """An error about one key (another client stored something else there), not about
+    Redis: it fails that call only, and never opens the circuit."""
+    return isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE")
+
+
+def _circuit_open() -> RedisConnectionError:
+    """What a caller gets under on_error="raise" while the circuit is open: at once."""
+    return RedisConnectionError("Redis is unavailable: the circuit is open after repeated failures")
 
 
 async def _compute(compute: Callable[[], Awaitable[Any]]) -> Any:
@@ -693,7 +1033,7 @@ class _Binding:
     Counters are written on the tier's loop only.
     """
 
-    def __init__(self, tier: RedisTier, name: str, cache: Any) -> None:
+    def __init__(self, tier: RedisTier, name: str, cache: SharedCache) -> None:
         self.tier = tier
         self.name = name
         self.cache = cache
@@ -729,9 +1069,9 @@ class _Binding:
         return partial(self._load, f"{self.prefix}{{{digest}}}", compute)
 
     def _prune(self) -> None:
-        entries, flights = self.cache._entries, self.cache._flights
+        holds = self.cache.holds_key
         for digest, key in list(self._keys.items()):
-            if key not in entries and key not in flights:
+            if not holds(key):
                 self._keys.pop(digest, None)
         self._prune_at = max(1024, 2 * len(self._keys))
 
@@ -739,7 +1079,7 @@ class _Binding:
         """Another worker invalidated the key with this digest."""
         key = self._keys.get(digest, _ABSENT)  # kept: the prune decides when it has gone
         if key is not _ABSENT:
-            self.cache._invalidate_here(key)
+            self.cache.invalidate_here(key)
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None:
         digest = key_digest(self.name, key)  # TypeError: a key that cannot be shared
@@ -752,21 +1092,27 @@ class _Binding:
                 dumped = tier._serializer.dumps(value)
                 body = dumped.encode() if isinstance(dumped, str) else dumped
             except Exception as exc:
-                log.warning(
-                    "cachekit: set() of a %s kept in-process: %s", type(value).__name__, exc
+                self.errors += 1
+                tier._notices.warn(
+                    "unserializable",
+                    "cachekit: a %s value could not be serialized (%s); kept in-process",
+                    type(value).__name__,
+                    exc,
                 )
+        resend = partial(self._send_invalidate, base, again=True)
         if body is None or len(body) > tier._max_value_bytes:
             # Not shareable: other workers must at least stop serving the old value.
-            tier._schedule(self, base, partial(self._send_invalidate, base))
-        else:
-            tier._schedule(self, base, partial(self._send_write, base, body, ttl))
+            tier._schedule(self, base, partial(self._send_invalidate, base), resend)
+        else:  # resent as an invalidation: other workers must stop serving the old value
+            tier._schedule(self, base, partial(self._send_write, base, body, ttl), resend)
 
     def invalidated(self, key: Hashable) -> None:
         try:
             base = f"{self.prefix}{{{key_digest(self.name, key)}}}"
         except TypeError:  # never shared, so nothing to delete
             return
-        self.tier._schedule(self, base, partial(self._send_invalidate, base))
+        resend = partial(self._send_invalidate, base, again=True)
+        self.tier._schedule(self, base, partial(self._send_invalidate, base), resend)
 
     async def _send_write(self, base: str, body: bytes, ttl: float | None) -> None:
         tier = self.tier
@@ -775,33 +1121,30 @@ class _Binding:
             await tier._clock_ready()
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
-            args = ["", payload, at, tier._channel, f"i {tier._worker} {base}"]  # unfenced
+            message = tier._signed(f"i {tier._worker} {base}")
+            args = ["", payload, at, tier._channel, message]  # unfenced
             await tier._call(tier._script("put", [key], args))
         except _Unavailable:  # other workers must at least stop serving the old value
-            self._missed(base, partial(self._send_invalidate, base, again=True), "a set()", False)
+            self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
     def cleared(self) -> None:
-        self.tier._schedule(self, self.prefix, self._send_clear)
+        resend = partial(self._send_clear, again=True)
+        self.tier._schedule(self, self.prefix, self._send_clear, resend)
 
     async def _send_invalidate(self, base: str, *, again: bool = False) -> None:
         tier = self.tier
-        message = f"i {tier._worker} {base}"
+        message = tier._signed(f"i {tier._worker} {base}")
         try:
             await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
         except _Unavailable:
-            self._missed(
-                base, partial(self._send_invalidate, base, again=True), "an invalidation", again
-            )
+            self._missed(base, partial(self._send_invalidate, base, again=True), again)
 
-    def _missed(
-        self, tag: str, resend: Callable[[], Coroutine[Any, Any, None]], what: str, again: bool
-    ) -> None:
+    def _missed(self, tag: str, resend: _Command, again: bool) -> None:
         """An invalidation, clear or set() did not reach Redis: until it does, the entry
-        there (and in other workers' L1) is stale. Counted and logged the first time; sent
-        again when Redis answers."""
+        there (and in other workers' L1) is stale. Counted the first time (the outage is
+        logged once, by the tier); sent again when Redis answers."""
         if not again:
             self.errors += 1
-            log.warning("cachekit: %s of %s did not reach Redis; sent when it answers", what, tag)
         self.tier._resend_later(tag, resend)
 
     async def _send_clear(self, *, again: bool = False) -> None:
@@ -822,10 +1165,10 @@ class _Binding:
                     batch = []
             if batch:
                 await tier._call(partial(client.unlink, *batch))
-            message = f"c {tier._worker} {self.prefix}"
+            message = tier._signed(f"c {tier._worker} {self.prefix}")
             await tier._call(partial(client.publish, tier._channel, message))
         except _Unavailable:
-            self._missed(self.prefix, partial(self._send_clear, again=True), "a clear", again)
+            self._missed(self.prefix, partial(self._send_clear, again=True), again)
         finally:
             try:
                 await keys.aclose()
@@ -847,6 +1190,10 @@ class _Binding:
                     await tier._started.wait()
             except TimeoutError:
                 pass
+        if tier._unsent and (base in tier._unsent or self.prefix in tier._unsent):
+            return await _compute(compute)  # Redis may still hold what it would delete
+        if not tier._listening:
+            tier._read_unheard = True
         if tier._pending:
             await tier._settled(base, self.prefix)
         loop = asyncio.get_running_loop()
@@ -868,6 +1215,8 @@ class _Binding:
                 try:
                     found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
+                    if exc.cause is not None and not isinstance(exc.cause, ResponseError):
+                        self._release(base, lock)  # sent, maybe: it may still take the lock
                     return await self._unshared(exc, compute)
                 if found is None:  # the lock is ours
                     self.misses += 1
@@ -876,7 +1225,7 @@ class _Binding:
                     return await self._lead(base, lock, compute)
                 if not found.startswith(_LOCK):
                     outcome = self._open(key, found)
-                    if outcome is None:  # rejected: delete it once, then ask again
+                    if outcome is None:  # rejected or expired: delete it once, ask again
                         if discarded:
                             return await _compute(compute)
                         discarded = True
@@ -889,15 +1238,24 @@ class _Binding:
                     if isinstance(outcome, SharedFailure):
                         raise outcome
                     return outcome
-                # Another worker is loading it: wait for its broadcast, or one lease (by
-                # then a dead holder's lock has lapsed; a live one renews it).
+                # Another worker is loading it: wait for its broadcast, or one probation
+                # (by then a dead holder's lock has lapsed; a live one renews it).
                 if not waited:
                     waited = True
                     self.waits += 1
+                if tier._listening and not found.endswith(_WATCHED):  # ask to be told
+                    try:
+                        marked = await tier._call(tier._script("watch", [key], [found]))
+                    except _Unavailable as exc:
+                        return await self._unshared(exc, compute)
+                    if marked != 1:
+                        continue  # it changed meanwhile: ask again at once
                 now = loop.time()
                 if now >= deadline:  # waited long enough: load here, without sharing
                     return await _compute(compute)
-                timeout = min(deadline - now, tier._lease + _MARGIN)
+                # (A live holder's lock outlasts that, but one a timed-out acquire took
+                # lapses after it.)
+                timeout = min(deadline - now, tier._probation + _MARGIN)
                 if not tier._listening:
                     timeout = min(timeout, poll)
                     poll = min(poll * 2, _POLL_MAX)
@@ -914,8 +1272,7 @@ class _Binding:
         """Redis failed before this load began: raise, or load in-process (degrade)."""
         self.errors += 1
         if self.tier._raise:
-            cause = exc.cause or ConnectionError("Redis is unavailable")
-            raise SharedFailure(cause, 0.0) from None
+            raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
         return await _compute(compute)
 
     def _remaining(self, expires_at: int) -> float | None:
@@ -925,15 +1282,22 @@ class _Binding:
         return max(0.0, (expires_at - self.tier._redis_now()) / 1000)
 
     def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
-        """The outcome a stored payload holds, or None if it must not be trusted."""
+        """The outcome a stored payload holds, or None if it must not be trusted or is
+        past its own expiry (a copy written back after an invalidation, say)."""
         tier = self.tier
         try:
+            if len(payload) > tier._max_value_bytes + SEAL_OVERHEAD:  # before any work on it
+                raise BadPayload(f"{len(payload)} bytes, over max_value_bytes")
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
             remaining = self._remaining(expires_at)
+            if remaining is not None and remaining <= 0:
+                return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
-            negative = self.cache._config.failure_seconds or 0.0
-            return SharedFailure(decode_error(body), negative if remaining is None else remaining)
+            error = decode_error(body)
+            if remaining is None:  # (a failure is stored with an expiry: not by cachekit)
+                remaining = self.cache.failure_ttl(error) or 0.0
+            return SharedFailure(error, remaining)
         except Exception as exc:
             self.errors += 1
             tier._rejected(key, exc)
@@ -951,10 +1315,10 @@ class _Binding:
                 if type(value) is Landed:  # a per-call ttl (get_or_compute(..., ttl=))
                     value, ttl = value.value, value.ttl
                 else:
-                    ttl = cache._config.ttl_for(value)
+                    ttl = cache.ttl_for(value)
             except Exception as error:
-                negative = cache._config.failure_seconds
-                if not (negative and cache._config.caches_failure(error)):
+                negative = cache.failure_ttl(error)
+                if negative is None:
                     self._release(base, lock)
                     raise
                 landed = await self._put(base, lock, ERROR, encode_error(error), negative)
@@ -971,7 +1335,8 @@ class _Binding:
                     body = body.encode()
             except Exception as exc:
                 self.errors += 1
-                log.warning(
+                tier._notices.warn(
+                    "unserializable",
                     "cachekit: a %s value could not be serialized (%s); kept in-process",
                     type(value).__name__,
                     exc,
@@ -1001,15 +1366,14 @@ class _Binding:
         if len(payload) > tier._max_value_bytes:
             self._release(base, lock)
             return ttl
-        args = [lock, payload, at, tier._channel, f"d {base}"]
+        args = [lock, payload, at, tier._channel, tier._signed(f"d {base}")]
         try:
             stored = await tier._call(tier._script("put", [key], args))
         except _Unavailable as exc:
             self.errors += 1
+            self._release(base, lock)  # when Redis answers again; the entry is not stored
             if tier._raise:
-                raise SharedFailure(
-                    exc.cause or ConnectionError("Redis is unavailable"), 0.0
-                ) from None
+                raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
             return ttl
         except BaseException:
             self._release(base, lock)
@@ -1017,24 +1381,41 @@ class _Binding:
         return self._remaining(at) if stored else 0.0
 
     def _release(self, base: str, lock: str) -> None:
-        """Give the lock up without a value (in the background): waiters ask again."""
+        """Give the lock up without a value (in the background): waiters ask again. Fenced
+        by the lock's value, so it is safe at any time, even before the lock is taken."""
         tier = self.tier
         if tier._closed:
             return
-        args = [lock, tier._channel, f"d {base}"]
+        args = [lock, tier._channel, tier._signed(f"d {base}")]
         tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
-        try:
-            await self.tier._call(command)
-        except _Unavailable:
-            self.errors += 1
+        """Send the release until Redis answers, for at most one lease: by then the lock
+        has lapsed anyway."""
+        tier = self.tier
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + tier._lease
+        delay = _POLL_MIN
+        while not tier._closed:
+            try:
+                await tier._call(command)
+                return
+            except _Unavailable as exc:
+                if isinstance(exc.cause, ResponseError):
+                    return  # Redis answered (not a lock of ours there): nothing to release
+                if loop.time() + delay > give_up:
+                    self.errors += 1
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
     async def _renew(self, key: str, lock: str) -> None:
         tier = self.tier
         command = tier._script("renew", [key], [lock, tier._lease_ms])
+        pause = tier._probation / 3  # the first renewal proves the load alive: a full lease
         while True:
-            await asyncio.sleep(tier._lease / 3)
+            await asyncio.sleep(pause)
+            pause = tier._lease / 3
             try:
                 if not await tier._call(command):
                     return  # the lock is gone (invalidated, or lost): the store will fail

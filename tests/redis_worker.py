@@ -23,10 +23,13 @@ from cachekit import AsyncCache
 from cachekit.redis import RedisTier
 
 NAMESPACE = "fleet"
+SECRET = b"test-secret-0123456789abcdef"  # the same as tests/test_redis.py's
 
 
 async def stampede(url: str, control: Redis) -> None:
-    tier = RedisTier.from_url(url, namespace=NAMESPACE, lock_lease=5.0, op_timeout=5.0)
+    tier = RedisTier.from_url(
+        url, namespace=NAMESPACE, secret=SECRET, lock_lease=5.0, op_timeout=5.0
+    )
     cache: AsyncCache[int, str] = AsyncCache(ttl=60, shared=tier, name="stampede")
 
     async def load(key: int) -> str:
@@ -45,7 +48,9 @@ async def stampede(url: str, control: Redis) -> None:
 
 
 async def hang(url: str, control: Redis) -> None:
-    tier = RedisTier.from_url(url, namespace=NAMESPACE, lock_lease=0.5, op_timeout=5.0)
+    tier = RedisTier.from_url(
+        url, namespace=NAMESPACE, secret=SECRET, lock_lease=0.5, op_timeout=5.0
+    )
     cache: AsyncCache[str, str] = AsyncCache(ttl=60, shared=tier, name="takeover")
 
     async def load() -> str:
@@ -58,7 +63,7 @@ async def hang(url: str, control: Redis) -> None:
 
 
 async def watch(url: str, control: Redis) -> None:
-    tier = RedisTier.from_url(url, namespace=NAMESPACE, op_timeout=5.0)
+    tier = RedisTier.from_url(url, namespace=NAMESPACE, secret=SECRET, op_timeout=5.0)
     cache: AsyncCache[int, str] = AsyncCache(ttl=60, shared=tier, name="watch")
 
     async def load() -> str:

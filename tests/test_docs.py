@@ -17,15 +17,16 @@ import pytest
 from cachekit import AsyncCache, async_cached, async_cached_many
 from cachekit._config import CacheConfig, CacheOptions, KeywordOptions
 
-# An option's entry: four spaces, its name, its type, " = " and its default, at line start.
-_ENTRY = re.compile(r"^    (\w+): .+ = (.+)$", re.MULTILINE)
+# An option's entry, in the docstring dedented (as Python 3.13 stores it): its name at the
+# start of a line, its type, " = " and its default; what it means follows, indented.
+_ENTRY = re.compile(r"^(\w+): .+ = (.+)$", re.MULTILINE)
 
 OPTIONS = {f.name: repr(f.default) for f in dataclasses.fields(CacheConfig) if f.init}
 
 
 def documented(obj: Any) -> dict[str, str]:
     """Option name -> the default its docstring states."""
-    entries = _ENTRY.findall(obj.__doc__ or "")
+    entries = _ENTRY.findall(inspect.cleandoc(obj.__doc__ or ""))
     names = [name for name, _ in entries]
     assert len(names) == len(set(names)), f"an option documented twice in {obj.__name__}"
     return dict(entries)
@@ -58,7 +59,7 @@ def test_the_decorator_documents_its_own_options_too() -> None:
 
 @pytest.mark.parametrize("obj", [AsyncCache, async_cached, async_cached_many])
 def test_each_documented_option_says_what_it_means(obj: Any) -> None:
-    doc = obj.__doc__ or ""
+    doc = inspect.cleandoc(obj.__doc__ or "")
     for name in documented(obj):
-        meaning = doc.split(f"\n    {name}: ", 1)[1].split("\n", 2)[1]
-        assert meaning.startswith("        ") and len(meaning.strip()) > 20, name
+        meaning = doc.split(f"\n{name}: ", 1)[1].split("\n", 2)[1]
+        assert meaning.startswith("    ") and len(meaning.strip()) > 20, name

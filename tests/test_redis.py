@@ -27,6 +27,7 @@ from .conftest import Gate, assert_stats
 from .redis_server import HOW_TO_GET_ONE, RedisServer, find_binary, require_binary, required
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET = b"test-secret-0123456789abcdef"  # every tier the fixture builds signs with it
 
 # One skip line for the module when there is no server (CI sets CACHEKIT_REQUIRE_REDIS=1,
 # and then every test fails instead, through require_binary()).
@@ -60,6 +61,8 @@ async def make_tier(
 
     def make(url: str | None = None, **options: Any) -> RedisTier:
         options.setdefault("namespace", "t")
+        if "serializer" not in options:
+            options.setdefault("secret", SECRET)
         # Generous: a CPU-starved CI runner must not make exact-count tests degrade.
         options.setdefault("op_timeout", 5.0)
         tier = RedisTier.from_url(url or redis_server.url, **options)
@@ -146,7 +149,7 @@ async def test_a_shared_hit_lands_in_l1_with_what_is_left_of_the_redis_entry(
     key = tier.key_of("ttl", "k")
     seconds, micros = await control.time()
     at = seconds * 1000 + micros // 1000 + 5_000  # as if stored 55 s ago with ttl=60
-    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), pxat=at)
+    await control.set(key, seal(SECRET, key.encode(), VALUE, at, pickle.dumps("stored")), pxat=at)
     b = AsyncCache[str, str](ttl=60, shared=tier, name="ttl")
     assert await b.get_or_compute("k", counting()("k")) == "stored"
     loop = asyncio.get_running_loop()
@@ -179,7 +182,7 @@ async def test_a_per_call_ttl_is_the_ttl_stored_in_redis(
     assert b._entries["k"].expires_at - asyncio.get_running_loop().time() <= 5.0
 
 
-async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
+async def test_an_entry_past_its_stored_expiry_is_a_miss(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     # Redis has not dropped it yet, but by the payload's own expiry it is gone.
@@ -187,10 +190,29 @@ async def test_an_entry_past_its_stored_expiry_is_answered_but_not_kept(
     key = tier.key_of("old", "k")
     seconds, micros = await control.time()
     at = seconds * 1000 + micros // 1000 - 1
-    await control.set(key, seal(None, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
+    await control.set(key, seal(SECRET, key.encode(), VALUE, at, pickle.dumps("stored")), px=60_000)
     cache = AsyncCache[str, str](ttl=60, shared=tier, name="old")
-    assert await cache.get_or_compute("k", counting()("k")) == "stored"
-    assert "k" not in cache
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert_stats(cache, shared_misses=1, shared_hits=0, shared_errors=0)  # a miss, not an error
+    assert await _stored(control, tier, "old", "k") == "value-k"  # replaced
+
+
+async def test_a_payload_copied_before_an_invalidation_and_written_back_later_is_not_served(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # A replay: someone who can write to Redis (but has no secret) keeps a signed payload
+    # and writes it back after the key was invalidated, with no TTL. Its embedded expiry
+    # (covered by the signature) still holds: once past it, the payload is a miss.
+    a = AsyncCache[str, str](ttl=0.3, shared=make_tier(), name="replay")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(), name="replay")
+    await a.get_or_compute("k", counting(lambda k: "old")("k"))
+    key = a._shared.tier.key_of("replay", "k")  # type: ignore[union-attr]
+    copied = await control.get(key)
+    a.invalidate("k")
+    await a._shared.tier.settle()  # type: ignore[union-attr]
+    await asyncio.sleep(0.4)  # real time: past the payload's own expiry
+    await control.set(key, copied)  # written back with no TTL: Redis would keep it forever
+    assert await b.get_or_compute("k", counting(lambda k: "new")("k")) == "new"
 
 
 async def test_a_cached_failure_is_raised_by_other_workers_with_type_and_message(
@@ -373,7 +395,7 @@ async def test_many_callers_on_many_keys_in_two_workers_load_each_key_once(
 async def test_five_thousand_cold_keys_through_a_pool_of_ten(redis_server: RedisServer) -> None:
     client = Redis(connection_pool=ConnectionPool.from_url(redis_server.url, max_connections=10))
     await client.flushall()
-    tier = RedisTier(client, namespace="pool", op_timeout=10.0)
+    tier = RedisTier(client, namespace="pool", secret=SECRET, op_timeout=10.0)
     cache = AsyncCache[int, int](ttl=60, maxsize=None, shared=tier, name="cold")
 
     async def load(key: int) -> int:
@@ -438,7 +460,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
 ) -> None:
     a = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
     b = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc")
-    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc:x")  # "bc" + ":x"
+    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="bc.x")  # "bc" + ".x"
     for key in range(3):
         await a.get_or_compute(key, counting()(key))
         await b.get_or_compute(key, counting()(key))
@@ -451,7 +473,7 @@ async def test_invalidate_and_clear_reach_every_workers_l1(
     assert len(other) == 3  # another cache's prefix is untouched, in L1 and in Redis
     await b._shared.tier.settle()  # type: ignore[union-attr]
     keys = sorted(k.decode() for k in await control.keys("*"))
-    assert len(keys) == 3 and all(k.startswith("ck:t:bc:x:{") for k in keys)
+    assert len(keys) == 3 and all(k.startswith("ck:t:bc.x:{") for k in keys)
 
 
 async def test_set_writes_through_and_other_workers_drop_their_copy(
@@ -606,7 +628,7 @@ async def test_redis_killed_then_restarted_degrades_and_resumes(
     server = RedisServer(require_binary())
     server.start()
     tiers = [
-        RedisTier.from_url(server.url, namespace="d", op_timeout=0.25, cooldown=0.1)
+        RedisTier.from_url(server.url, namespace="d", secret=SECRET, op_timeout=0.25, cooldown=0.1)
         for _ in range(2)
     ]
     try:
@@ -669,7 +691,9 @@ async def test_an_invalidation_that_missed_redis_is_sent_when_redis_answers(
 async def test_a_newer_command_replaces_one_that_missed_redis(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
-    tier = make_tier(op_timeout=0.1, cooldown=0.05)
+    # (The resender's first try comes a cooldown later: no second failure, no open circuit,
+    # which would turn the set() into an invalidation too.)
+    tier = make_tier(op_timeout=0.1, cooldown=2.0)
     a = AsyncCache[str, str](ttl=60, shared=tier, name="newer")
     await a.get_or_compute("k", counting()("k"))
     await control.execute_command("CLIENT", "PAUSE", 500, "ALL")
@@ -731,20 +755,23 @@ async def test_a_deadline_that_fires_late_was_a_busy_loop_and_is_extended_three_
     deadline.cancel()
 
 
-async def test_a_silent_subscription_is_noticed_and_l1_resynced(
-    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.timeout(30)
+async def test_a_silent_subscription_is_noticed_within_a_few_op_timeouts_and_l1_resynced(
+    make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
-    import cachekit.redis
-
-    monkeypatch.setattr(cachekit.redis, "_IDLE", 0.05)
-    tier = make_tier()
+    tier = make_tier(op_timeout=0.1)
     cache = AsyncCache[int, str](ttl=60, shared=tier, name="silent")
     await cache.get_or_compute(1, counting()(1))
     # Redis answers nobody for a while, the subscriber's PING included: it may have missed
     # invalidations, so once it has resubscribed its L1 starts afresh.
-    await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
-    await until(lambda: not tier._listening)
-    await until(lambda: tier._listening and 1 not in cache)
+    loop = asyncio.get_running_loop()
+    await control.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    paused = loop.time()
+    async with asyncio.timeout(10):
+        await until(lambda: not tier._listening)
+        noticed = loop.time() - paused
+        await until(lambda: tier._listening and 1 not in cache)
+    assert noticed < 4 * 0.1 + 0.5  # 4 op_timeouts, and slack (it took 5-10 s)
 
 
 async def test_degrade_on_a_dead_redis_answers_in_process(
@@ -831,3 +858,293 @@ async def test_a_payload_signed_for_another_key_is_rejected(
     other = AsyncCache[str, str](ttl=60, shared=make_tier(secret=b"s" * 32), name="sec")
     assert await other.get_or_compute("guest", counting()("guest")) == "value-guest"
     assert_stats(other, shared_errors=1)
+
+
+async def test_the_default_tier_refuses_to_unpickle_without_a_secret(
+    redis_server: RedisServer, control: Redis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    forged = b"ck\x02v\x00" + _NO_EXPIRY + pickle.dumps(_Touch(str(marker)))
+    try:
+        tier = RedisTier.from_url(redis_server.url, namespace="t")
+    except ValueError as exc:
+        refused: ValueError | None = exc
+    else:  # built: it reads what anyone wrote at a key anyone can compute
+        refused = None
+        await control.set(tier.key_of("sec", "k"), forged)
+        cache = AsyncCache[str, str](ttl=60, shared=tier, name="sec")
+        await cache.get_or_compute("k", counting()("k"))
+        await tier.aclose()
+    assert not marker.exists()
+    assert refused is not None
+    assert str(refused).startswith("secret is required with the default (pickle) serializer")
+    assert "serializer=JSONSerializer()" in str(refused)
+    assert "serializer=insecure_pickle" in str(refused)
+    with pytest.raises(ValueError, match=r"^secret is required with serializer=<module 'pickle'"):
+        RedisTier(Redis.from_url(redis_server.url), serializer=pickle)
+
+
+async def test_unsigned_pickle_is_opted_into_by_name_and_logged_once_at_construction(
+    make_tier: Callable[..., RedisTier], caplog: pytest.LogCaptureFixture
+) -> None:
+    from cachekit.redis import insecure_pickle
+
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    tier = make_tier(serializer=insecure_pickle)
+    a = AsyncCache[str, str](ttl=60, shared=tier, name="unsigned")
+    b = AsyncCache[str, str](ttl=60, shared=make_tier(serializer=insecure_pickle), name="unsigned")
+    await a.get_or_compute("k", counting()("k"))
+    assert await b.get_or_compute("k", counting()("other")) == "value-k"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2  # one per tier built, none per call
+    assert all("unpickles unsigned payloads" in w and "runs code" in w for w in warnings)
+
+
+async def test_json_without_a_secret_is_logged_once_and_a_forged_pickle_runs_no_code(
+    make_tier: Callable[..., RedisTier],
+    control: Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    marker = tmp_path / "pwned"
+    tier = make_tier(serializer=JSONSerializer())
+    assert ["forge values and cached failures" in r.getMessage() for r in caplog.records] == [True]
+    key = tier.key_of("json", "k")
+    await control.set(key, b"ck\x02v\x00" + _NO_EXPIRY + pickle.dumps(_Touch(str(marker))))
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="json")
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert not marker.exists()
+    assert_stats(cache, shared_errors=1, shared_misses=1)
+
+
+async def test_a_rotated_secret_is_shared_both_ways_during_a_rolling_deploy(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    old, new = b"old-secret-0123456789", b"new-secret-0123456789"
+    # Mid-deploy: workers still signing with the old secret accept the new one, and workers
+    # already signing with the new one accept the old: nobody deletes anybody's entries.
+    before = AsyncCache[int, str](ttl=60, shared=make_tier(secret=[old, new]), name="rot")
+    after = AsyncCache[int, str](ttl=60, shared=make_tier(secret=[new, old]), name="rot")
+    load = counting()
+    assert await before.get_or_compute(1, load(1)) == "value-1"
+    assert await after.get_or_compute(2, load(2)) == "value-2"
+    assert await after.get_or_compute(1, load(1)) == "value-1"
+    assert await before.get_or_compute(2, load(2)) == "value-2"
+    assert load.calls == 2
+    for cache in (before, after):
+        assert_stats(cache, shared_hits=1, shared_misses=1, shared_errors=0)
+    done = AsyncCache[int, str](ttl=60, shared=make_tier(secret=new), name="rot")
+    assert await done.get_or_compute(2, load(2)) == "value-2"  # signed with the new one
+    assert_stats(done, shared_hits=1, shared_errors=0)
+
+
+async def _stored(control: Redis, tier: RedisTier, name: str, key: Any) -> Any:
+    """What Redis holds for `key` of cache `name`: the unpickled value, or None."""
+    from cachekit._shared import unseal
+
+    redis_key = tier.key_of(name, key)
+    payload = await control.get(redis_key)
+    if payload is None:
+        return None
+    return pickle.loads(unseal(SECRET, redis_key.encode(), payload)[2])
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh-tier", "warm-tier"])
+async def test_commands_for_one_key_reach_redis_in_the_order_this_process_issued_them(
+    make_tier: Callable[..., RedisTier], control: Redis, warm: bool
+) -> None:
+    # Each command used to be a task of its own, on whichever connection was free: Redis
+    # applied them in any order (a fresh tier's set() first waited for a TIME reading).
+    rounds = 200 if warm else 15
+    shared = make_tier()
+    if warm:
+        await AsyncCache[str, str](ttl=60, shared=shared, name="order").get_or_compute(
+            "warm-up", counting()("warm-up")
+        )
+    wrong = {"set-invalidate": 0, "set-set": 0, "invalidate-set": 0, "clear-set": 0}
+    for i in range(rounds):
+        tier = shared if warm else make_tier()
+        cache = AsyncCache[str, str](ttl=60, shared=tier, name="order")
+        cache.set("k", "v1")
+        cache.invalidate("k")
+        await tier.settle()
+        wrong["set-invalidate"] += await _stored(control, tier, "order", "k") is not None
+        cache.set("k", f"v1-{i}")
+        cache.set("k", f"v2-{i}")
+        await tier.settle()
+        wrong["set-set"] += await _stored(control, tier, "order", "k") != f"v2-{i}"
+        cache.invalidate("k")
+        cache.set("k", f"v3-{i}")
+        await tier.settle()
+        wrong["invalidate-set"] += await _stored(control, tier, "order", "k") != f"v3-{i}"
+        cache.clear()
+        cache.set("k", f"v4-{i}")
+        await tier.settle()
+        wrong["clear-set"] += await _stored(control, tier, "order", "k") != f"v4-{i}"
+        if not warm:
+            await tier.aclose()
+    assert wrong == dict.fromkeys(wrong, 0)
+
+
+@pytest.mark.timeout(30)
+async def test_a_tier_first_used_on_a_short_lived_loop_still_sends_every_invalidation(
+    redis_server: RedisServer, control: Redis, make_tier: Callable[..., RedisTier]
+) -> None:
+    # A warm-up asyncio.run() used the tier first (and invalidated a key as it ended);
+    # the service then runs on its main loop. Neither invalidation may be lost.
+    tier = RedisTier.from_url(redis_server.url, namespace="t", secret=SECRET, op_timeout=5.0)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="warm")
+
+    async def warm_up() -> None:
+        await cache.get_or_compute("k", counting(lambda k: "v1")("k"))
+        await cache.get_or_compute("j", counting(lambda k: "j1")("j"))
+        await cache.get_or_compute("q", counting(lambda k: "q1")("q"))
+        await cache.get_or_compute("m", counting(lambda k: "m1")("m"))
+        cache.invalidate("j")  # still in flight when asyncio.run() ends
+
+    def warm_up_thread() -> None:
+        asyncio.run(warm_up())
+        cache.invalidate("q")  # no loop runs the tier now: queued for the next one
+
+    await asyncio.to_thread(warm_up_thread)
+    try:
+        other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="warm")
+        assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v1"
+        other.invalidate("m")  # while no loop listens for the tier: unheard by it...
+        await other._shared.tier.settle()  # type: ignore[union-attr]
+        cache.invalidate("k")  # from the main loop
+        async with asyncio.timeout(5):
+            await until(lambda: "k" not in other)
+            await tier.settle()
+            while await control.exists(*(tier.key_of("warm", key) for key in "kjq")):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await until(lambda: "m" not in cache)  # ...so its L1 starts afresh once it listens
+        assert await cache.get_or_compute("k", counting(lambda k: "v2")("k")) == "v2"
+        assert await other.get_or_compute("k", counting(lambda k: "other")("k")) == "v2"
+    finally:
+        await tier.aclose()
+
+
+async def test_an_invalidation_by_an_equal_key_reaches_redis(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    from decimal import Decimal
+
+    tier = make_tier()
+    a = AsyncCache[Any, str](ttl=60, shared=tier, name="equal")
+    await a.get_or_compute(Decimal("1"), counting()(1))
+    assert a.invalidate(Decimal("1.0")) is True  # the same dict key here...
+    await tier.settle()
+    assert await control.exists(tier.key_of("equal", Decimal("1"))) == 0  # ...and in Redis
+
+
+async def test_one_key_of_the_wrong_redis_type_is_not_an_outage(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="wrongtype")
+    for n in range(5):  # (an invalidation would delete what is there, of any type)
+        await control.lpush(tier.key_of("wrongtype", f"bad{n}"), "someone else's list")
+        assert await cache.get_or_compute(f"bad{n}", counting()(n)) == f"value-{n}"
+    assert await cache.get_or_compute("good", counting()("good")) == "value-good"
+    assert_stats(cache, shared_misses=1, shared_errors=5)  # only the bad key's calls
+    assert not any("Redis failed" in r.getMessage() for r in caplog.records)
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="wrongtype")
+    assert await other.get_or_compute("good", counting()("other")) == "value-good"
+
+
+async def test_a_payload_over_max_value_bytes_is_never_deserialized(
+    make_tier: Callable[..., RedisTier], control: Redis, tmp_path: Path
+) -> None:
+    # Even one correctly signed (a worker with a larger max_value_bytes, or the secret's
+    # holder): its size is checked before the signature and the unpickling.
+    marker = tmp_path / "unpickled"
+    tier = make_tier(max_value_bytes=1 << 16)
+    key = tier.key_of("huge", "k")
+    body = pickle.dumps((_Touch(str(marker)), b"x" * (1 << 20)))
+    await control.set(key, seal(SECRET, key.encode(), VALUE, 0, body))
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="huge")
+    assert await cache.get_or_compute("k", counting()("k")) == "value-k"
+    assert not marker.exists()
+    assert_stats(cache, shared_errors=1, shared_misses=1)
+
+
+async def test_repeated_warnings_are_logged_once_a_minute_per_kind_and_counted(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .conftest import FakeClock
+
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    clock = FakeClock()
+    tier = make_tier()
+    tier._notices.clock = clock
+    cache = AsyncCache[int, Any](ttl=60, shared=tier, name="noisy")
+
+    async def unpicklable() -> Any:
+        return lambda: None
+
+    for key in range(5):
+        await control.set(tier.key_of("noisy", -key - 1), b"forged")
+        await cache.get_or_compute(-key - 1, counting()(-key))  # rejected payloads
+        await cache.get_or_compute(key, unpicklable)  # values that cannot be pickled
+    clock.tick(61)
+    await cache.get_or_compute(100, unpicklable)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" ")[1] for line in lines] == ["rejected", "a", "a"], lines
+    assert lines[-1].endswith("(4 more not logged since the last)")
+    assert_stats(cache, shared_errors=11)  # every one counted
+
+
+async def test_a_colon_in_a_namespace_or_name_is_refused_so_clears_never_overlap(
+    make_tier: Callable[..., RedisTier],
+) -> None:
+    # Namespace "a:b" with cache "c", and namespace "a" with cache "b:c", shared a prefix:
+    # one's clear() deleted the other's entries.
+    with pytest.raises(ValueError, match=r"^namespace must be non-empty, without braces, colon"):
+        make_tier(namespace="a:b")
+    with pytest.raises(ValueError, match=r"^name must be non-empty, without braces, colons"):
+        AsyncCache[int, int](ttl=60, shared=make_tier(namespace="a"), name="b:c")
+
+
+async def test_with_a_secret_an_unsigned_broadcast_is_ignored(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="bcast")
+    await cache.get_or_compute("k", counting()("k"))
+    await cache.get_or_compute("j", counting()("j"))
+    base = tier.key_of("bcast", "k").removesuffix(":v")
+    await control.publish("ck:t:events", f"i someone {base}")  # forged: drops nobody's L1
+    await control.publish("ck:t:events", "c someone ck:t:bcast:")
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="bcast")
+    other.invalidate("j")  # signed by a holder of the secret: applied...
+    await until(lambda: "j" not in cache)
+    assert "k" in cache  # ...and heard after the forgeries (one channel keeps its order)
+
+
+async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    async def publishes() -> int:
+        stats = await control.info("commandstats")
+        return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+    caches = [AsyncCache[int, str](ttl=60, shared=make_tier(), name="quiet") for _ in range(3)]
+    for cache in caches:
+        await cache.get_or_compute(-1, counting()(-1))  # every tier subscribed
+    before = await publishes()
+    for key in range(10):  # nobody waits: nothing to tell the other workers
+        await caches[0].get_or_compute(key, counting()(key))
+    assert await publishes() == before
+    gate = Gate("slow")
+    loading = asyncio.create_task(caches[0].get_or_compute(100, gate))
+    await gate.started.wait()
+    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:]]
+    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:]))
+    gate.release.set()
+    assert await loading == "slow"
+    assert [await w for w in waiting] == ["slow", "slow"]  # woken, not timed out
+    assert await publishes() == before + 1  # one message for the two waiters
+    assert_stats(caches[1], shared_hits=2, lock_takeovers=0)  # (-1 and 100)

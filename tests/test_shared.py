@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
+import decimal
 import enum
+import re
 import subprocess
 import sys
 import uuid
@@ -96,6 +99,36 @@ def test_keys_equal_in_a_dict_encode_alike_and_others_apart() -> None:
 
 
 @pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (decimal.Decimal("1"), decimal.Decimal("1.0")),
+        (decimal.Decimal("1"), 1),
+        (decimal.Decimal("100"), decimal.Decimal("1E+2")),
+        (decimal.Decimal("1.50"), 1.5),
+        (decimal.Decimal("0.10"), decimal.Decimal("0.1")),
+        (decimal.Decimal("-0"), 0.0),
+        (decimal.Decimal("Infinity"), float("inf")),
+        (
+            datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC),
+            datetime.datetime(
+                2026, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+            ),
+        ),
+    ],
+)
+def test_decimals_and_aware_datetimes_equal_in_a_dict_encode_alike(left: Any, right: Any) -> None:
+    assert left == right and hash(left) == hash(right)  # one dict key: one Redis key
+    assert encode_key(left) == encode_key(right)
+
+
+def test_decimals_that_differ_encode_apart_even_past_the_context_precision() -> None:
+    tiny = decimal.Decimal("1.0000000000000000000000000000001")  # 32 digits: a context rounds
+    for left, right in [(decimal.Decimal("0.1"), 0.1), (tiny, 1), (tiny, decimal.Decimal(1))]:
+        assert left != right
+        assert encode_key(left) != encode_key(right)
+
+
+@pytest.mark.parametrize(
     ("key", "name"),
     [(object(), "object"), ((1, lambda: 0), "function"), (frozenset({1j}), "complex")],
 )
@@ -138,6 +171,7 @@ def test_a_cached_failure_comes_back_as_its_own_type_and_never_imports() -> None
 
 
 def make_tier(**options: Any) -> RedisTier:
+    options.setdefault("secret", b"s" * 32)
     return RedisTier(Redis(), **options)  # never connects: no command is sent
 
 
@@ -146,8 +180,13 @@ def make_tier(**options: Any) -> RedisTier:
     [
         ({"namespace": "a b"}, ValueError, r"^namespace must be non-empty, without braces"),
         ({"namespace": "{x}"}, ValueError, r"^namespace must be non-empty"),
-        ({"secret": "text"}, TypeError, r"^secret must be bytes or None, got 'text'$"),
+        ({"namespace": "a:b"}, ValueError, r"^namespace must be non-empty, without braces, colons"),
+        ({"secret": "text"}, TypeError, r"^secret must be bytes, a sequence of bytes or None, "),
         ({"secret": b"short"}, ValueError, r"^secret must be at least 16 bytes, got 5$"),
+        ({"secret": [b"s" * 32, b"x"]}, ValueError, r"^secret must be at least 16 bytes, got 1$"),
+        ({"secret": []}, ValueError, r"^secret must not be an empty sequence"),
+        ({"secret": [b"s" * 32, "t"]}, TypeError, r"^secret must hold bytes only, got 't'$"),
+        ({"secret": None}, ValueError, r"^secret is required with the default \(pickle\) ser"),
         ({"serializer": object()}, TypeError, r"^serializer must have dumps\(\) and loads\(\)"),
         ({"lock_lease": 0}, ValueError, r"^lock_lease must be >= 0.01 seconds, got 0$"),
         ({"lock_lease": -1}, ValueError, r"^lock_lease must be >= 0 seconds or None, got -1$"),
@@ -167,9 +206,9 @@ def test_bad_tier_options_fail_early_naming_parameter_and_value(
 
 def test_a_client_decoding_responses_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^client must be built with decode_responses=False"):
-        RedisTier(Redis(decode_responses=True))
+        RedisTier(Redis(decode_responses=True), secret=b"s" * 32)
     with pytest.raises(TypeError, match=r"^client must be a redis.asyncio.Redis, got 1$"):
-        RedisTier(1)
+        RedisTier(1, secret=b"s" * 32)
 
 
 def test_cache_options_with_shared_fail_early() -> None:
@@ -211,3 +250,32 @@ async def test_get_many_refuses_a_shared_cache_rather_than_loading_per_process()
 
     with pytest.raises(NotImplementedError, match=r"^get_many does not load through shared="):
         await cache.get_many([1], load)
+
+
+def test_a_tier_asks_the_cache_only_what_the_shared_cache_protocol_names(tmp_path: Path) -> None:
+    # The seam: mypy --strict checks that AsyncCache is a SharedCache, and cachekit.redis
+    # reaches no private member of the cache (it used to, through nine Any-typed names).
+    from mypy import api
+
+    source = tmp_path / "seam.py"
+    source.write_text(
+        "from cachekit import AsyncCache\n"
+        "from cachekit._shared import SharedCache\n"
+        "cache: SharedCache = AsyncCache[int, int](ttl=5)\n"
+    )
+    stdout, _, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(source)]
+    )
+    assert status == 0, stdout
+    redis_source = (ROOT / "cachekit" / "redis.py").read_text()
+    assert re.findall(r"\bcache\._\w+", redis_source) == []
+
+
+async def test_failure_ttl_is_the_negative_caching_rule_the_cache_itself_applies() -> None:
+    cache: AsyncCache[int, int] = AsyncCache(
+        ttl=60, negative_ttl=5, negative_exceptions=(LookupError,)
+    )
+    assert cache.failure_ttl(KeyError("k")) == 5
+    assert cache.failure_ttl(ValueError("v")) is None
+    assert cache.failure_ttl(asyncio.CancelledError()) is None
+    assert AsyncCache[int, int](ttl=60).failure_ttl(KeyError("k")) is None
