@@ -12,13 +12,21 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   estimates both keys' recent frequency and the loser is evicted. So one-off keys never
   push out popular ones, and a scan passes through the window only.
 - The sketch's counters saturate at 15 and are halved after every 16 * maxsize accesses,
-  so old popularity fades.
-- The window's share (1% at first, never less) adapts by hill climbing on the hit rate:
-  after each sample of 10 * maxsize accesses the share moves one step (the first one
-  grows it by 6.25% of maxsize); when the hit rate dropped the direction flips and the step
-  halves; the step decays while the hit rate holds, and restarts at full size when the hit
-  rate jumps by 5 points either way (the workload changed). Growing the window moves
+  so old popularity fades. It has room for at least 512 keys' counters: a small cache
+  still sees many more keys than it holds, and a sketch that narrow blurs their counts.
+- The window's share (1% at first, never less) adapts once per sample of 2 * maxsize
+  accesses (at least 1,000, at most 20,000; the first one starts when the cache is full).
+  It moves toward equal *density*: hits per unit of size in the window against those in
+  main, both counted in the same sample, so the workload's own swings (which move both)
+  are no reason to move; a step is 3% of maxsize per unit of their log ratio, at most 30%.
+  Density alone rests where each region's share of the hits is its share of the space,
+  which leaves the window too small where recency rules: a *shadow LRU* of 16 to 32
+  entries, fed the keys whose salted hash falls in a 1-in-(maxsize / 32) sample, says when
+  an LRU would have hit more of those keys than this cache did (by over a point, in the last
+  samples), and then the window grows by at least 10% of maxsize. Growing the window moves
   main's least recent keys into it, so they contest their way back rather than go unheard.
+  (Hill climbing on the hit rate, the indicator from the sketch and mini-simulation were
+  measured against this: benchmarks/adapt.py, and the changelog.)
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
   and a warm candidate (estimate above 5) that loses is still admitted 1 time in 128, so
   keys that collide with a victim cannot keep it in place for ever.
@@ -61,16 +69,22 @@ _MAX_WIDTH: Final = 1 << 30  # a row's index comes from 32 bits of the key's has
 
 _WINDOW_START: Final = 0.01  # the window's first share of maxsize
 _WINDOW_MIN: Final = 0.01  # and its least: with no window at all, a loop thrashes
+_MAIN_MIN: Final = 0.01  # main's least share, so its density can always be measured
 _PROTECTED_SHARE: Final = 0.8  # protected's share of the main region
-_STEP: Final = 0.0625  # a full climbing step, as a share of maxsize; the first one grows
-_STEP_DECAY: Final = 0.95  # the step shrinks by this factor while the hit rate holds up
-_SHRINK: Final = 0.5  # and by this one when a step made it a little worse
-_RESTART: Final = 0.05  # a hit rate change this large restarts with a full step
+_GAIN: Final = 0.03  # a step, as a share of maxsize, per unit of log density ratio
+_MAX_STEP: Final = 0.3  # the largest step, as a share of maxsize
+_SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampling rate),
+_SHADOW_RATE_MAX: Final = 64  # or more, so that it sees 1 access in 64 or more
+_BEHIND: Final = 0.01  # the shadow LRU this far ahead on the sampled keys: grow the window
+_JUMP: Final = 0.1  # by at least this share of maxsize
 _WARM: Final = 5  # a losing candidate estimated above this may be admitted at random
 _LUCKY: Final = 1 / 128  # the chance that it is
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
 _AGE_FACTOR: Final = 16  # accesses between agings, per unit of capacity
-_CLIMB_FACTOR: Final = 10  # accesses per climbing sample, per unit of capacity
+_SAMPLE_FACTOR: Final = 2  # accesses per adaptation sample, per unit of capacity
+_SAMPLE_MIN: Final = 1_000  # and at least this many (fewer hits say too little)
+_SAMPLE_MAX: Final = 20_000  # and at most this many (a large cache must adapt in time too)
+_SKETCH_MIN: Final = 512  # the sketch is sized for at least this many keys (see _reset_policy)
 _FIRST_CAPACITY: Final = 64  # sketch capacity when maxsize does not bound the entry count
 
 
@@ -197,7 +211,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         else:
             capacity = max(int(maxsize), 1)
             self._sketch_capacity = math.inf  # never more than maxsize keys
-        self._sketch = FrequencySketch(capacity)
+        # A small cache still sees many more keys than it holds (a loop of 1,000 keys through a
+        # cache of 100): a sketch that narrow blurs their counts, and admission churns.
+        self._sketch = FrequencySketch(max(capacity, _SKETCH_MIN))
         # The sketch's rows and mask, held here for the hot paths: replaced with the sketch.
         self._rows = self._sketch.rows
         self._mask = self._sketch.mask
@@ -209,12 +225,17 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._window_max = maxsize * _WINDOW_START
         self._main_max = maxsize - self._window_max if maxsize < math.inf else maxsize
         self._protected_max = self._main_max * _PROTECTED_SHARE
-        self._step = maxsize * _STEP
-        self._last_hit_rate = -1.0  # none yet
-        self._evicting = False  # set by the first popitem: from then on the cache is full
+        self._evicting = False  # set by the first eviction: from then on the cache is full
         self._full_sample = False  # whether the current sample began with the cache full
         self._hits = 0  # in the current sample
         self._misses = 0  # in the current sample
+        self._window_hits = 0  # in the current sample: hits on keys in the window
+        # The sampled accesses, the shadow LRU's hits and the cache's own misses among them
+        # (see _set_periods), each halved at a sample's end: the last samples weigh most.
+        self._shadow_sampled = 0
+        self._shadow_hits = 0
+        self._shadow_missed = 0
+        self._sampled: list[int] = []  # this sample's sampled accesses, see _replay_shadow
 
     # ----------------------------------------------------------------- the mapping
 
@@ -233,6 +254,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             h = self._window.get(key)
             if h is not None:
                 self._window.move_to_end(key)
+                self._window_hits += 1
             else:
                 h = self._promote(key)
         first, second = self._rows
@@ -244,6 +266,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             first[i] = a + 1
         if b <= a and b < _COUNTER_MAX:
             second[j] = b + 1
+        if not j & self._shadow_mask:
+            self._sampled.append(h)  # a sampled hit, for the shadow LRU (_end_sample)
         self._hits += 1
         return value
 
@@ -270,7 +294,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 ):
                     # The eviction of a full cache, inlined: what popitem() does when its
                     # window's candidate must contest (one Python call less per miss).
-                    self._evicting = True
+                    if not self._evicting:
+                        self._filled()
                     candidate, candidate_index = window.popitem(False)
                     probation = self._probation
                     region = probation or self._protected
@@ -306,13 +331,15 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     h = hash((key, self._salt))
                     i = h & mask
                     j = (h >> 32) & mask
-                    window[key] = i | j << shift
+                    h = window[key] = i | j << shift
                     a = first[i]
                     b = second[j]
                     if a <= b and a < _COUNTER_MAX:
                         first[i] = a + 1
                     if b <= a and b < _COUNTER_MAX:
                         second[j] = b + 1
+                    if not j & self._shadow_mask:
+                        self._sampled.append(~h)  # a sampled miss
                     misses = self._misses + 1
                     self._misses = misses
                     if self._hits + misses >= self._sample_size:
@@ -340,7 +367,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         mask = self._mask
         i = h & mask
         j = (h >> 32) & mask
-        self._window[key] = i | j << self._shift  # FrequencySketch.index
+        h = self._window[key] = i | j << self._shift  # FrequencySketch.index
         window_size = self._window_size + weight
         self._window_size = window_size
         first, second = self._rows
@@ -350,6 +377,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             first[i] = a + 1
         if b <= a and b < _COUNTER_MAX:
             second[j] = b + 1
+        if not j & self._shadow_mask:
+            self._sampled.append(~h)  # a sampled miss
         if window_size > self._window_max:
             self._spill_window()
         misses = self._misses + 1
@@ -377,7 +406,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         """Remove and return the entry the policy gives up: while the window is over its
         share, the loser of its candidate against main's victim; otherwise main's victim.
         """
-        self._evicting = True
+        if not self._evicting:
+            self._filled()
         data = self._data
         window = self._window
         probation = self._probation
@@ -485,7 +515,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         first, second = self._rows  # unchanged by a hit (only a sample's end ages the rows)
         mask = self._mask
         shift = self._shift
-        counted = 0
+        shadow_mask = self._shadow_mask
+        sampled = self._sampled
+        counted = window_hits = 0
         for key in keys:
             if key not in data:
                 continue
@@ -496,6 +528,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 h = window.get(key)
                 if h is not None:
                     window.move_to_end(key)
+                    window_hits += 1
                 else:
                     h = self._promote(key)
             i = h & mask
@@ -506,8 +539,11 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 first[i] = a + 1
             if b <= a and b < _COUNTER_MAX:
                 second[j] = b + 1
+            if not j & shadow_mask:
+                sampled.append(h)
             counted += 1
         self._hits += counted
+        self._window_hits += window_hits
 
     # ----------------------------------------------------------------- introspection
 
@@ -640,6 +676,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shift = self._sketch.shift
         self._sketch_capacity = capacity
         self._set_periods(capacity)
+        self._sampled.clear()  # indexes of the old width
         # Each key's counter indexes depend on the width: index every key anew.
         index = self._sketch.index
         salt = self._salt
@@ -648,10 +685,62 @@ class TinyLFUCache(cachetools.Cache[K, V]):
 
     def _set_periods(self, capacity: int) -> None:
         self._age_period = _AGE_FACTOR * capacity
-        self._sample_size = max(_CLIMB_FACTOR * capacity, 1)
+        self._sample_size = min(max(_SAMPLE_FACTOR * capacity, _SAMPLE_MIN), _SAMPLE_MAX)
+        # The shadow LRU samples the keys whose second sketch index is 0 modulo a power of
+        # two, about capacity / _SHADOW_KEYS but at most 64, so that a sample of 20,000
+        # accesses still feeds it a few hundred (all keys in a small cache; the first index's
+        # low bits are less uniform for consecutive ints): salted, so no one can choose
+        # which keys it sees. Its indexes depend on the sketch's width: it starts empty
+        # with each sketch.
+        rate = min(1 << (-(-capacity // _SHADOW_KEYS) - 1).bit_length(), _SHADOW_RATE_MAX)
+        self._shadow_mask = rate - 1
+        self._shadow_size = max(capacity // rate, 1)
+        # The sampled keys' packed sketch indexes (never the keys), least recent first.
+        self._shadow: OrderedDict[int, None] = OrderedDict()
+
+    def _replay_shadow(self) -> None:
+        """Replay the sample's sampled accesses into the shadow LRU: each is a key's packed
+        indexes, or their complement (`~h`, negative) for a miss of this cache. A batch costs
+        the hot paths one `append` per sampled access."""
+        shadow = self._shadow
+        size = self._shadow_size
+        hits = missed = 0
+        for h in self._sampled:
+            if h < 0:
+                h = ~h
+                missed += 1
+            if h in shadow:
+                shadow.move_to_end(h)
+                hits += 1
+            else:
+                shadow[h] = None
+                if len(shadow) > size:
+                    shadow.popitem(False)
+        self._shadow_sampled += len(self._sampled)
+        self._shadow_hits += hits
+        self._shadow_missed += missed
+        self._sampled.clear()
+
+    def _filled(self) -> None:
+        """The first eviction: the cache is full, and the first sample that can judge the
+        window starts now (the accesses while it filled up say nothing about it)."""
+        self._evicting = True
+        self._full_sample = True
+        self._hits = self._misses = self._window_hits = 0
+        self._shadow_sampled = self._shadow_hits = self._shadow_missed = 0
+        self._sampled.clear()
 
     def _end_sample(self) -> None:
-        """Take one hill-climbing step on the sample's hit rate; age the sketch if due."""
+        """Move the window on the sample's hits; age the sketch if due.
+
+        The window moves toward equal density: hits per unit of size in the window against
+        those in main, both counted in the same sample, so a swing of the workload's hit
+        rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
+        their log ratio, at most 30%. Density alone rests where each region's share of the
+        hits is its share of the space, which can leave the window too small where an LRU
+        would do better: a shadow LRU on sampled keys says so, and then the window grows
+        by at least 10% of maxsize.
+        """
         accesses = self._hits + self._misses
         if len(self._data) > self._sketch_capacity:
             self._grow_sketch()
@@ -659,33 +748,39 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         if self._unaged >= self._age_period:
             self._sketch.halve()
             self._unaged = 0
-        hit_rate = self._hits / accesses
-        self._hits = self._misses = 0
+        hits = self._hits
+        window_hits = self._window_hits
+        self._hits = self._misses = self._window_hits = 0
         if not self._full_sample or math.isinf(self._maxsize):
-            # The sample began while the cache was filling up: its hit rate says nothing
-            # about the window. The next one is full if the cache is by now.
-            self._full_sample = self._evicting
-            return
-        if self._last_hit_rate < 0:  # the first full sample: the reference, and a first step
-            self._last_hit_rate = hit_rate
-            self._resize_window(self._window_max + self._step)
-            return
-        change = hit_rate - self._last_hit_rate
-        step = self._step
-        if change < 0:  # worse: turn around, with a full step after a jump, else half
-            step = -step
-            full = self._maxsize * _STEP
-            self._step = math.copysign(full, step) if -change >= _RESTART else step * _SHRINK
-        elif change >= _RESTART:  # much better (the workload changed): a full step again
-            self._step = math.copysign(self._maxsize * _STEP, step)
-        else:  # about as good: keep going, more slowly
-            self._step = step * _STEP_DECAY
-        self._last_hit_rate = hit_rate
-        self._resize_window(self._window_max + step)
+            self._sampled.clear()
+            return  # the cache is filling up (see _filled), or never full
+        if self._weights is not None:  # the shadow LRU holds as many entries as the cache
+            self._shadow_size = max(len(self._data) // (self._shadow_mask + 1), 1)
+        self._replay_shadow()
+        maxsize = self._maxsize
+        window = self._window_max
+        main = maxsize - window
+        # Pseudo-hits spread by size: a sample with no hits at all leaves the window be.
+        floor = 1 / maxsize
+        error = math.log(
+            (window_hits / window + floor) / ((hits - window_hits) / max(main, 1) + floor)
+        )
+        target = window + math.copysign(min(_MAX_STEP, abs(error) * _GAIN), error) * maxsize
+        sampled = self._shadow_sampled
+        own_hits = sampled - self._shadow_missed
+        if sampled and (self._shadow_hits - own_hits) / sampled > _BEHIND:
+            target = max(target, window + _JUMP * maxsize)
+        self._shadow_sampled = sampled >> 1
+        self._shadow_hits >>= 1
+        self._shadow_missed >>= 1
+        self._resize_window(target)
 
     def _resize_window(self, window_max: float) -> None:
         maxsize = self._maxsize
-        self._window_max = min(max(window_max, maxsize * _WINDOW_MIN), maxsize)
+        # Main keeps at least 1% (and 1 unit): with no main at all, its density (nothing
+        # over nothing) could never tell the window to shrink again.
+        most = max(maxsize - max(maxsize * _MAIN_MIN, 1), maxsize * _WINDOW_MIN)
+        self._window_max = min(max(window_max, maxsize * _WINDOW_MIN), most)
         self._main_max = maxsize - self._window_max
         self._protected_max = self._main_max * _PROTECTED_SHARE
         self._demote()

@@ -274,6 +274,63 @@ def test_the_window_grows_on_a_recency_trace_and_shrinks_on_a_frequency_trace() 
     check_invariants(frequency)
 
 
+def zigzag(keys: int, length: int) -> list[int]:
+    """Sweeps up and down over the same keys: every key is as frequent as every other, and
+    the keys just used are the next ones used again. An LRU's pattern (LIRS2's zigzag)."""
+    sweep = list(range(keys)) + list(range(keys - 1, -1, -1))
+    return (sweep * (length // len(sweep) + 1))[:length]
+
+
+def test_the_shadow_lru_grows_the_window_where_density_alone_would_not() -> None:
+    # In a zigzag the window and main are about as dense (the frequency gate freezes main,
+    # whose keys are all hit once per sweep), so density alone leaves the window at 1%; the
+    # shadow LRU sees that an LRU hits half the sampled keys and this cache far fewer.
+    cache: TinyLFUCache[int, None] = TinyLFUCache(500, seed=1)
+    keys = zigzag(2_000, 40_000)
+    hits = replay(cache, keys)
+    assert cache.window_maxsize > 400
+    assert hits >= replay(cachetools.LRUCache(500), keys) - len(keys) // 20  # 5 points
+    check_invariants(cache)
+
+
+def test_a_sample_without_hits_leaves_the_window_where_it_is() -> None:
+    cache: TinyLFUCache[int, None] = TinyLFUCache(100, seed=1)
+    replay(cache, list(range(100)))  # full now; 100 misses, no hit
+    before = cache.window_maxsize
+    replay(cache, list(range(1_000, 1_000 + cache._sample_size)))  # a sample of misses only
+    assert cache.window_maxsize == before
+
+
+def test_the_first_sample_that_moves_the_window_starts_when_the_cache_is_full() -> None:
+    cache: TinyLFUCache[int, None] = TinyLFUCache(3_000, seed=1)
+    # Filling up takes longer than a sample (1,000 new keys, hits on the last 30 between):
+    # those samples say nothing about the window, and the window stays at 1%.
+    keys = [k for i in range(3_000) for k in ([i] if i % 100 else [i, *range(i - 30, i)])]
+    replay(cache, keys)
+    assert cache.window_maxsize == 30
+    sample = cache._sample_size
+    assert cache._hits + cache._misses < sample  # a sample that began when it filled up
+    # Recency from here (each new key hit 3 times soon after): one sample moves the window.
+    recent = [k for i in range(10_000, 10_000 + sample) for k in (i, i, i - 5, i - 9)]
+    replay(cache, recent[:sample])
+    assert cache.window_maxsize > 30
+
+
+def test_the_shadow_lru_holds_sampled_indexes_never_the_keys() -> None:
+    cache: TinyLFUCache[str, None] = TinyLFUCache(64, seed=1)
+    for i in range(5_000):
+        cache[f"key{i % 300}"] = None
+        cache.get(f"key{(i * 7) % 300}")
+    assert cache._shadow  # something was sampled
+    assert all(type(h) is int and h >= 0 for h in cache._shadow)
+    assert len(cache._shadow) <= cache._shadow_size
+
+
+def test_a_small_cache_has_a_sketch_for_512_keys() -> None:
+    assert TinyLFUCache(10, seed=1)._sketch.width == FrequencySketch(512).width
+    assert TinyLFUCache(10_000, seed=1)._sketch.width == FrequencySketch(10_000).width
+
+
 # ----------------------------------------------------------------------------- hit ratio
 
 
@@ -284,6 +341,7 @@ def test_the_window_grows_on_a_recency_trace_and_shrinks_on_a_frequency_trace() 
         ("loop", traces.loop(600, 12_000).keys, 400),
         ("scan", traces.scan_polluted(8_000, 30_000, seed=11).keys, 400),
         ("shifting", traces.shifting(8_000, 40_000, seed=11).keys, 300),
+        ("zigzag", zigzag(1_000, 100_000), 250),
     ],
 )
 def test_hit_ratio_is_within_a_point_of_the_best_of_lru_and_lfu(

@@ -1,0 +1,267 @@
+"""Research harness for TinyLFU's window adaptation (issue 18): every trace at six cache sizes
+over its useful range, at the quick (200k requests) or full length, against OPT, LRU, LFU and
+theine, with a third of the trace families held out while tuning.
+
+    python -m benchmarks.adapt baseline [--full]      # OPT/LRU/LFU/theine, cached in results/
+    python -m benchmarks.adapt run VARIANT... [--full] # TinyLFU variants (see VARIANTS)
+
+The baselines need theine (the bench venv, `make bench`). Sizes: 1%, 2.5%, 5%, 10%, 25% and 50%
+of the distinct keys in the replayed prefix (at least 16). "full" is the whole trace, capped at
+1M requests (P3, P6, orm-busy, scarab: SOURCES.md says the first 1M suffice), and only the
+traces longer than 200k requests are replayed again at full length (the others are whole in
+the quick run); the synthetic traces are 200k requests long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import traces
+
+QUICK = 200_000
+FULL = 1_000_000
+FRACTIONS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Trace families. HELD_OUT is fixed before any tuning: a third of the families (4 of 12),
+# replayed only to report, never looked at to choose a constant.
+FAMILIES: dict[str, list[str]] = {
+    "zipf": ["zipf-0.7", "zipf-0.9", "zipf-1.1"],
+    "scan": ["scan-polluted"],
+    "loop": ["loop-1500", "lirs/loop"],
+    "lirs-synthetic": ["lirs/zigzag", "lirs/scan"],
+    "shifting": ["shifting"],
+    "lirs-app": ["lirs/sprite", "lirs/gli", "lirs/cpp", "lirs/cs", "lirs/ps"],
+    "lirs-pools": ["lirs/2_pools"],
+    "orm": ["cache2k/orm-busy"],
+    "arc": ["arc/OLTP", "arc/P3", "arc/P6"],
+    "web": ["cache2k/web07", "cache2k/web12"],
+    "lirs-multi": ["lirs/multi1", "lirs/multi2", "lirs/multi3"],
+    "scarab": ["scarab/recs"],
+}
+HELD_OUT = {"arc", "web", "lirs-multi", "scarab"}
+
+
+SYNTHETIC = {"zipf-0.7", "zipf-0.9", "zipf-1.1", "scan-polluted", "loop-1500", "shifting"}
+
+
+def family_of(name: str) -> str:
+    return next(f for f, names in FAMILIES.items() if name in names)
+
+
+def load(name: str, length: int) -> list[int]:
+    if name.startswith("zipf-"):
+        return traces.zipf(float(name[5:]), 50_000, length, seed=7).keys
+    if name == "scan-polluted":
+        return traces.scan_polluted(20_000, length, seed=7).keys
+    if name == "loop-1500":
+        return traces.loop(1_500, length).keys
+    if name == "shifting":
+        return traces.shifting(20_000, length, seed=7).keys
+    return traces.real(name, length).keys
+
+
+def sizes_for(keys: list[int]) -> list[int]:
+    distinct = len(set(keys))
+    return sorted({max(16, int(distinct * f)) for f in FRACTIONS})
+
+
+_CELLS: dict[bool, list[tuple[str, list[int], list[int]]]] = {}
+
+
+def cells(full: bool) -> list[tuple[str, list[int], list[int]]]:
+    if full in _CELLS:
+        return _CELLS[full]
+    length = FULL if full else QUICK
+    out = []
+    for names in FAMILIES.values():
+        for name in names:
+            if full and name in SYNTHETIC:
+                continue  # generated: 200k requests is their length
+            keys = load(name, length)
+            if full and len(keys) <= QUICK:
+                continue  # the whole trace is in the quick run already
+            out.append((name, keys, sizes_for(keys)))
+    _CELLS[full] = out
+    return out
+
+
+def _replay(cache: Any, keys: list[int]) -> int:
+    hits = 0
+    for key in keys:
+        if key in cache:
+            cache[key]
+            hits += 1
+        else:
+            cache[key] = None
+    return hits
+
+
+def lfu_hits(keys: list[int], capacity: int) -> int:
+    """cachetools 8's LFUCache decisions in O(1) per access (5.x's `LFUCache` scans all
+    counts on every eviction): evict the least used key, the earliest to reach that count."""
+    count: dict[int, int] = {}
+    buckets: dict[int, dict[int, None]] = {}
+    hits = 0
+    lowest = 0
+    for key in keys:
+        c = count.get(key)
+        if c is not None:
+            hits += 1
+            bucket = buckets[c]
+            del bucket[key]
+            if not bucket:
+                del buckets[c]
+                if lowest == c:
+                    lowest = c + 1
+            count[key] = c + 1
+            buckets.setdefault(c + 1, {})[key] = None
+            continue
+        if len(count) >= capacity:
+            bucket = buckets[lowest]
+            victim = next(iter(bucket))
+            del bucket[victim]
+            if not bucket:
+                del buckets[lowest]
+            del count[victim]
+        count[key] = 1
+        buckets.setdefault(1, {})[key] = None
+        lowest = 1
+    return hits
+
+
+def baseline_path(full: bool) -> Path:
+    return RESULTS / f"adapt-baseline-{'full' if full else 'quick'}.json"
+
+
+def baseline(full: bool) -> None:
+    import cachetools
+
+    from .hitratio import _theine_replay
+
+    path = baseline_path(full)
+    done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    for name, keys, sizes in cells(full):
+        for size in sizes:
+            cell = f"{name}|{size}"
+            if cell in done:
+                continue
+            n = len(keys)
+            row = {"n": n, "opt": 100 * traces.opt_hits(keys, size) / n}
+            row["lru"] = 100 * _replay(cachetools.LRUCache(size), keys) / n
+            row["lfu"] = 100 * lfu_hits(keys, size) / n
+            row["theine"] = 100 * _theine_replay(keys, size) / n
+            done[cell] = row
+            path.write_text(json.dumps(done, indent=0))
+            print(cell, {k: round(v, 2) for k, v in row.items()}, flush=True)
+
+
+# ----------------------------------------------------------------------------- variants
+
+Factory = Callable[[int], Any]
+
+
+def _variants() -> dict[str, Factory]:
+    from . import adapt_variants
+
+    return adapt_variants.VARIANTS
+
+
+def evaluate(name: str, factory: Factory, full: bool, only: set[str] | None = None) -> None:
+    base = json.loads(baseline_path(full).read_text())
+    rows = []
+    began = time.perf_counter()
+    for trace, keys, sizes in cells(full):
+        if only and trace not in only and family_of(trace) not in only:
+            continue
+        for size in sizes:
+            b = base[f"{trace}|{size}"]
+            cache = factory(size)
+            hit = 100 * _replay(cache, keys) / len(keys)
+            best = max(b["lru"], b["lfu"], b["theine"])
+            share = getattr(cache, "window_maxsize", math.nan) / size
+            rows.append(
+                {
+                    "trace": trace,
+                    "size": size,
+                    "family": family_of(trace),
+                    "hit": hit,
+                    "gap": b["opt"] - hit,
+                    "theine_gap": b["opt"] - b["theine"],
+                    "vs_best": hit - best,
+                    "share": share,
+                }
+            )
+    out = RESULTS / f"adapt-{name}-{'full' if full else 'quick'}.json"
+    out.write_text(json.dumps(rows, indent=0))
+    summarize(name, rows, time.perf_counter() - began)
+
+
+def summarize(name: str, rows: list[dict[str, Any]], elapsed: float = 0.0) -> None:
+    def part(rs: list[dict[str, Any]]) -> str:
+        if not rs:
+            return "-"
+        worst = min(rs, key=lambda r: r["vs_best"])
+        miss = sum(r["vs_best"] < -1 for r in rs)
+        return (
+            f"gap {statistics.mean(r['gap'] for r in rs):6.2f} "
+            f"(theine {statistics.mean(r['theine_gap'] for r in rs):6.2f}) "
+            f"miss {miss:2d}/{len(rs):3d} worst {worst['vs_best']:+6.2f} "
+            f"{worst['trace']}@{worst['size']}"
+        )
+
+    tuned = [r for r in rows if r["family"] not in HELD_OUT]
+    held = [r for r in rows if r["family"] in HELD_OUT]
+    print(f"{name:28s} ALL  {part(rows)}  [{elapsed:.0f}s]")
+    print(f"{'':28s} TUNE {part(tuned)}")
+    print(f"{'':28s} HELD {part(held)}", flush=True)
+
+
+def detail(name: str, full: bool) -> None:
+    rows = json.loads((RESULTS / f"adapt-{name}-{'full' if full else 'quick'}.json").read_text())
+    for r in rows:
+        flag = "MISS" if r["vs_best"] < -1 else ""
+        print(
+            f"{r['trace']:18s} {r['size']:7d} hit {r['hit']:6.2f} gap {r['gap']:6.2f} "
+            f"theine {r['theine_gap']:6.2f} vs_best {r['vs_best']:+6.2f} "
+            f"share {r['share']:.3f} {flag}"
+        )
+    summarize(name, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["baseline", "run", "detail"])
+    parser.add_argument("variants", nargs="*")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    if args.command == "baseline":
+        baseline(args.full)
+        return
+    if args.command == "detail":
+        for name in args.variants:
+            detail(name, args.full)
+        return
+    variants = _variants()
+    only = set(args.only.split(",")) if args.only else None
+    for name in args.variants:
+        if name not in variants and ":" in name:
+            from . import adapt_variants
+
+            variants[name] = adapt_variants.parse(name)
+        if name not in variants:
+            sys.exit(f"unknown variant {name}; known: {', '.join(variants)}")
+        evaluate(name, variants[name], args.full, only)
+
+
+if __name__ == "__main__":
+    main()

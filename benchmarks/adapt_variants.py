@@ -1,0 +1,364 @@
+"""Window-adaptation variants for benchmarks/adapt.py (research only: hit ratios, not speed).
+
+Each variant is a TinyLFUCache subclass whose `_end_sample` (called by the hot paths after
+every `_sample_size` accesses) decides the window; `_set_periods` sets the sample and aging
+periods. Window hits are counted by a `__getitem__` wrapper (cost is not measured here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from cachekit import TinyLFUCache
+
+
+class Research(TinyLFUCache[Any, Any]):
+    sample_factor = 10.0
+    sample_min = 1
+    sample_max = 1 << 62
+    age_factor = 16.0
+    window_min = 0.01
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        self._window_hits = 0
+        self._main_hits = 0
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+        self.setup()
+
+    full_restart = 0  # 1: the first full sample starts when the cache fills up
+    fill_climb = 0  # 1: climb on samples taken while the cache is over half full
+    sketch_min = 0  # the sketch is sized for at least this many keys
+
+    def setup(self) -> None:
+        pass
+
+    def _reset_policy(self) -> None:
+        super()._reset_policy()
+        if self.sketch_min > self._maxsize:
+            from cachekit._tinylfu import FrequencySketch
+
+            self._sketch = FrequencySketch(int(self.sketch_min))
+            self._rows = self._sketch.rows
+            self._mask = self._sketch.mask
+            self._shift = self._sketch.shift
+
+    def __getitem__(self, key: Any) -> Any:
+        if key in self._window:
+            self._window_hits += 1
+        else:
+            self._main_hits += 1
+        return super().__getitem__(key)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._shadow_mask = -1  # the shipped shadow LRU: only j == 0, and dropped
+        self._age_period = self.age_factor * capacity
+        self._sample_size = int(
+            min(max(self.sample_factor * capacity, self.sample_min), self.sample_max)
+        )
+
+    def _end_sample(self) -> None:
+        self._sampled.clear()
+        accesses = self._hits + self._misses
+        self._unaged += accesses
+        if self._unaged >= self._age_period:
+            self._sketch.halve()
+            self._unaged = 0
+        sample = (self._hits, self._misses, self._window_hits, self._main_hits)
+        self._hits = self._misses = self._window_hits = self._main_hits = 0
+        if not self._full_sample and not (self.fill_climb and len(self._data) > self._maxsize / 2):
+            self._full_sample = self._evicting
+            self.warmup()
+            return
+        self.climb(*sample)
+
+    def warmup(self) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        evicting = self._evicting
+        super().__setitem__(key, value)
+        if self.full_restart and not evicting and self._evicting:
+            # The cache just filled up: a full sample starts now.
+            self._hits = self._misses = self._window_hits = self._main_hits = 0
+            self._full_sample = True
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        pass
+
+    def set_share(self, share: float) -> None:
+        self._resize_window(max(share, self.window_min) * self._maxsize)
+
+
+class Fixed(Research):
+    share = 0.01
+
+    def setup(self) -> None:
+        self.set_share(self.share)
+
+
+class Simple(Research):
+    """Bold driver (today's climber) with its constants open."""
+
+    step0 = 0.0625
+    decay = 0.95
+    shrink = 0.5
+    restart = 0.05
+    sample_decay = 1.0  # the sample grows by 1/this as the step decays (Caffeine small-cache)
+
+    def setup(self) -> None:
+        self._step = self.step0 * self._maxsize
+        self._last = -1.0
+        self._base_sample = self._sample_size
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        rate = hits / (hits + misses)
+        full = self.step0 * self._maxsize
+        if self._last < 0:
+            self._last = rate
+            self.set_share((self._window_max + self._step) / self._maxsize)
+            return
+        change = rate - self._last
+        step = self._step
+        if change < 0:
+            step = -step
+            self._step = (
+                math.copysign(full, step) if -change >= self.restart else step * self.shrink
+            )
+        elif change >= self.restart:
+            self._step = math.copysign(full, step)
+        else:
+            self._step = step * self.decay
+        if abs(change) >= self.restart:
+            self._sample_size = self._base_sample
+        elif self.sample_decay != 1.0:
+            self._sample_size = int(self._sample_size / self.sample_decay)
+        self._last = rate
+        self.set_share((self._window_max + step) / self._maxsize)
+
+
+class Density(Research):
+    """Within-sample density ratio: window hits per window slot against main hits per main
+    slot; the window moves toward equal densities (log ratio, bounded step)."""
+
+    gain = 0.03
+    max_step = 0.3
+    eps = 1.0
+    bias = 0.0  # subtracted from the log ratio: > 0 favours a smaller window
+    neutral = 0.0  # 1: the pseudo-hits are spread by capacity, so a dead sample holds still
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        w = self._window_max
+        m = self._maxsize - w
+        if self.neutral:
+            n = self._maxsize
+            err = math.log(
+                (window_hits / w + self.eps / n) / (main_hits / max(m, 1) + self.eps / n)
+            )
+        else:
+            err = math.log(((window_hits + self.eps) / w) / ((main_hits + self.eps) / max(m, 1)))
+        err -= self.bias
+        step = math.copysign(min(self.max_step, abs(err) * self.gain), err)
+        self.set_share(w / self._maxsize + step)
+
+
+class Indicator(Research):
+    """The paper's indicator: mean sketch estimate of the accessed keys (hint) times
+    (1 - skew^3), skew from the top-k keys' counts in the sample; window = 80% x that."""
+
+    top_k = 70
+    scale = 0.8
+    hint_from = "own"
+
+    def setup(self) -> None:
+        self._hint = 0
+        self._count = 0
+        self._keys: Counter[Any] = Counter()
+
+    def __getitem__(self, key: Any) -> Any:
+        self._record(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._data:
+            self._record(key)
+        super().__setitem__(key, value)
+
+    def _record(self, key: Any) -> None:
+        self._hint += self._sketch.estimate(hash((key, self._salt)))
+        self._count += 1
+        self._keys[key] += 1
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        top = [c for _, c in self._keys.most_common(self.top_k)]
+        skew = 0.0
+        if len(top) >= 2:
+            xs = [math.log(i + 1) for i in range(len(top))]
+            ys = [math.log(c) for c in top]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            sxx = sum((x - mx) ** 2 for x in xs)
+            skew = -sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        hint = self._hint / max(self._count, 1)
+        indicator = hint * (1 - skew**3 if skew < 1 else 0) / 15
+        self._hint = self._count = 0
+        self._keys.clear()
+        self.set_share(indicator * self.scale)
+
+
+class MiniSim(Research):
+    """Mini-simulation: fixed-window W-TinyLFU caches of maxsize/rate fed the keys whose
+    salted hash is 0 mod rate; each sample, the window takes the best one's share."""
+
+    shares = (0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9)
+    target = 256  # the mini caches' size: rate = maxsize // target (at least 1)
+
+    def setup(self) -> None:
+        self._rate = max(1, int(self._maxsize) // self.target)
+        mini = max(1, int(self._maxsize) // self._rate)
+        self._minis = [Fixed(mini, share=s, age_factor=self.age_factor) for s in self.shares]
+        self._mini_hits = [0] * len(self.shares)
+
+    def _feed(self, key: Any) -> None:
+        if self._rate > 1 and hash((key, 12345)) % self._rate:
+            return
+        for i, mini in enumerate(self._minis):
+            if key in mini:
+                mini[key]
+                self._mini_hits[i] += 1
+            else:
+                mini[key] = None
+
+    def __getitem__(self, key: Any) -> Any:
+        self._feed(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._data:
+            self._feed(key)
+        super().__setitem__(key, value)
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        best = max(range(len(self.shares)), key=lambda i: self._mini_hits[i])
+        if self._mini_hits[best] > 0:
+            self.set_share(self.shares[best])
+        self._mini_hits = [0] * len(self.shares)
+
+
+def _v(cls: type[Research], **kw: Any) -> Callable[[int], Any]:
+    return lambda size: cls(size, **kw)
+
+
+VARIANTS: dict[str, Callable[[int], Any]] = {
+    "current": lambda size: TinyLFUCache(size, seed=1),  # whatever cachekit ships now
+    "fixed1": _v(Fixed, share=0.01),
+    "simple": _v(Simple),
+    "simple-s2": _v(Simple, sample_factor=2.0),
+    "simple-s2-a4": _v(Simple, sample_factor=2.0, age_factor=4.0),
+    "simple-s5-a10": _v(Simple, sample_factor=5.0, age_factor=10.0),
+    "simple-caffeine-small": _v(Simple, decay=0.995, sample_decay=0.99),
+    "density": _v(Density),
+    "density-a10": _v(Density, age_factor=10.0),
+    "density-s2": _v(Density, sample_factor=2.0),
+    "indicator": _v(Indicator, sample_min=50_000, sample_max=50_000),
+    "indicator-s10": _v(Indicator),
+    "minisim": _v(MiniSim),
+    "minisim-s2": _v(MiniSim, sample_factor=2.0),
+}
+
+
+class Shadow(Density):
+    """Density steering plus a sampled LRU shadow (keys whose salted hash is 0 mod rate, in
+    an LRU of maxsize/rate): when the shadow LRU beat this cache on the same sampled keys by
+    more than `margin` over a sample, the window jumps up by `jump`."""
+
+    target = 64
+    margin = 0.01
+    jump = 0.2
+    memory = 0.0  # the share of the previous samples' shadow counts kept in the comparison
+
+    def setup(self) -> None:
+        from collections import OrderedDict
+
+        ratio = max(1, int(self._maxsize) // int(self.target))
+        self._rate_mask = (1 << (ratio.bit_length() - 1)) - 1
+        self._lru_size = max(1, int(self._maxsize) // (self._rate_mask + 1))
+        self._lru: OrderedDict[Any, None] = OrderedDict()
+        self._lru_hits = 0
+        self._own_hits = 0
+        self._sampled = 0
+
+    def _shadow(self, key: Any, hit: bool) -> None:
+        if hash((key, self._salt)) & self._rate_mask:
+            return
+        self._sampled += 1
+        self._own_hits += hit
+        lru = self._lru
+        if key in lru:
+            lru.move_to_end(key)
+            self._lru_hits += 1
+        else:
+            lru[key] = None
+            if len(lru) > self._lru_size:
+                lru.popitem(False)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._shadow(key, True)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._data:
+            self._shadow(key, False)
+        super().__setitem__(key, value)
+
+    def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
+        before = self._window_max / self._maxsize
+        super().climb(hits, misses, window_hits, main_hits)
+        if self._sampled:
+            behind = (self._lru_hits - self._own_hits) / self._sampled
+            if behind > self.margin:
+                self.set_share(min(1.0, max(self._window_max / self._maxsize, before + self.jump)))
+        keep = self.memory
+        self._lru_hits *= keep
+        self._own_hits *= keep
+        self._sampled *= keep
+
+
+def parse(spec: str) -> Callable[[int], Any]:
+    """`density:sample_factor=2,gain=0.1` -> a factory of that class with those settings."""
+    kind, _, settings = spec.partition(":")
+    cls = {
+        "simple": Simple,
+        "density": Density,
+        "indicator": Indicator,
+        "minisim": MiniSim,
+        "fixed": Fixed,
+        "shadow": Shadow,
+    }[kind]
+    kw: dict[str, Any] = {}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        kw[key] = float(value)
+    return _v(cls, **kw)
+
+
+class Shipped(TinyLFUCache[Any, Any]):
+    """The shipped policy with its aging period changed (age_factor x capacity)."""
+
+    age_factor = 16.0
+
+    def __init__(self, maxsize: int, age_factor: float = 16.0) -> None:
+        self.age_factor = age_factor
+        super().__init__(maxsize, seed=1)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._age_period = int(self.age_factor * capacity)
+
+
+VARIANTS["shipped-age10"] = lambda size: Shipped(size, 10.0)
+VARIANTS["shipped-age6"] = lambda size: Shipped(size, 6.0)
