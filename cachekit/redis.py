@@ -62,7 +62,7 @@ try:
     from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit[redis]'"
+        "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit-async[redis]'"
     ) from exc
 
 from ._options import check_seconds
