@@ -128,15 +128,14 @@ LINT_PATHS = ["cachekit", "tests", "benchmarks", "noxfile.py"]
 
 
 def _show_versions(session: nox.Session) -> None:
-    """Print the Python and the dependency versions this session tests (for CI's log)."""
-    session.run(
-        "python",
-        "-c",
+    """Say which Python and dependency versions this session tests (for CI's log)."""
+    script = (
         "import platform, importlib.metadata as m; "
-        "print('testing on CPython', platform.python_version(), 'with', "
-        "', '.join(f'{d} {m.version(d)}' for d in ('cachetools', 'redis')))",
-        silent=False,
+        "print('CPython', platform.python_version(), 'with', "
+        "', '.join(f'{d} {m.version(d)}' for d in ('cachetools', 'redis')))"
     )
+    versions = session.run("python", "-c", script, silent=True)
+    session.log(f"testing on {str(versions).strip()}")
 
 
 @nox.session(python=LOWEST_PYTHON)
