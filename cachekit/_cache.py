@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
@@ -39,12 +40,19 @@ from typing import Any, Final, Generic, TypeVar, final
 import cachetools
 
 from . import _store
+from ._cachetools_compat import empty
 from ._clock import default_timer
 from ._events import CacheEvent, EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
-from ._flights import CANCELLED, Flight, Outcome, Restart, resolve
+from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
 from ._limits import LoadLimiter
-from ._options import check_exception_types, check_fraction, check_maxsize, check_seconds
+from ._options import (
+    check_bool,
+    check_exception_types,
+    check_fraction,
+    check_maxsize,
+    check_seconds,
+)
 from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
 from ._stats import CacheStats
 
@@ -57,6 +65,11 @@ DRAIN_AT: Final = 512
 _RECLAIM_BUDGET: Final = 32
 #: Stale entries the expiry queue may hold beyond twice the live ones before it is compacted.
 _COMPACT_SLACK: Final = 1024
+#: Seconds between two looks, by a caller waiting on another loop's flight, at that loop:
+#: found not running twice in a row, the flight is orphaned (see `_watch_home`).
+_ORPHAN_CHECK: Final = 0.05
+
+log = logging.getLogger("cachekit")
 
 
 class LoadTimeoutError(TimeoutError):
@@ -173,7 +186,7 @@ class AsyncCache(Generic[K, V]):
             raise TypeError(f"timer must be a zero-argument callable or None, got {timer!r}")
         self._injected_timer = timer
         self._timer: Callable[[], float] = timer if timer is not None else default_timer
-        self._cancel_abandoned = bool(cancel_abandoned)
+        self._cancel_abandoned = check_bool("cancel_abandoned", cancel_abandoned)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be a callable taking a CacheEvent, got {on_event!r}")
         # Events recorded under the lock, delivered after it; None: no listener, no cost.
@@ -334,11 +347,16 @@ class AsyncCache(Generic[K, V]):
     ) -> dict[K, Any]:
         """Each key's outcome: its value, `_Raised(error)`, or `_RESTART`."""
         loop = asyncio.get_running_loop()
+        computing = COMPUTING.get()  # set when this call comes from a computation
         outcomes: dict[K, Any] = {}
         waiting: dict[K, asyncio.Future[Any]] = {}
+        joined: list[tuple[Flight, asyncio.Future[Any]]] = []
         leads: list[Flight] = []
         refreshes: list[Flight] = []
         with self._lock:
+            if computing is not None:  # before any claim: a refusal leaves nothing behind
+                for key in keys:
+                    self._refuse_deadlock_locked(computing, key)
             for key in keys:
                 served, launch, flight = self._claim_locked(key, loop)
                 if served is not None:
@@ -346,10 +364,11 @@ class AsyncCache(Generic[K, V]):
                 else:
                     assert flight is not None
                     waiter = waiting[key] = flight.add_waiter(loop)
-                    if self._cancel_abandoned:
-                        waiter.add_done_callback(partial(self._waiter_done, flight))
+                    joined.append((flight, waiter))
                 if launch is not None:
                     (refreshes if launch.refresh else leads).append(launch)
+        for flight, waiter in joined:
+            self._watch(flight, waiter, loop, computing)
         if self._events is not None:
             self._drain()
         for group in (leads, refreshes):
@@ -459,7 +478,7 @@ class AsyncCache(Generic[K, V]):
                     self._events.record("invalidation", key)
             for key in list(self._flights):
                 self._forget_locked(key)
-            self._store.clear()
+            empty(self._store)
             self._expiry.clear()
         if self._events is not None:
             self._events.deliver()
@@ -520,22 +539,76 @@ class AsyncCache(Generic[K, V]):
         if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
             compute = self._shared.bind(key, compute)
         loop = asyncio.get_running_loop()
+        computing = COMPUTING.get()  # set when this call comes from a computation
         with self._lock:
+            if computing is not None:
+                self._refuse_deadlock_locked(computing, key)
             served, launch, flight = self._claim_locked(key, loop)
             if flight is not None:
                 waiter = flight.add_waiter(loop)
         if self._events is not None:
             self._drain()
+        if flight is not None:  # before the launch: an eager start may run compute() at once
+            self._watch(flight, waiter, loop, computing)
         if launch is not None:
             self._launch(launch, compute)
         if served is not None:
             ready: asyncio.Future[V] = asyncio.Future(loop=loop)
             ready.set_result(served.value)  # a cached failure raises here instead
             return ready
-        assert flight is not None
+        return waiter
+
+    def _watch(
+        self,
+        flight: Flight,
+        waiter: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        computing: Flight | None,
+    ) -> None:
+        """What a waiting caller arranges beyond its future, each only where it applies:
+        cancel_abandoned's count, the edge that deadlock detection follows, and a look at
+        the home loop of a flight on another loop (that loop may close under it)."""
         if self._cancel_abandoned:
             waiter.add_done_callback(partial(self._waiter_done, flight))
-        return waiter
+        if computing is not None:
+            awaiting = computing.computer.awaiting
+            awaiting.append(flight)
+            waiter.add_done_callback(partial(_stop_awaiting, awaiting, flight))
+        if flight.loop is not loop:
+            loop.call_later(_ORPHAN_CHECK, self._watch_home, flight, waiter, loop, False)
+
+    def _watch_home(
+        self,
+        flight: Flight,
+        waiter: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        seen_idle: bool,
+    ) -> None:
+        """A caller waits on `loop` for a flight of another loop: if that loop is closed, or
+        stopped at two looks in a row, the flight is orphaned and the caller starts over."""
+        if waiter.done() or flight.landed:
+            return
+        idle = not flight.loop.is_running()
+        if idle and seen_idle:
+            with self._lock:
+                if not flight.landed:
+                    self._orphan_locked(flight, loop)
+            return
+        loop.call_later(_ORPHAN_CHECK, self._watch_home, flight, waiter, loop, idle)
+
+    def _refuse_deadlock_locked(self, computing: Flight, key: Hashable) -> None:
+        """Raise if the computation of `computing` would wait for its own result: `key` is in
+        flight, and that flight waits, directly or through others, for `computing`."""
+        flight = self._flights.get(key)
+        if flight is None or computing.landed:
+            return
+        chain = cycle_to(computing, flight)
+        if chain is not None:
+            keys = " -> ".join(repr(f.key) for f in (computing, *chain))
+            raise RuntimeError(
+                f"deadlock: the computation of key {computing.key!r} waits for key {key!r}, "
+                f"which waits for it ({keys}); a computation must not await its own key"
+            )
 
     def _claim_locked(
         self, key: Hashable, loop: asyncio.AbstractEventLoop
@@ -572,11 +645,7 @@ class AsyncCache(Generic[K, V]):
             # else: past serving, kept as the fallback of the reload led or joined below
         flight = self._flights.get(key)
         if flight is not None and flight.loop is not loop and not flight.loop.is_running():
-            # Orphaned: its loop is closed or stopped, so it would never land. If it waits
-            # for a load slot, it gives up its place and never holds one.
-            del self._flights[key]
-            if flight.ticket is not None:
-                self._withdraw_locked(flight)
+            self._orphan_locked(flight, loop)  # its loop is closed or stopped
             flight = None
         if flight is None:
             flight = self._flights[key] = Flight(key, loop)
@@ -725,6 +794,7 @@ class AsyncCache(Generic[K, V]):
         Landing here rather than in a done callback answers the waiters one event-loop
         iteration sooner, which is most of the cost of a miss whose computation is quick.
         """
+        COMPUTING.set(flight)  # in this task's own context: what its computation asks is checked
         value: Any = None
         error: BaseException | None = None
         fresh_for: float | None = None
@@ -743,11 +813,32 @@ class AsyncCache(Generic[K, V]):
                 fresh_for = self._ttl_for(value)
         except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
             error, fresh_for = shared.error, shared.ttl
+        except GeneratorExit as exc:
+            self._land_closed(flight, exc)
+            return  # a coroutine being closed must not go on; one that raised it is done
         except BaseException as exc:  # every outcome lands; see below for what re-raises
             error = exc
         self._land(flight, value, error, fresh_for)
         if error is not None and not isinstance(error, Exception):
             raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
+
+    def _land_closed(self, flight: Flight, exc: GeneratorExit) -> None:
+        """Land a flight whose task met GeneratorExit, and never let it escape to the loop.
+
+        Either the task is being destroyed unfinished (its loop was closed under it: no step
+        of it is running now), and its waiters start over as for any orphaned flight; or the
+        computation itself raised GeneratorExit, which its callers get as a RuntimeError,
+        never cached, instead of an exception that escapes `except Exception`."""
+        try:
+            running = asyncio.current_task()
+        except RuntimeError:  # no loop runs here: collected by the garbage collector
+            running = None
+        if running is None or (flight.task is not None and running is not flight.task):
+            self._land(flight, None, asyncio.CancelledError(), None)
+            return
+        error = RuntimeError(f"the computation of key {flight.key!r} raised GeneratorExit")
+        error.__cause__ = exc
+        self._land(flight, None, error, 0.0)
 
     async def _bounded(self, awaitable: Awaitable[Any], what: str) -> Any:
         """Await a computation for at most `load_timeout` seconds, else LoadTimeoutError.
@@ -766,6 +857,7 @@ class AsyncCache(Generic[K, V]):
     ) -> None:
         """A bulk load's task: one call of `compute_many(keys)`, then every flight lands
         with its own key's value, or a KeyError if the mapping returned has none."""
+        COMPUTING.set(batch[0])  # the carrier computes for every flight of the batch
         keys = [flight.key for flight in batch]
         found: Mapping[Any, Any] = {}
         error: BaseException | None = None
@@ -779,6 +871,10 @@ class AsyncCache(Generic[K, V]):
                 found = await self._bounded(awaitable, f"the bulk load of keys {keys!r:.200}")
             if not isinstance(found, Mapping):
                 raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+        except GeneratorExit as exc:
+            for flight in batch:
+                self._land_closed(flight, exc)
+            return
         except BaseException as exc:  # every flight lands; see below for what re-raises
             error = exc
         for flight in batch:
@@ -809,66 +905,109 @@ class AsyncCache(Generic[K, V]):
     def _land(
         self, flight: Flight, value: Any, error: BaseException | None, fresh_for: float | None
     ) -> None:
-        """Build the flight's outcome, store it if due, and answer its waiters."""
-        key = flight.key
+        """Build the flight's outcome, store it if due, and answer its waiters.
+
+        Whatever the store or the policy raises while the outcome is stored reaches every
+        waiter instead, and the flight's bookkeeping (its place, its slot, the gauges) is
+        released all the same. A flight already landed (orphaned meanwhile) lands no more.
+        """
         events = self._events
-        carrier = flight.batch is None or flight is flight.batch[0]  # a bulk load counts once
         with self._lock:
-            now = self._timer()
-            ttl: float | None
-            outcome: Outcome
-            if isinstance(error, asyncio.CancelledError):
-                outcome, ttl = CANCELLED, 0.0
-            elif error is None:
-                outcome, ttl = self._make_entry(key, value, now, fresh_for)
-            else:
-                self._load_failures += 1
-                self._load_timeouts += isinstance(error, LoadTimeoutError)
-                ttl = self._negative_ttl if fresh_for is None else fresh_for
-                cacheable = (
-                    ttl is not None
-                    and isinstance(error, Exception)
-                    and isinstance(error, self._negative_exceptions)
-                )
-                outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
-            if carrier:
-                self._load_count += 1
-                self._load_time += now - flight.started_at
-            if flight.refresh and error is not None:
-                self._refresh_failures += 1
-            if events is not None:
-                events.record(
-                    "load_success" if error is None else "load_failure",
-                    key,
-                    now - flight.started_at,
-                    error,
-                )
-            answer: Outcome = outcome
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-                current = self._entries.get(key)
-                if (
-                    type(outcome) is Failure
-                    and isinstance(error, Exception)
-                    and type(current) is RefreshingEntry
-                    and current.reclaim_at > now
-                ):
-                    # stale-if-error: a failed reload never replaces a value still in its
-                    # grace; its callers get that value, and a failure that is negatively
-                    # cached keeps the upstream from being asked again meanwhile.
-                    answer = current
-                    if outcome.expires_at > now:
-                        current.quiet_until = min(outcome.expires_at, current.reclaim_at)
-                    self._stale_if_error_hits += flight.live
-                elif isinstance(outcome, Entry) and outcome.expires_at > now:
-                    self._insert_locked(outcome, ttl, now)
+            if flight.landed:
+                return
+            try:
+                answer = self._outcome_locked(flight, value, error, fresh_for)
+            except Exception as failure:  # from the store or the policy: see the docstring
+                answer = Failure(flight.key, failure, self._timer())
             waiters = flight.land()
             self._loads_running -= 1
-        if self._limiter is not None and carrier:
+        if self._limiter is not None and flight.computer is flight:
             self._limiter.release()
         if events is not None:
             events.deliver()
         resolve(waiters, flight.loop, answer)
+
+    def _outcome_locked(
+        self, flight: Flight, value: Any, error: BaseException | None, fresh_for: float | None
+    ) -> Outcome:
+        """The landing flight's outcome, counted, and stored if it is cacheable and the
+        flight is still the current one for its key; returns what its waiters get."""
+        key = flight.key
+        events = self._events
+        now = self._timer()
+        ttl: float | None
+        outcome: Outcome
+        if isinstance(error, asyncio.CancelledError):
+            outcome, ttl = CANCELLED, 0.0
+        elif error is None:
+            outcome, ttl = self._make_entry(key, value, now, fresh_for)
+        else:
+            self._load_failures += 1
+            self._load_timeouts += isinstance(error, LoadTimeoutError)
+            ttl = self._negative_ttl if fresh_for is None else fresh_for
+            cacheable = (
+                ttl is not None
+                and isinstance(error, Exception)
+                and isinstance(error, self._negative_exceptions)
+            )
+            outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
+        if flight.computer is flight:  # a bulk load counts once
+            self._load_count += 1
+            self._load_time += now - flight.started_at
+        if flight.refresh and error is not None:
+            self._refresh_failures += 1
+        if events is not None:
+            events.record(
+                "load_success" if error is None else "load_failure",
+                key,
+                now - flight.started_at,
+                error,
+            )
+        if self._flights.get(key) is not flight:
+            return outcome
+        del self._flights[key]
+        current = self._entries.get(key)
+        if (
+            type(outcome) is Failure
+            and isinstance(error, Exception)
+            and type(current) is RefreshingEntry
+            and current.reclaim_at > now
+        ):
+            # stale-if-error: a failed reload never replaces a value still in its
+            # grace; its callers get that value, and a failure that is negatively
+            # cached keeps the upstream from being asked again meanwhile.
+            if outcome.expires_at > now:
+                current.quiet_until = min(outcome.expires_at, current.reclaim_at)
+            self._stale_if_error_hits += flight.live
+            return current
+        if isinstance(outcome, Entry) and outcome.expires_at > now:
+            self._insert_locked(outcome, ttl, now)
+        return outcome
+
+    def _orphan_locked(self, flight: Flight, loop: asyncio.AbstractEventLoop) -> None:
+        """Give up a flight whose loop is closed or stopped: it would never land.
+
+        Every flight of its load leaves its key and lands now as cancelled, so that its
+        waiters start over; the load's slot is freed, or its place in the load queue. If
+        that loop runs again, what the old computation lands is dropped. `loop` is the
+        running loop, from which the waiters are answered.
+        """
+        carrier = flight.computer
+        queued = carrier.ticket is not None  # then it never held a slot, nor ran
+        holds_slot = not queued and not carrier.landed and carrier.task is not None
+        members = carrier.batch or (carrier,)
+        for member in members:
+            if self._flights.get(member.key) is member:
+                del self._flights[member.key]
+        if queued:
+            resolve(self._withdraw_locked(carrier), loop, CANCELLED)
+        for member in members:
+            if member.landed:
+                continue
+            self._loads_running -= not queued
+            resolve(member.land(), loop, CANCELLED)
+        if holds_slot and self._limiter is not None:
+            self._limiter.release()
 
     def _abandon(self, flight: Flight) -> None:
         """A waiter was cancelled. With cancel_abandoned, the last one cancels the flight."""
@@ -919,12 +1058,38 @@ class AsyncCache(Generic[K, V]):
         except ValueError:  # larger than the whole store: keep nothing for this key
             self._drop_locked(key)
             return
+        except Exception:
+            if not self._forget_unfindable_locked():
+                raise  # the store's own failure, for the flight's waiters
+            self._store[key] = entry  # once more, without the broken keys
         if entry.expires_at != NEVER:
             assert ttl is not None
             expiry = self._expiry
             expiry.push(entry, ttl)
             if len(expiry) > 2 * len(self._entries) + _COMPACT_SLACK:
                 expiry.compact(self._is_current)
+
+    def _forget_unfindable_locked(self) -> bool:
+        """After the store failed: drop every key that its own dict can no longer find (its
+        hash or equality changed after it was stored, so the policy trips over it when it
+        evicts). The store is emptied without looking a key up and the others are put back.
+        False if there was no such key: the failure was the store's own."""
+        lost = _store.unfindable_keys(self._entries)
+        if not lost:
+            return False
+        kept = list(dict.items(self._entries))  # without lookups; LRU order is lost
+        lost_ids = {id(key) for key in lost}
+        empty(self._store)
+        for key, entry in kept:
+            if id(key) not in lost_ids:
+                self._store[key] = entry
+        for key in lost:
+            log.warning(
+                "cachekit: dropped a cached key whose hash or equality changed after it was "
+                "stored (keys must not change): %r",
+                key,
+            )
+        return True
 
     def _is_current(self, entry: Entry) -> bool:
         """Whether `entry` is still the one stored under its key (not evicted or replaced)."""
@@ -950,13 +1115,14 @@ class AsyncCache(Generic[K, V]):
             self._cancel_locked(flight)
         return True
 
-    def _withdraw_locked(self, flight: Flight) -> None:
-        """Take a queued flight out of the LoadLimiter's queue for good: it never runs."""
+    def _withdraw_locked(self, flight: Flight) -> list[asyncio.Future[Any]]:
+        """Take a queued flight out of the LoadLimiter's queue for good: it never runs.
+        Returns its waiters, for the caller to answer (or none left, if it was abandoned)."""
         assert self._limiter is not None and flight.ticket is not None
         self._limiter.withdraw(flight.ticket)
         flight.ticket = None
         self._loads_queued -= 1
-        flight.land()
+        return flight.land()
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
         """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
@@ -1024,3 +1190,11 @@ class AsyncCache(Generic[K, V]):
             self._retry,
             self._injected_timer,
         )
+
+
+def _stop_awaiting(awaiting: list[Flight], flight: Flight, waiter: asyncio.Future[Any]) -> None:
+    """A waiter's done callback: its computation no longer waits for `flight`."""
+    try:
+        awaiting.remove(flight)
+    except ValueError:
+        pass

@@ -153,7 +153,6 @@ def _generic_wrapper(
     """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
     entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
     get = entries.get
-    now = timer if timer is not None else time.monotonic
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = key_of(*args, **kwargs)
@@ -161,7 +160,10 @@ def _generic_wrapper(
             entry = get(key)
         except TypeError:
             raise unhashable(key) from None
-        if entry is not None and entry.expires_at > now():
+        # time.monotonic is looked up per call, as freezegun and mock.patch replace it.
+        if entry is not None and entry.expires_at > (
+            time.monotonic() if timer is None else timer()
+        ):
             touched.append(key)
             if len(touched) >= drain_at:
                 drain()

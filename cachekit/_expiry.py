@@ -7,6 +7,7 @@ without any work (a RefreshingEntry can still be served past it; see its docstri
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections import deque
@@ -71,23 +72,40 @@ class RefreshingEntry(Entry):
 
 @final
 class Failure(Entry):
-    """A failed outcome. Reading `value` re-raises the exception.
+    """A failed outcome. Reading `value` raises a copy of the exception.
 
-    The traceback is reset to the one captured when the computation failed before every
-    raise, so an exception re-raised on many hits never accumulates frames.
+    Each reading gets its own copy, with the traceback, notes, cause and context the
+    exception had when the computation failed: a caller that adds a note, or re-raises it
+    (which adds frames), changes only its copy, so nothing accumulates across hits and no
+    caller sees another's notes. An exception that cannot be rebuilt from its `args` is
+    raised itself, its notes and traceback reset first.
     """
 
-    __slots__ = ("error", "traceback")
+    __slots__ = ("error", "notes", "traceback")
 
     def __init__(self, key: Hashable, error: BaseException, expires_at: float) -> None:
         self.key = key
         self.error = error
         self.traceback: TracebackType | None = error.__traceback__
+        self.notes: tuple[str, ...] = tuple(getattr(error, "__notes__", ()))
         self.expires_at = expires_at
 
     @property
     def value(self) -> Any:
-        raise self.error.with_traceback(self.traceback)
+        error = self.error
+        try:
+            raised = copy.copy(error)
+        except Exception:  # its constructor does not take its own args back
+            raised = error
+        if self.notes:
+            raised.__notes__ = list(self.notes)
+        elif "__notes__" in vars(raised):
+            del raised.__notes__
+        if raised is not error:
+            raised.__cause__ = error.__cause__
+            raised.__context__ = error.__context__
+            raised.__suppress_context__ = error.__suppress_context__
+        raise raised.with_traceback(self.traceback)
 
 
 class ExpiryQueue:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from contextvars import ContextVar
 from typing import Any, Final, final
 
 from ._expiry import Entry, Failure
@@ -29,6 +30,11 @@ CANCELLED: Final = _Cancelled()
 
 Outcome = Entry | _Cancelled
 
+#: The flight whose computation the current task runs, if any: set by the flight's own task
+#: (each task has its own context, inherited by the tasks it creates). A call that would wait
+#: for a flight that waits, directly or through others, for this one is a deadlock.
+COMPUTING: ContextVar[Flight | None] = ContextVar("cachekit_computing", default=None)
+
 
 @final
 class Flight:
@@ -40,10 +46,18 @@ class Flight:
     `ticket` is set only while the flight waits in a LoadLimiter's queue (then `task` is
     None), and `queued_at` is when it joined that queue. The flights of one bulk load
     (`get_many`) share one task and one `batch` tuple; the first of them, the carrier,
-    holds the load slot and the ticket.
+    holds the load slot and the ticket, and is the one whose computation `COMPUTING` names.
+    `batch` and `task` are set once, by the caller that launches the flight, before any other
+    caller can read them outside the lock.
+
+    `awaiting` is the exception to the lock: it holds the flights, of any cache, that this
+    flight's computation waits for right now. A join appends, the join's done callback
+    removes; list appends and removals are atomic, and readers take a snapshot. It exists
+    only to detect a deadlock (see `cycle_to`).
     """
 
     __slots__ = (
+        "awaiting",
         "batch",
         "key",
         "live",
@@ -67,6 +81,7 @@ class Flight:
         self.batch: tuple[Flight, ...] | None = None  # the flights of its bulk load
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
+        self.awaiting: list[Flight] = []
 
     def add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """A future on the caller's own loop that will receive the value or the exception."""
@@ -88,6 +103,34 @@ class Flight:
     def landed(self) -> bool:
         return self.waiters is None
 
+    @property
+    def computer(self) -> Flight:
+        """The flight whose task computes this one: itself, or its bulk load's carrier."""
+        return self if self.batch is None else self.batch[0]
+
+
+def cycle_to(waiter: Flight, target: Flight) -> list[Flight] | None:
+    """The chain of flights by which `target` waits for `waiter`, if it does, else None.
+
+    `waiter`'s computation is about to wait for `target`: if `target` (or a flight it waits
+    for, and so on) is `waiter` itself, that wait would never end. Only nested misses (a
+    computation that asks a cache) ever walk this; the hit path never does.
+    """
+    start = waiter.computer
+    chain = [target]
+    path: dict[int, list[Flight]] = {id(target.computer): chain}
+    todo = [target.computer]
+    while todo:
+        flight = todo.pop()
+        if flight is start:
+            return path[id(flight)]
+        for nxt in tuple(flight.awaiting):
+            computer = nxt.computer
+            if id(computer) not in path and not nxt.landed:
+                path[id(computer)] = [*path[id(flight)], nxt]
+                todo.append(computer)
+    return None
+
 
 class Restart(Exception):
     """Raised to a waiter whose flight was cancelled: it must start over (never cached)."""
@@ -96,11 +139,11 @@ class Restart(Exception):
 def resolve(
     waiters: list[asyncio.Future[Any]], home: asyncio.AbstractEventLoop, outcome: Outcome
 ) -> None:
-    """Give `outcome` to every waiter; called on the flight's own loop, `home`.
+    """Give `outcome` to every waiter; called on `home`, the loop running the caller.
 
     A waiter receives the value or the exception itself. Waiters on other loops are
-    resolved in their own thread; a waiter whose loop has closed is skipped: nobody is
-    left to read it.
+    resolved in their own thread; a waiter whose loop has closed is skipped (nobody is
+    left to read it), and never stops the others from being answered.
     """
     if outcome is CANCELLED:
         error: BaseException | None = Restart()
@@ -117,10 +160,14 @@ def resolve(
                 waiter.get_loop().call_soon_threadsafe(_settle, waiter, outcome)
             except RuntimeError:  # that loop is closed
                 pass
-        elif error is None:
-            waiter.set_result(value)
         else:
-            waiter.set_exception(error)
+            try:
+                if error is None:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(error)
+            except RuntimeError:  # its loop is closed (set_* schedules its callbacks there)
+                pass
 
 
 def _settle(waiter: asyncio.Future[Any], outcome: Outcome) -> None:

@@ -12,9 +12,15 @@ def check_seconds(name: str, value: Any, *, allow_none: bool = True) -> float | 
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-    if math.isnan(value) or value < 0:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past the largest float
+        raise ValueError(
+            f"{name} is too large a number of seconds (None means no limit), got {value!r:.40}"
+        ) from None
+    if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"{name} must be >= 0 seconds or None, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def check_maxsize(value: Any) -> int | None:
@@ -42,3 +48,10 @@ def check_fraction(name: str, value: Any) -> float:
     if math.isnan(value) or not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A flag: True or False, nothing merely truthy ("no" is not False)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

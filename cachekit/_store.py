@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import cachetools
 
+from ._cachetools_compat import copy_cache
 from ._expiry import Entry
 from ._tinylfu import TinyLFUCache
 
@@ -49,8 +50,8 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         self._order.move_to_end(key)
 
     def __copy__(self) -> LRUStore:
-        twin: LRUStore = super().__copy__()  # type: ignore[misc]
-        twin._order = twin._Cache__data  # Cache.__copy__ copied the items (and the order)
+        twin = copy_cache(self)
+        twin._order = twin._Cache__data  # copy_cache copied the items (and the order)
         return twin
 
     # Reading every item is not a use of each: these views read the items in place, as
@@ -177,3 +178,17 @@ def size_entries_by_value(store: Store) -> None:
         return getsizeof(entry.value) if type(entry) is Entry else 1
 
     store.getsizeof = getsizeof_entry  # type: ignore[method-assign,assignment]
+
+
+def unfindable_keys(items: dict[Hashable, Entry]) -> list[Hashable]:
+    """The keys a store's dict holds but can no longer find: their hash or equality changed
+    after they were stored (a mutated key). O(n): only after the store has failed."""
+    lost = []
+    for key in list(dict.keys(items)):  # dict's own iteration: OrderedDict's looks keys up
+        try:
+            found = key in items
+        except Exception:  # its __hash__ or __eq__ now raises
+            found = False
+        if not found:
+            lost.append(key)
+    return lost

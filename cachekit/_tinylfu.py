@@ -45,6 +45,8 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import cachetools
 
+from ._cachetools_compat import copy_cache
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -460,7 +462,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         )
 
     def __copy__(self) -> TinyLFUCache[K, V]:
-        twin: TinyLFUCache[K, V] = super().__copy__()  # type: ignore[misc]
+        twin = copy_cache(self)
         twin._data = twin._Cache__data  # type: ignore[attr-defined]
         if self._weights is not None:
             twin._weights = self._weights.copy()

@@ -11,10 +11,12 @@ and the quiet time after a negatively cached failure.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import cachetools
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -29,6 +31,23 @@ TTL, NEGATIVE_TTL = 10.0, 4.0
 
 class Boom(Exception):
     pass
+
+
+class StoreDown(Exception):
+    """What a failing store raises when an entry is written."""
+
+
+class FlakyStore(cachetools.LRUCache[Any, Any]):
+    """An unbounded store whose writes raise StoreDown while `failing` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(math.inf)
+        self.failing = False
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self.failing:
+            raise StoreDown(key)
+        super().__setitem__(key, value)
 
 
 @dataclass
@@ -56,11 +75,12 @@ class ModelFlight:
     current: bool = True  # still the key's flight in the model (not forgotten)
     landed: bool = False
     refresh: bool = False  # a background refresh, started by a stale hit
-    answer: str | type[Boom] | None = None  # what its callers get, once landed
+    answer: str | type[Exception] | None = None  # what its callers get, once landed
 
 
 class CacheMachine(RuleBasedStateMachine):
     max_loads: int | None = None
+    flaky_store = False  # a store that fails its writes while the model says so
     stale_ttl = 0.0
     stale_if_error = 0.0
     ticks = (0.5, 1.0, 3.0, 4.0, 6.0, 10.0)
@@ -69,8 +89,9 @@ class CacheMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = FakeClock()
+        self.store = FlakyStore() if self.flaky_store else None
         self.cache: AsyncCache[str, str] = AsyncCache(
-            maxsize=None,
+            **({"store": self.store} if self.store is not None else {"maxsize": None}),
             ttl=TTL,
             negative_ttl=NEGATIVE_TTL,
             timer=self.clock,
@@ -139,6 +160,8 @@ class CacheMachine(RuleBasedStateMachine):
             ):
                 flight.answer = current.outcome  # stale-if-error
                 current.quiet_until = min(now + NEGATIVE_TTL, current.reclaim_at)
+            elif self.store is not None and self.store.failing:
+                flight.answer = StoreDown  # the write failed: its callers get why
             elif flight.ok:
                 self.entries[flight.key] = self.value_entry(flight.value)
             else:
@@ -229,9 +252,22 @@ class CacheMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS, value=st.text(max_size=3))
     def set(self, key: str, value: str) -> None:
+        if self.store is not None and self.store.failing:
+            try:
+                self.cache.set(key, value)
+            except StoreDown:
+                self.forget(key)  # its flight is forgotten; the entry it had stays
+                return
+            raise AssertionError("set() wrote through a failing store")
         self.cache.set(key, value)
         self.forget(key)
         self.entries[key] = self.value_entry(value)
+
+    @precondition(lambda self: self.store is not None)
+    @rule(failing=st.booleans())
+    def store_fails(self, failing: bool) -> None:
+        assert self.store is not None
+        self.store.failing = failing
 
     @rule(key=KEYS)
     def invalidate(self, key: str) -> None:
@@ -261,8 +297,8 @@ class CacheMachine(RuleBasedStateMachine):
         for flight in self.landed:
             for caller in flight.callers:
                 assert caller.done()
-                if flight.answer is Boom:
-                    assert isinstance(caller.exception(), Boom)
+                if isinstance(flight.answer, type):
+                    assert isinstance(caller.exception(), flight.answer)
                 else:
                     assert caller.result() == flight.answer
         self.landed.clear()
@@ -308,6 +344,11 @@ class LimitedFreshnessCacheMachine(FreshnessCacheMachine):
     max_loads = 1
 
 
+class FlakyStoreCacheMachine(FreshnessCacheMachine):
+    flaky_store = True
+    max_loads = 1
+
+
 _settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
 CacheMachine.TestCase.settings = _settings
 LimitedCacheMachine.TestCase.settings = _settings
@@ -319,3 +360,5 @@ test_cache_against_model = CacheMachine.TestCase
 test_cache_with_max_loads_against_model = LimitedCacheMachine.TestCase
 test_cache_with_stale_values_against_model = FreshnessCacheMachine.TestCase
 test_cache_with_stale_values_and_max_loads_against_model = LimitedFreshnessCacheMachine.TestCase
+FlakyStoreCacheMachine.TestCase.settings = settings(_settings, max_examples=150)
+test_cache_with_a_store_that_fails_its_writes_against_model = FlakyStoreCacheMachine.TestCase

@@ -217,6 +217,8 @@ def test_contract_pickle_round_trip(store_class: Any, n: int) -> None:
 
 
 def test_contract_copy_is_independent(store_class: Any) -> None:
+    if store_class.__module__ == "cachetools" and "__copy__" not in vars(cachetools.Cache):
+        pytest.skip("cachetools before 7.1 copies its own caches shallowly (its behaviour)")
     source = store_class(maxsize=3)
     source.update({1: 1, 2: 2})
     twin = copy.copy(source)
