@@ -116,6 +116,19 @@ def _find_interpreters() -> dict[str, tuple[str, str]]:
     return found
 
 
+def _undeclared() -> dict[str, tuple[str, str]]:
+    """Newer CPythons found here that pyproject does not declare (so nothing tests them)."""
+    found: dict[str, tuple[str, str]] = {}
+    for minor in range(_minor(PYTHONS[-1]) + 1, _minor(PYTHONS[-1]) + 4):
+        version = f"3.{minor}"
+        for candidate in _candidates(version):
+            probed = _probe(candidate)
+            if probed is not None and probed[1].startswith(f"{version}."):
+                found[version] = probed
+                break
+    return found
+
+
 INTERPRETERS = _find_interpreters()
 for _version in PYTHONS:
     if _version in INTERPRETERS:
@@ -123,6 +136,12 @@ for _version in PYTHONS:
         print(f"nox: Python {_version}: CPython {_full} at {_path}", file=sys.stderr)
     else:
         print(f"nox: Python {_version}: NOT FOUND (its sessions are skipped)", file=sys.stderr)
+for _version, (_path, _full) in _undeclared().items():
+    print(
+        f"nox: Python {_version}: CPython {_full} at {_path} is not declared in pyproject's "
+        "classifiers, so it is not tested",
+        file=sys.stderr,
+    )
 
 LINT_PATHS = ["cachekit", "tests", "benchmarks", "noxfile.py"]
 
