@@ -41,6 +41,7 @@ SCENARIOS: dict[str, str] = {
     "hitratio": "benchmarks.hitratio_scenario",
     "coldstart": "benchmarks.coldstart:run_scenario",
     "shared": "benchmarks.shared",
+    "misses": "benchmarks.misses",
 }
 
 RESULTS_DIR = Path(__file__).parent / "results"

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, 
 from typing import Any, Protocol, TypeVar, Unpack
 
 from ._cache import AsyncCache
-from ._decorator import CacheOptions
+from ._config import CacheConfig, CacheOptions, option_reference
+from ._decorator import cache_clear_of
 from ._stats import CacheStats
 
 K = TypeVar("K", bound=Hashable)
@@ -42,13 +43,16 @@ def async_cached_many(
 
     A call `await users([3, 1, 2])` returns `{3: ..., 1: ..., 2: ...}`; the function itself
     is called with the missing keys only, once for all of them, and concurrent calls with
-    overlapping keys load each key once. The options are `AsyncCache`'s; `shared=` is not
-    supported (see `AsyncCache.get_many`).
-    """
+    overlapping keys load each key once. A key the mapping lacks fails with KeyError. The
+    wrapper has `.cache`, `.invalidate(key)`, `.cache_clear()` (the entries and the
+    counters) and `.cache_info()`.
+
+    AsyncCache's options (shared= is not supported yet: NotImplementedError):
+    {options}"""
     if options.get("shared") is not None:
         raise NotImplementedError("async_cached_many does not load through shared= yet")
     if options.get("store") is None:
-        AsyncCache(**options)  # bad options fail here, before any function is decorated
+        CacheConfig(**options)  # bad options fail here, before any function is decorated
 
     def decorator(
         func: Callable[[list[K]], Awaitable[Mapping[K, V]]],
@@ -63,8 +67,13 @@ def async_cached_many(
         functools.update_wrapper(wrapper, func)
         wrapper.cache = cache  # type: ignore[attr-defined]
         wrapper.invalidate = cache.invalidate  # type: ignore[attr-defined]
-        wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+        wrapper.cache_clear = cache_clear_of(cache)  # type: ignore[attr-defined]
         wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+async_cached_many.__doc__ = (async_cached_many.__doc__ or "").replace(
+    "    {options}", option_reference()
+)

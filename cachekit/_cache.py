@@ -32,29 +32,20 @@ import inspect
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
-from random import Random
-from typing import Any, Final, Generic, TypeVar, final
-
-import cachetools
+from types import CoroutineType
+from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
 
 from . import _store
 from ._cachetools_compat import empty
-from ._clock import default_timer
-from ._events import CacheEvent, EventQueue
+from ._config import CacheConfig, KeywordOptions, option_reference
+from ._events import EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
-from ._limits import LoadLimiter
-from ._options import (
-    check_bool,
-    check_exception_types,
-    check_fraction,
-    check_maxsize,
-    check_seconds,
-)
-from ._shared import Landed, SharedBinding, SharedFailure, SharedTier
-from ._stats import CacheStats
+from ._options import check_seconds
+from ._shared import Landed, SharedBinding, SharedFailure
+from ._stats import CacheStats, Counters
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -90,29 +81,6 @@ def unhashable(key: object) -> TypeError:
     return TypeError(f"cache key of type {type(key).__name__!r} is unhashable")
 
 
-if sys.version_info >= (3, 12):
-
-    def _spawn(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> asyncio.Task[None]:
-        """A flight's task, started eagerly: it runs at once, in the caller's step, up to its
-        first suspension, so a computation that completes without waiting lands before its
-        caller awaits (no loop iteration, no scheduling). A loop with its own task factory
-        keeps it. Always called on `loop`'s own thread (the limiter hands slots over there).
-        """
-        if loop.get_task_factory() is None:
-            return asyncio.Task(coro, loop=loop, eager_start=True)
-        return loop.create_task(coro)
-
-else:
-
-    def _spawn(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-    ) -> asyncio.Task[None]:
-        """A flight's task (Python 3.11 has no eager start: it runs from the next iteration)."""
-        return loop.create_task(coro)
-
-
 @final
 class _Raised:
     """A key's failure in a bulk result, raised once every key has settled."""
@@ -126,97 +94,47 @@ class _Raised:
 _RESTART: Final = object()  # a key whose flight was cancelled under it, in a bulk result
 
 
+class HitPath(NamedTuple):
+    """What a decorated function's wrapper binds of its cache, once, at decoration: the hit
+    path reads `entries` without the lock, appends to `touched`, and calls `drain` once it
+    holds `drain_at` keys; a miss goes to `join`, then `retry` once if the flight it joined
+    was cancelled. `timer` is the injected clock, or None for the default one, which the
+    wrapper reads itself (one call fewer, and it still follows freezegun)."""
+
+    entries: dict[Hashable, Entry]
+    touched: list[Hashable]
+    drain_at: int
+    drain: Callable[[], None]
+    join: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    retry: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    timer: Callable[[], float] | None
+
+
 class AsyncCache(Generic[K, V]):
     """Completed results and in-flight computations, side by side, under one key.
 
     A caller of `get_or_compute` gets a fresh result, joins the one computation already
-    under way, or starts it. See README for every option.
-    """
+    under way, or starts it. Bad options raise at construction: ValueError for a bad value,
+    TypeError for a wrong type, naming the option and the value.
 
-    def __init__(
-        self,
-        maxsize: int | None = 1024,
-        ttl: float | Callable[[Any], float | None] | None = None,
-        policy: str = "lru",
-        negative_ttl: float | None = None,
-        negative_exceptions: tuple[type[BaseException], ...] = (Exception,),
-        timer: Callable[[], float] | None = None,
-        store: cachetools.Cache[Hashable, Any] | None = None,
-        cancel_abandoned: bool = False,
-        max_loads: int | LoadLimiter | None = None,
-        load_timeout: float | None = None,
-        stale_ttl: float | None = None,
-        refresh_after: float | None = None,
-        ttl_jitter: float = 0.0,
-        random: Random | None = None,
-        is_negative: Callable[[Any], bool] | None = None,
-        stale_if_error: float | None = None,
-        on_event: Callable[[CacheEvent], object] | None = None,
-        shared: SharedTier | None = None,
-        name: str | None = None,
-    ) -> None:
-        # A callable ttl is asked, when each value lands, how long that value stays fresh
-        # (from an HTTP Cache-Control header in the value, say).
-        self._ttl_of: Callable[[Any], float | None] | None = ttl if callable(ttl) else None
-        self._ttl = None if callable(ttl) else check_seconds("ttl", ttl)
-        if is_negative is not None and not callable(is_negative):
-            raise TypeError(f"is_negative must be a callable value -> bool, got {is_negative!r}")
-        self._is_negative = is_negative
-        self._stale_ttl = check_seconds("stale_ttl", stale_ttl) or 0.0
-        self._refresh_after = check_seconds("refresh_after", refresh_after)
-        if self._refresh_after is not None and not (
-            self._refresh_after > 0 and (self._ttl_of or (self._ttl or 0) > self._refresh_after)
-        ):
-            raise ValueError(
-                f"refresh_after must be > 0 and < ttl ({ttl!r}) seconds, got {refresh_after!r}"
-            )
-        self._stale_if_error = check_seconds("stale_if_error", stale_if_error) or 0.0
-        for option, grace in (("stale_ttl", stale_ttl), ("stale_if_error", stale_if_error)):
-            if grace and self._ttl is None and self._ttl_of is None:
-                raise ValueError(
-                    f"{option} needs a ttl to count from, got ttl=None, {option}={grace!r}"
-                )
-        self._ttl_jitter = check_fraction("ttl_jitter", ttl_jitter)
-        self._random = random if random is not None else Random()
-        self._negative_ttl = check_seconds("negative_ttl", negative_ttl) or None
-        self._negative_exceptions = check_exception_types(
-            "negative_exceptions", negative_exceptions
-        )
-        if timer is not None and not callable(timer):
-            raise TypeError(f"timer must be a zero-argument callable or None, got {timer!r}")
-        self._injected_timer = timer
-        self._timer: Callable[[], float] = timer if timer is not None else default_timer
-        self._cancel_abandoned = check_bool("cancel_abandoned", cancel_abandoned)
-        if on_event is not None and not callable(on_event):
-            raise TypeError(f"on_event must be a callable taking a CacheEvent, got {on_event!r}")
+    Options (all keyword-only but maxsize; a duration is seconds, as a number or a
+    datetime.timedelta):
+
+    {options}"""
+
+    def __init__(self, maxsize: int | None = 1024, **options: Unpack[KeywordOptions]) -> None:
+        config = self._config = CacheConfig(maxsize=maxsize, **options)
+        # What the hot paths read, copied out of the configuration once.
+        self._injected_timer = config.timer
+        self._timer: Callable[[], float] = config.clock
+        self._cancel_abandoned = config.cancel_abandoned
+        self._limiter = config.limiter  # a shared limiter bounds every cache that holds it
+        self._load_timeout = config.timeout_seconds
         # Events recorded under the lock, delivered after it; None: no listener, no cost.
-        self._events = None if on_event is None else EventQueue(on_event)
+        self._events = None if config.on_event is None else EventQueue(config.on_event)
         # Hits buffered before a drain; a listener hears of each hit as it happens.
-        self._drain_at = DRAIN_AT if on_event is None else 1
-        self._limiter: LoadLimiter | None
-        if max_loads is None or isinstance(max_loads, LoadLimiter):
-            self._limiter = max_loads  # a shared limiter bounds every cache that holds it
-        else:
-            self._limiter = LoadLimiter(max_loads)
-        self._load_timeout = check_seconds("load_timeout", load_timeout)
-        if self._load_timeout == 0:
-            raise ValueError(f"load_timeout must be > 0 seconds or None, got {load_timeout!r}")
-        if store is None:
-            maxsize = check_maxsize(maxsize)
-            if not isinstance(policy, str) or policy not in _store.POLICIES:
-                names = ", ".join(map(repr, _store.POLICIES))
-                raise ValueError(f"policy must be one of {names}, got {policy!r}")
-            store = _store.make_store(policy, maxsize)
-        else:
-            if not isinstance(store, cachetools.Cache):
-                raise TypeError(f"store must be a cachetools.Cache instance, got {store!r}")
-            if len(store):
-                raise ValueError(f"store must be empty, got one holding {len(store)} items")
-            if _store.is_hooked(store):
-                raise ValueError(f"store is already used by another AsyncCache: {store!r}")
-            if maxsize != 1024 or policy != "lru":
-                raise ValueError("pass either store= or maxsize=/policy=, not both")
-            _store.size_entries_by_value(store)
+        self._drain_at = DRAIN_AT if config.on_event is None else 1
+        store = config.make_store()
         self._store = store
         self._replay_hits = _store.hit_replayer(store)
         _store.hook_evictions(store, self._evicted)
@@ -236,32 +154,15 @@ class AsyncCache(Generic[K, V]):
         # twice the live ones plus _COMPACT_SLACK (see `_insert_locked`).
         self._expiry = ExpiryQueue()
 
-        self._hits = 0  # hits drained from `_touched`
-        self._misses = 0
-        self._coalesced = 0
-        self._evictions = 0
-        self._expirations = 0
-        self._load_failures = 0
-        self._load_timeouts = 0
-        self._stale_hits = 0  # hits served past fresh_until (included in hits)
-        self._refreshes = 0  # background refreshes started
-        self._refresh_failures = 0
-        self._stale_if_error_hits = 0  # calls given the old value because a reload failed
-        self._load_count = 0  # computations that landed
-        self._load_time = 0.0  # seconds they took, on `_timer`
+        self._counts = Counters()  # what stats() reports; changed under `_lock`
         self._loads_running = 0  # flights of this cache whose computation runs now
         self._loads_queued = 0  # flights of this cache waiting for a LoadLimiter slot
-        self._queue_wait = 0.0  # seconds flights spent queued, on `_timer`
 
         # The shared tier (cachekit.redis): asked on an L1 miss, told of invalidations.
-        self._name = name
         self._shared: SharedBinding | None = None
-        if shared is not None:
-            if not isinstance(shared, SharedTier):
-                raise TypeError(f"shared must be a shared tier such as RedisTier, got {shared!r}")
-            if name is None:
-                raise ValueError("name is required with shared=: it is the cache's shared prefix")
-            self._shared = shared.attach(name, self)
+        if config.shared is not None:
+            assert config.name is not None  # CacheConfig requires it
+            self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
 
@@ -367,13 +268,17 @@ class AsyncCache(Generic[K, V]):
                     joined.append((flight, waiter))
                 if launch is not None:
                     (refreshes if launch.refresh else leads).append(launch)
+            for group in (leads, refreshes):  # under the lock, before anyone else reads it
+                batch = tuple(group)
+                for flight in batch:
+                    flight.batch = batch
         for flight, waiter in joined:
             self._watch(flight, waiter, loop, computing)
         if self._events is not None:
             self._drain()
         for group in (leads, refreshes):
             if group:
-                self._launch_batch(group, compute_many)
+                self._launch(group[0], compute_many)  # one call, one slot: the carrier's
         if waiting:
             try:
                 await asyncio.wait(waiting.values())
@@ -427,13 +332,13 @@ class AsyncCache(Generic[K, V]):
         A computation of `key` in flight is forgotten: its callers still get its result,
         but it will not overwrite this value.
         """
-        ttl = self._ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
+        ttl = self._config.ttl_for(value) if ttl is None else check_seconds("ttl", ttl)
         if self._shared is not None:  # written through; other workers' L1 drop the key
             self._shared.stored(key, value, ttl)  # (TypeError first if it cannot be shared)
         with self._lock:
             now = self._timer()
             self._forget_locked(key)
-            entry, duration = self._make_entry(key, value, now, ttl)
+            entry, duration = self._config.make_entry(key, value, now, ttl)
             if entry.expires_at > now:
                 self._insert_locked(entry, duration, now)
             else:
@@ -483,30 +388,28 @@ class AsyncCache(Generic[K, V]):
         if self._events is not None:
             self._events.deliver()
 
+    def reset_stats(self) -> None:
+        """Zero the counters of `stats()`: hits, misses, evictions, load times and the rest.
+
+        The gauges (`loads_running`, `loads_queued`, `currsize`) keep telling what is, and
+        the shared tier's counters are its own. A decorated function's `cache_clear()`
+        clears the entries and resets the counters, as `functools.lru_cache` does.
+        """
+        with self._lock:
+            self._drain_locked()
+            self._counts = Counters()
+
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
         with self._lock:
             maxsize = self._store.maxsize
-            return CacheStats(
-                hits=self._hits + len(self._touched),
-                misses=self._misses,
-                coalesced=self._coalesced,
-                evictions=self._evictions,
-                expirations=self._expirations,
-                load_failures=self._load_failures,
-                load_timeouts=self._load_timeouts,
+            return self._counts.snapshot(
+                buffered_hits=len(self._touched),
                 loads_running=self._loads_running,
                 loads_queued=self._loads_queued,
-                queue_wait_seconds=self._queue_wait,
-                stale_hits=self._stale_hits,
-                refreshes=self._refreshes,
-                refresh_failures=self._refresh_failures,
-                stale_if_error_hits=self._stale_if_error_hits,
-                load_count=self._load_count,
-                load_time_total=self._load_time,
                 currsize=len(self._entries),
                 maxsize=None if maxsize == float("inf") else maxsize,
-                **(self._shared.counters() if self._shared is not None else {}),
+                shared=self._shared.counters() if self._shared is not None else {},
             )
 
     def loading(self) -> dict[Hashable, str]:
@@ -520,7 +423,7 @@ class AsyncCache(Generic[K, V]):
     def __repr__(self) -> str:
         return (
             f"<AsyncCache {type(self._store).__name__} entries={len(self._entries)} "
-            f"flights={len(self._flights)} ttl={self._ttl}>"
+            f"flights={len(self._flights)} ttl={self._config.ttl!r}>"
         )
 
     # ------------------------------------------------------------------ miss path
@@ -548,10 +451,15 @@ class AsyncCache(Generic[K, V]):
                 waiter = flight.add_waiter(loop)
         if self._events is not None:
             self._drain()
-        if flight is not None:  # before the launch: an eager start may run compute() at once
+        if flight is not None and (
+            computing is not None or self._cancel_abandoned or flight.loop is not loop
+        ):  # before the launch: an eager start may run compute() at once
             self._watch(flight, waiter, loop, computing)
         if launch is not None:
-            self._launch(launch, compute)
+            if self._limiter is None:
+                self._spawn(launch, compute)
+            else:
+                self._launch(launch, compute)
         if served is not None:
             ready: asyncio.Future[V] = asyncio.Future(loop=loop)
             ready.set_result(served.value)  # a cached failure raises here instead
@@ -625,7 +533,7 @@ class AsyncCache(Generic[K, V]):
             now = self._timer()
             if entry.reclaim_at <= now:
                 self._drop_locked(key)
-                self._expirations += 1
+                self._counts.expirations += 1
                 if self._events is not None:
                     self._events.record("expiration", key)
             elif entry.stale_until > now:
@@ -637,8 +545,8 @@ class AsyncCache(Generic[K, V]):
             elif type(entry) is RefreshingEntry and entry.quiet_until > now:
                 # stale-if-error: its reload failed and the failure is negatively cached
                 self._touched.append(key)
-                self._stale_hits += 1
-                self._stale_if_error_hits += 1
+                self._counts.stale_hits += 1
+                self._counts.stale_if_error_hits += 1
                 if self._events is not None:
                     self._events.record("stale_hit", key)
                 return entry, None, None
@@ -649,11 +557,14 @@ class AsyncCache(Generic[K, V]):
             flight = None
         if flight is None:
             flight = self._flights[key] = Flight(key, loop)
-            self._misses += 1
+            if self._limiter is None:  # it starts as soon as the lock is released
+                self._loads_running += 1
+                flight.started_at = self._timer()
+            self._counts.misses += 1
             if self._events is not None:
                 self._events.record("miss", key)
             return None, flight, flight
-        self._coalesced += 1
+        self._counts.coalesced += 1
         if self._events is not None:
             self._events.record("coalesced", key)
         return None, None, flight
@@ -677,14 +588,17 @@ class AsyncCache(Generic[K, V]):
         assert isinstance(entry, RefreshingEntry)
         key = entry.key
         if now >= entry.fresh_until:
-            self._stale_hits += 1
+            self._counts.stale_hits += 1
             if self._events is not None:
                 self._events.record("stale_hit", key)
         if key in self._flights or entry.quiet_until > now:
             return None
         flight = self._flights[key] = Flight(key, loop)
         flight.refresh = True
-        self._refreshes += 1
+        if self._limiter is None:  # it starts as soon as the lock is released
+            self._loads_running += 1
+            flight.started_at = now
+        self._counts.refreshes += 1
         if self._events is not None:
             self._events.record("refresh", key)
         return flight
@@ -700,77 +614,42 @@ class AsyncCache(Generic[K, V]):
             if not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
             value = await awaitable
-            if self._is_negative is not None and self._is_negative(value):
-                return Landed(value, self._negative_ttl or 0.0)
+            config = self._config
+            if config.is_negative is not None and config.is_negative(value):
+                return Landed(value, config.failure_seconds or 0.0)
             if callable(ttl):
                 return Landed(value, check_seconds("ttl(value)", ttl(value)))
             return Landed(value, seconds)
 
         return landing
 
-    def _ttl_for(self, value: Any) -> float | None:
-        """How long a landing value stays fresh: negative_ttl for a successful result that
-        means "absent" (is_negative, as DNS caches NXDOMAIN), else the ttl or ttl(value)."""
-        if self._is_negative is not None and self._is_negative(value):
-            return self._negative_ttl or 0.0
-        if self._ttl_of is not None:
-            return check_seconds("ttl(value)", self._ttl_of(value))
-        return self._ttl
-
-    def _make_entry(
-        self, key: Hashable, value: Any, now: float, ttl: float | None
-    ) -> tuple[Entry, float | None]:
-        """The entry for a value landing now, and its nominal lifetime (for the expiry
-        queue, which keeps one FIFO per lifetime)."""
-        if ttl is None:
-            return Entry(key, value, NEVER), None
-        if self._ttl_jitter:
-            ttl *= 1.0 - self._ttl_jitter * self._random.random()
-        fresh_until = now + ttl
-        if not self._stale_ttl and not self._stale_if_error and self._refresh_after is None:
-            return Entry(key, value, fresh_until), ttl
-        attention = fresh_until
-        if self._refresh_after is not None:
-            attention = now + min(self._refresh_after, ttl)
-        lifetime = ttl + max(self._stale_ttl, self._stale_if_error)
-        entry = RefreshingEntry(
-            key, value, attention, fresh_until, fresh_until + self._stale_ttl, now + lifetime
-        )
-        return entry, lifetime
-
-    def _launch_batch(
-        self, flights: list[Flight], compute_many: Callable[[list[Any]], Awaitable[Any]]
-    ) -> None:
-        """Launch new flights as one bulk load: one call of `compute_many`, one load slot."""
-        batch = tuple(flights)
-        for flight in batch:
-            flight.batch = batch
-        self._launch(batch[0], compute_many)
-
     def _launch(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
 
-        Called outside the lock: an eager task factory may run compute() at once.
+        Called outside the lock: an eager task factory may run compute() at once. Without
+        a limiter, the flight was counted as running when it was claimed.
         """
         limiter = self._limiter
-        if limiter is not None:
-            start = partial(self._start, flight, compute)
-            with self._lock:
-                flight.queued_at = self._timer()
-                ticket = limiter.acquire(start, flight.loop)
-                if ticket is not None:
-                    flight.ticket = ticket
-                    self._loads_queued += 1
-                    return
+        if limiter is None:
+            self._spawn(flight, compute)
+            return
+        start = partial(self._start, flight, compute)
+        with self._lock:
+            flight.queued_at = self._timer()
+            ticket = limiter.acquire(start, flight.loop)
+            if ticket is not None:
+                flight.ticket = ticket
+                self._loads_queued += 1
+                return
         self._start(flight, compute)
 
     def _start(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
-        """Run the computation as a task on the flight's loop (holding a slot, if limited)."""
+        """Run a flight that holds a LoadLimiter slot (now, or handed over from the queue)."""
         with self._lock:
             if flight.ticket is not None:  # it leaves the queue
                 flight.ticket = None
                 self._loads_queued -= 1
-                self._queue_wait += self._timer() - flight.queued_at
+                self._counts.queue_wait += self._timer() - flight.queued_at
             abandoned = flight.landed
             if not abandoned:
                 now = self._timer()
@@ -781,10 +660,27 @@ class AsyncCache(Generic[K, V]):
             assert self._limiter is not None
             self._limiter.release()
             return
-        if flight.batch is None:
-            task = _spawn(flight.loop, self._run(flight, compute))
+        self._spawn(flight, compute)
+
+    def _spawn(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
+        """The flight's computation, as a task on its loop. Eager where the interpreter has
+        it (3.12+) and the loop has no task factory of its own: the task runs at once, in
+        the caller's step, up to its first suspension, so a computation that completes
+        without waiting lands before its caller awaits, and needs no callback at all."""
+        loop = flight.loop
+        batch = flight.batch
+        coro = self._run(flight, compute) if batch is None else self._run_batch(batch, compute)
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
+            task = asyncio.Task(coro, loop=loop, eager_start=True)
+            if task.done():  # landed in its first step
+                if task.cancelled():
+                    self._after_task(flight, task)
+                else:
+                    task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
+                return
         else:
-            task = _spawn(flight.loop, self._run_batch(flight.batch, compute))
+            task = loop.create_task(coro)
         flight.task = task
         task.add_done_callback(partial(self._after_task, flight))
 
@@ -800,7 +696,7 @@ class AsyncCache(Generic[K, V]):
         fresh_for: float | None = None
         try:
             awaitable = compute()
-            if not inspect.isawaitable(awaitable):
+            if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
                 raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
             if self._load_timeout is None:
                 value = await awaitable
@@ -810,7 +706,7 @@ class AsyncCache(Generic[K, V]):
             if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
                 value, fresh_for = value.value, value.ttl
             else:
-                fresh_for = self._ttl_for(value)
+                fresh_for = self._config.ttl_for(value)
         except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
             error, fresh_for = shared.error, shared.ttl
         except GeneratorExit as exc:
@@ -884,7 +780,7 @@ class AsyncCache(Generic[K, V]):
             if error is None:
                 try:
                     value = found[flight.key]
-                    fresh_for = self._ttl_for(value)
+                    fresh_for = self._config.ttl_for(value)
                 except KeyError:
                     own_error = KeyError(f"compute_many() returned no value for {flight.key!r}")
                 except Exception as exc:  # a ttl(value) or is_negative that raised
@@ -921,10 +817,18 @@ class AsyncCache(Generic[K, V]):
                 answer = Failure(flight.key, failure, self._timer())
             waiters = flight.land()
             self._loads_running -= 1
-        if self._limiter is not None and flight.computer is flight:
+        if self._limiter is not None and (flight.batch is None or flight.batch[0] is flight):
             self._limiter.release()
         if events is not None:
             events.deliver()
+        if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
+            waiter = waiters[0]
+            if waiter.get_loop() is flight.loop and not waiter.done():
+                try:
+                    waiter.set_result(answer.value)
+                except RuntimeError:  # its loop is closed: nobody is left to read it
+                    pass
+                return
         resolve(waiters, flight.loop, answer)
 
     def _outcome_locked(
@@ -940,22 +844,16 @@ class AsyncCache(Generic[K, V]):
         if isinstance(error, asyncio.CancelledError):
             outcome, ttl = CANCELLED, 0.0
         elif error is None:
-            outcome, ttl = self._make_entry(key, value, now, fresh_for)
+            outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
         else:
-            self._load_failures += 1
-            self._load_timeouts += isinstance(error, LoadTimeoutError)
-            ttl = self._negative_ttl if fresh_for is None else fresh_for
-            cacheable = (
-                ttl is not None
-                and isinstance(error, Exception)
-                and isinstance(error, self._negative_exceptions)
-            )
-            outcome = Failure(key, error, now + ttl if cacheable and ttl else now)
-        if flight.computer is flight:  # a bulk load counts once
-            self._load_count += 1
-            self._load_time += now - flight.started_at
+            self._counts.load_failures += 1
+            self._counts.load_timeouts += isinstance(error, LoadTimeoutError)
+            outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
+        if flight.batch is None or flight.batch[0] is flight:  # a bulk load counts once
+            self._counts.load_count += 1
+            self._counts.load_time += now - flight.started_at
         if flight.refresh and error is not None:
-            self._refresh_failures += 1
+            self._counts.refresh_failures += 1
         if events is not None:
             events.record(
                 "load_success" if error is None else "load_failure",
@@ -978,7 +876,7 @@ class AsyncCache(Generic[K, V]):
             # cached keeps the upstream from being asked again meanwhile.
             if outcome.expires_at > now:
                 current.quiet_until = min(outcome.expires_at, current.reclaim_at)
-            self._stale_if_error_hits += flight.live
+            self._counts.stale_if_error_hits += flight.live
             return current
         if isinstance(outcome, Entry) and outcome.expires_at > now:
             self._insert_locked(outcome, ttl, now)
@@ -1051,8 +949,10 @@ class AsyncCache(Generic[K, V]):
     def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
         """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
-        self._reclaim_locked(now)
-        self._drain_locked()
+        if self._expiry:
+            self._reclaim_locked(now)
+        if self._touched:
+            self._drain_locked()
         try:
             self._store[key] = entry
         except ValueError:  # larger than the whole store: keep nothing for this key
@@ -1126,7 +1026,7 @@ class AsyncCache(Generic[K, V]):
 
     def _evicted(self, key: Hashable, entry: Entry) -> None:
         """Called by the store, inside `_insert_locked`, for each entry it drops for room."""
-        self._evictions += 1
+        self._counts.evictions += 1
         if self._events is not None:
             self._events.record("eviction", key)
 
@@ -1135,7 +1035,7 @@ class AsyncCache(Generic[K, V]):
             key = entry.key
             if self._entries.get(key) is entry:
                 self._drop_locked(key)
-                self._expirations += 1
+                self._counts.expirations += 1
                 if self._events is not None:
                     self._events.record("expiration", key)
 
@@ -1153,7 +1053,7 @@ class AsyncCache(Generic[K, V]):
             return
         batch = touched[:count]
         del touched[:count]  # hits appended meanwhile by other threads stay buffered
-        self._hits += count
+        self._counts.hits += count
         if self._replay_hits is not None:
             self._replay_hits(batch)
         events = self._events
@@ -1163,25 +1063,9 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ for the decorator
 
-    def _hit_path(
-        self,
-    ) -> tuple[
-        dict[Hashable, Entry],
-        list[Hashable],
-        int,
-        Callable[[], None],
-        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
-        Callable[[K, Callable[[], Awaitable[V]]], Awaitable[V]],
-        Callable[[], float] | None,
-    ]:
-        """What a generated wrapper binds: the view, the hit buffer, how many hits it holds
-        before `_drain` must run, the miss path (join, then retry once if the flight was
-        cancelled), and the injected clock.
-
-        The timer is None when the default clock is in use, so that the wrapper reads
-        `time.monotonic` itself (one call fewer) and still follows freezegun.
-        """
-        return (
+    def _hit_path(self) -> HitPath:
+        """What a generated wrapper binds (see HitPath)."""
+        return HitPath(
             self._entries,
             self._touched,
             self._drain_at,
@@ -1198,3 +1082,6 @@ def _stop_awaiting(awaiting: list[Flight], flight: Flight, waiter: asyncio.Futur
         awaiting.remove(flight)
     except ValueError:
         pass
+
+
+AsyncCache.__doc__ = (AsyncCache.__doc__ or "").replace("    {options}", option_reference())

@@ -13,7 +13,6 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
-from random import Random
 from typing import (
     Any,
     Concatenate,
@@ -21,20 +20,15 @@ from typing import (
     Generic,
     ParamSpec,
     Protocol,
-    TypedDict,
     TypeVar,
     Unpack,
     overload,
 )
 
-import cachetools
-
 from ._cache import AsyncCache, unhashable
-from ._events import CacheEvent
+from ._config import CacheConfig, CacheOptions, option_reference
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
-from ._limits import LoadLimiter
-from ._shared import SharedTier
 from ._stats import CacheStats
 
 P = ParamSpec("P")
@@ -105,6 +99,15 @@ class CachedFunction(Protocol, Generic[P, R_co]):
     ) -> Callable[P2, Coroutine[Any, Any, R_co]]: ...
 
 
+def is_async_callable(func: object) -> bool:
+    """An `async def` function, or a callable that returns a coroutine by its nature: a
+    `functools.partial` of one, or an object whose class has an `async def __call__`."""
+    if inspect.iscoroutinefunction(func):  # unwraps partials too
+        return True
+    call = inspect.getattr_static(type(func), "__call__", None)
+    return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
 def _signature_wrapper(
     func: Callable[..., Any], cache: AsyncCache[Any, Any], typed: bool
 ) -> tuple[Callable[..., Any], Callable[..., Hashable]] | None:
@@ -127,18 +130,20 @@ def _signature_wrapper(
         )
         if last_positional_only:
             text.append("/")
-    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
+    bound = cache._hit_path()
     source = _TEMPLATE.format(
         params=", ".join(text),
         call=", ".join(call),
         key=fixed_key_source(params, typed),
-        now="_time.monotonic()" if timer is None else "_ck_timer()",
-        drain_at=drain_at,
+        now="_time.monotonic()" if bound.timer is None else "_ck_timer()",
+        drain_at=bound.drain_at,
     )
     namespace: dict[str, Any] = {}
     exec(source, {"_time": time, "_ck_unhashable": unhashable, "_ck_Restart": Restart}, namespace)
     factory = namespace["_ck_factory"]
-    wrapper, key_of = factory(func, entries, touched, drain, join, retry, timer)
+    wrapper, key_of = factory(
+        func, bound.entries, bound.touched, bound.drain, bound.join, bound.retry, bound.timer
+    )
     for generated in (wrapper, key_of):
         generated.__defaults__ = func.__defaults__
         generated.__kwdefaults__ = func.__kwdefaults__
@@ -151,7 +156,7 @@ def _generic_wrapper(
     key_of: Callable[..., Hashable],
 ) -> Callable[..., Any]:
     """The wrapper for *args/**kwargs functions and for a user-supplied `key=`."""
-    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()
+    entries, touched, drain_at, drain, join, retry, timer = cache._hit_path()  # locals: fast
     get = entries.get
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -187,14 +192,18 @@ def _decorate(
         # Cache the underlying function, then rewrap it: the key then includes `cls`.
         inner = _decorate(func.__func__, key, typed, options)
         return type(func)(inner)  # type: ignore[return-value]
-    if not inspect.iscoroutinefunction(func):
+    if not is_async_callable(func):
         raise TypeError(f"@async_cached needs an async def function, got {func!r}")
     if key is not None and not callable(key):
         raise TypeError(f"key must be a callable building the key from the arguments, got {key!r}")
     if options.get("shared") is not None and options.get("name") is None:
-        options["name"] = f"{func.__module__}.{func.__qualname__}"  # the same in every worker
+        named = inspect.unwrap(getattr(func, "func", func))  # a partial's own function
+        qualname = getattr(named, "__qualname__", type(named).__qualname__)
+        options["name"] = f"{named.__module__}.{qualname}"  # the same in every worker
     cache: AsyncCache[Any, Any] = AsyncCache(**options)
-    generated = None if key is not None else _signature_wrapper(func, cache, typed)
+    generated = (
+        _signature_wrapper(func, cache, typed) if key is None and inspect.isfunction(func) else None
+    )
     if generated is not None:
         wrapper, key_of = generated
     else:
@@ -213,33 +222,19 @@ def _decorate(
     wrapper.cache = cache  # type: ignore[attr-defined]
     wrapper.cache_key = key_of  # type: ignore[attr-defined]
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache_clear_of(cache)  # type: ignore[attr-defined]
     wrapper.cache_info = cache.stats  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
-class CacheOptions(TypedDict, total=False):
-    """The keyword options `async_cached` passes to `AsyncCache` (defaults: see README)."""
+def cache_clear_of(cache: AsyncCache[Any, Any]) -> Callable[[], None]:
+    """A decorated function's `cache_clear()`: the entries and the counters, as in functools."""
 
-    ttl: float | Callable[[Any], float | None] | None
-    maxsize: int | None
-    policy: str
-    negative_ttl: float | None
-    negative_exceptions: tuple[type[BaseException], ...]
-    timer: Callable[[], float] | None
-    store: cachetools.Cache[Hashable, Any] | None
-    cancel_abandoned: bool
-    max_loads: int | LoadLimiter | None
-    load_timeout: float | None
-    stale_ttl: float | None
-    refresh_after: float | None
-    ttl_jitter: float
-    random: Random | None
-    is_negative: Callable[[Any], bool] | None
-    stale_if_error: float | None
-    on_event: Callable[[CacheEvent], object] | None
-    shared: SharedTier | None
-    name: str | None
+    def cache_clear() -> None:
+        cache.clear()
+        cache.reset_stats()
+
+    return cache_clear
 
 
 @overload
@@ -265,19 +260,30 @@ def async_cached(
 ) -> CachedFunction[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
     """Memoize an async function in an `AsyncCache`: one computation per key at a time.
 
-    Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`). The options
-    are AsyncCache's (ttl, maxsize, policy, negative_ttl, negative_exceptions, timer, store,
-    cancel_abandoned, max_loads, load_timeout, stale_ttl, refresh_after, ttl_jitter, random,
-    is_negative, shared, name), plus `key` (a callable building the key from the call's
-    arguments) and `typed` (arguments of different types are cached apart, as in functools).
-    With shared=, name defaults to the function's module and qualified name.
-    """
+    Usable bare (`@async_cached`) or with options (`@async_cached(ttl=60)`), on functions,
+    methods, classmethods, staticmethods, `functools.partial` objects of async functions
+    and objects with an `async def __call__`. The decorated function has `.cache`,
+    `.cache_key(*args)`, `.invalidate(*args)` (for a method, through the class with the
+    instance first: `Repo.find.invalidate(repo, 1)`), `.cache_clear()` (the entries and
+    the counters, as in functools) and `.cache_info()` (a CacheStats).
+
+    Options of the decorator itself:
+
+    key: Callable[..., Hashable] | None = None
+        Builds the key from the call's arguments. None: the arguments themselves, bound
+        by name for a function with named parameters.
+    typed: bool = False
+        Arguments of different types are cached apart (1 and 1.0), as in functools.
+
+    AsyncCache's options, which the decorator passes on (name defaults to the function's
+    module and qualified name with shared=):
+    {options}"""
     if options.get("store") is None:
         # Bad options fail here, before any function is decorated. (A store can back one
         # cache only, and a shared tier binds each cache by name, so those are checked
         # when the function is decorated.)
         unshared: CacheOptions = {**options, "shared": None}
-        AsyncCache(**unshared)
+        CacheConfig(**unshared)
     if func is not None:
         return _decorate(func, key, typed, dict(options))
 
@@ -285,3 +291,6 @@ def async_cached(
         return _decorate(f, key, typed, dict(options))
 
     return decorator
+
+
+async_cached.__doc__ = (async_cached.__doc__ or "").replace("    {options}", option_reference())

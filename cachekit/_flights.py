@@ -40,15 +40,18 @@ COMPUTING: ContextVar[Flight | None] = ContextVar("cachekit_computing", default=
 class Flight:
     """One computation of one key, run as a task on `loop`.
 
-    Every field is read and written only under the owning cache's lock.
+    Every field is read and written only under the owning cache's lock, but for `task`
+    and `awaiting` (below).
     Invariants: `waiters` is None once the flight has landed, and no waiter is added after;
     `live` counts the waiters still awaiting (not cancelled), so `live <= len(waiters)`;
     `ticket` is set only while the flight waits in a LoadLimiter's queue (then `task` is
     None), and `queued_at` is when it joined that queue. The flights of one bulk load
     (`get_many`) share one task and one `batch` tuple; the first of them, the carrier,
     holds the load slot and the ticket, and is the one whose computation `COMPUTING` names.
-    `batch` and `task` are set once, by the caller that launches the flight, before any other
-    caller can read them outside the lock.
+    `batch` is set under the lock, in the step that creates the flight. `task` is the one
+    field written outside the lock: once, by the thread that starts the computation, right
+    after starting it; a reader under the lock that finds None takes the flight as not yet
+    started (so a cancellation then misses it, and the computation simply lands).
 
     `awaiting` is the exception to the lock: it holds the flights, of any cache, that this
     flight's computation waits for right now. A join appends, the join's done callback

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+#: A duration: seconds as a number, or a `datetime.timedelta`.
+Seconds: TypeAlias = float | timedelta
 
 
 def check_seconds(name: str, value: Any, *, allow_none: bool = True) -> float | None:
-    """A duration in seconds: a real number >= 0 (or None where allowed)."""
+    """A duration in seconds: a real number >= 0 or a `timedelta` (or None where allowed)."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, a timedelta or None, got {value!r}")
     try:
         seconds = float(value)
     except OverflowError:  # an int past the largest float

@@ -1,6 +1,9 @@
-"""CacheStats: a frozen snapshot of a cache's counters."""
+"""CacheStats: a frozen snapshot of a cache's counters; Counters: the counts behind it."""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import final
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +67,79 @@ class CacheStats:
         """Hits over all calls that asked for a value (hits, misses and coalesced); 0.0 if none."""
         total = self.hits + self.misses + self.coalesced
         return self.hits / total if total else 0.0
+
+
+@final
+class Counters:
+    """The running counts of one cache, behind its CacheStats.
+
+    Changed only under the owning cache's lock (hits arrive there in batches, from the hit
+    path's buffer). Gauges (flights running or queued, entries held) are the cache's state,
+    not counts: `snapshot` takes them as they are.
+    """
+
+    __slots__ = (
+        "coalesced",
+        "evictions",
+        "expirations",
+        "hits",
+        "load_count",
+        "load_failures",
+        "load_time",
+        "load_timeouts",
+        "misses",
+        "queue_wait",
+        "refresh_failures",
+        "refreshes",
+        "stale_hits",
+        "stale_if_error_hits",
+    )
+
+    def __init__(self) -> None:
+        self.hits = 0  # hits drained from the hit path's buffer
+        self.misses = 0
+        self.coalesced = 0
+        self.evictions = 0
+        self.expirations = 0
+        self.load_failures = 0
+        self.load_timeouts = 0
+        self.stale_hits = 0  # hits served past fresh_until (included in hits)
+        self.refreshes = 0  # background refreshes started
+        self.refresh_failures = 0
+        self.stale_if_error_hits = 0  # calls given the old value because a reload failed
+        self.load_count = 0  # computations that landed
+        self.load_time = 0.0  # seconds they took, on the cache's clock
+        self.queue_wait = 0.0  # seconds flights spent queued for a slot, on the cache's clock
+
+    def snapshot(
+        self,
+        *,
+        buffered_hits: int,
+        loads_running: int,
+        loads_queued: int,
+        currsize: int,
+        maxsize: float | None,
+        shared: dict[str, int],
+    ) -> CacheStats:
+        """The frozen CacheStats of these counts and the gauges given."""
+        return CacheStats(
+            hits=self.hits + buffered_hits,
+            misses=self.misses,
+            coalesced=self.coalesced,
+            evictions=self.evictions,
+            expirations=self.expirations,
+            load_failures=self.load_failures,
+            load_timeouts=self.load_timeouts,
+            loads_running=loads_running,
+            loads_queued=loads_queued,
+            queue_wait_seconds=self.queue_wait,
+            stale_hits=self.stale_hits,
+            refreshes=self.refreshes,
+            refresh_failures=self.refresh_failures,
+            stale_if_error_hits=self.stale_if_error_hits,
+            load_count=self.load_count,
+            load_time_total=self.load_time,
+            currsize=currsize,
+            maxsize=maxsize,
+            **shared,
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, ValuesView
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import cachetools
 
@@ -18,6 +18,9 @@ from ._expiry import Entry
 from ._tinylfu import TinyLFUCache
 
 Store = cachetools.Cache[Hashable, Entry]
+
+#: The names `policy=` accepts (the keys of POLICIES, which a check below keeps equal).
+Policy = Literal["lru", "lfu", "fifo", "rr", "tinylfu"]
 
 _UNBOUNDED: Final = float("inf")
 
@@ -30,12 +33,21 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
     entry fewer), and `OrderedDict.move_to_end` and its first key keep the order.
     """
 
+    #: Told of every entry evicted for room (see `hook_evictions`). A class default, so
+    #: that re-initialising a store in place (`empty`) keeps the instance's own.
+    _on_evict: Callable[[Hashable, Entry], None] | None = None
+
     def __init__(self, maxsize: float, getsizeof: Callable[[Entry], float] | None = None) -> None:
         super().__init__(maxsize, getsizeof)
-        # Invariant: the items, least recently used first. Cache's own methods store into
-        # it, so size accounting stays cachetools' own.
+        # Invariant: the items, least recently used first.
         self._order: OrderedDict[Hashable, Entry] = OrderedDict()
         self._Cache__data = self._order
+        # With unit weights (no getsizeof), this class stores and drops items itself, as
+        # TinyLFUCache does: Cache's __setitem__, popitem and __delitem__ cost a Python call
+        # each on every miss. The size is then the item count (see `currsize`). With
+        # weights, Cache's own methods store into `_order` and keep the sizes.
+        self._unit = self.getsizeof is cachetools.Cache.getsizeof
+        self._capacity = maxsize
 
     def __getitem__(self, key: Hashable) -> Entry:
         entry = super().__getitem__(key)
@@ -46,8 +58,38 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         return entry
 
     def __setitem__(self, key: Hashable, entry: Entry) -> None:
-        super().__setitem__(key, entry)
-        self._order.move_to_end(key)
+        order = self._order
+        if not self._unit:
+            super().__setitem__(key, entry)
+            order.move_to_end(key)
+        elif key in order:
+            order[key] = entry
+            order.move_to_end(key)
+        else:
+            if self._capacity < 1:
+                raise ValueError("value too large")
+            while len(order) >= self._capacity:
+                evicted, dropped = order.popitem(last=False)
+                report = self._on_evict
+                if report is not None:
+                    report(evicted, dropped)
+            order[key] = entry  # a new key goes last: the most recently used
+
+    def __delitem__(self, key: Hashable) -> None:
+        if self._unit:
+            del self._order[key]
+        else:
+            super().__delitem__(key)
+
+    @property
+    def currsize(self) -> float:
+        return len(self._order) if self._unit else super().currsize
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({dict(self._order)!r}, maxsize={self.maxsize!r}, "
+            f"currsize={self.currsize!r})"
+        )
 
     def __copy__(self) -> LRUStore:
         twin = copy_cache(self)
@@ -77,13 +119,15 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
                     move(key)
 
     def popitem(self) -> tuple[Hashable, Entry]:
-        """Remove and return the least recently used item."""
+        """Remove and return the least recently used item (reported as an eviction)."""
         try:
             key = next(iter(self._order))
         except StopIteration:
             raise KeyError(f"{type(self).__name__} is empty") from None
         entry = self._order[key]
         del self[key]
+        if self._on_evict is not None:
+            self._on_evict(key, entry)
         return key, entry
 
 
@@ -112,6 +156,7 @@ def _policies() -> dict[str, Callable[[float], Store]]:
 
 
 POLICIES: Final = _policies()
+assert tuple(POLICIES) == get_args(Policy), "Policy and POLICIES name the same policies"
 
 
 def make_store(policy: str, maxsize: int | None) -> Store:
@@ -146,7 +191,7 @@ def hit_replayer(store: Store) -> Callable[[list[Hashable]], None] | None:
 
 def is_hooked(store: Store) -> bool:
     """True when `hook_evictions` has already claimed this store for some cache."""
-    return "popitem" in vars(store)
+    return "popitem" in vars(store) or "_on_evict" in vars(store)
 
 
 def hook_evictions(store: Store, on_evict: Callable[[Hashable, Entry], None]) -> None:
@@ -154,7 +199,11 @@ def hook_evictions(store: Store, on_evict: Callable[[Hashable, Entry], None]) ->
 
     cachetools evicts by calling `self.popitem()` from `__setitem__`; an instance attribute
     shadows the class method, so this works for any `cachetools.Cache`, subclasses included.
+    An LRUStore, which evicts inline, is told directly instead.
     """
+    if isinstance(store, LRUStore):
+        store._on_evict = on_evict
+        return
     popitem = store.popitem
 
     def popitem_and_report() -> tuple[Hashable, Entry]:

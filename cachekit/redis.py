@@ -338,8 +338,8 @@ class RedisTier:
         unsupported = [
             option
             for option, value in (
-                ("stale_ttl", cache._stale_ttl),
-                ("refresh_after", cache._refresh_after),
+                ("stale_ttl", cache._config.stale_seconds),
+                ("refresh_after", cache._config.refresh_seconds),
             )
             if value
         ]
@@ -932,7 +932,7 @@ class _Binding:
             remaining = self._remaining(expires_at)
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
-            negative = self.cache._negative_ttl or 0.0
+            negative = self.cache._config.failure_seconds or 0.0
             return SharedFailure(decode_error(body), negative if remaining is None else remaining)
         except Exception as exc:
             self.errors += 1
@@ -951,10 +951,10 @@ class _Binding:
                 if type(value) is Landed:  # a per-call ttl (get_or_compute(..., ttl=))
                     value, ttl = value.value, value.ttl
                 else:
-                    ttl = cache._ttl_for(value)
+                    ttl = cache._config.ttl_for(value)
             except Exception as error:
-                negative = cache._negative_ttl
-                if not (negative and isinstance(error, cache._negative_exceptions)):
+                negative = cache._config.failure_seconds
+                if not (negative and cache._config.caches_failure(error)):
                     self._release(base, lock)
                     raise
                 landed = await self._put(base, lock, ERROR, encode_error(error), negative)

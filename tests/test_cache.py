@@ -490,7 +490,11 @@ def test_stats_snapshot_is_frozen() -> None:
     ("options", "error", "message"),
     [
         ({"ttl": -1}, ValueError, r"^ttl must be >= 0 seconds or None, got -1$"),
-        ({"ttl": "60"}, TypeError, r"^ttl must be a number of seconds or None, got '60'$"),
+        (
+            {"ttl": "60"},
+            TypeError,
+            r"^ttl must be a number of seconds, a timedelta or None, got '60'$",
+        ),
         ({"negative_ttl": -0.5}, ValueError, r"^negative_ttl must be >= 0 seconds"),
         ({"maxsize": 0}, ValueError, r"^maxsize must be > 0 or None, got 0$"),
         ({"maxsize": -3}, ValueError, r"^maxsize must be > 0 or None, got -3$"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import functools
 import inspect
 from typing import Any
 
@@ -285,3 +287,120 @@ async def test_a_parameter_named_like_the_generated_locals_still_works() -> None
     assert await f(1, entry=2) == 3
     assert await f(1, 2) == 3
     assert_stats(f.cache, hits=0, misses=2)  # variadic-style key: positional != keyword
+
+
+# ------------------------------------------------------------------ habits users bring
+
+
+async def test_cache_clear_resets_the_statistics_as_functools_does() -> None:
+    @async_cached(ttl=60)
+    async def square(x: int) -> int:
+        return x * x
+
+    await square(2)
+    await square(2)
+    assert (square.cache_info().hits, square.cache_info().misses) == (1, 1)
+    square.cache_clear()
+    assert (square.cache_info().hits, square.cache_info().misses) == (0, 0)
+    assert square.cache_info().currsize == 0
+
+
+async def test_async_cache_resets_its_counters_on_request_only() -> None:
+    cache: AsyncCache[str, str] = AsyncCache()
+
+    async def value() -> str:
+        return "v"
+
+    await cache.get_or_compute("k", value)
+    await cache.get_or_compute("k", value)
+    cache.clear()  # entries only
+    assert (cache.stats().hits, cache.stats().misses) == (1, 1)
+    await cache.get_or_compute("k", value)
+    cache.reset_stats()
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.load_count, stats.currsize) == (0, 0, 0, 1)
+
+
+async def test_a_partial_of_an_async_function_is_cached() -> None:
+    calls = 0
+
+    async def scaled(factor: int, x: int) -> int:
+        nonlocal calls
+        calls += 1
+        return factor * x
+
+    triple = async_cached(ttl=60)(functools.partial(scaled, 3))
+    assert [await triple(2), await triple(2), await triple(x=2)] == [6, 6, 6]
+    assert calls == 2  # x=2 by keyword is another key for a *args/**kwargs callable
+    assert triple.invalidate(2) is True
+
+
+async def test_a_callable_object_with_an_async_call_is_cached() -> None:
+    class Fetcher:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self, x: int) -> int:
+            self.calls += 1
+            return x + 1
+
+    fetcher = Fetcher()
+    cached = async_cached(fetcher)
+    assert [await cached(1), await cached(1)] == [2, 2]
+    assert fetcher.calls == 1
+
+
+@pytest.mark.parametrize(
+    "func",
+    [functools.partial(lambda x: x, 1), type("Sync", (), {"__call__": lambda self: 1})()],
+    ids=["partial of a sync function", "object with a sync __call__"],
+)
+def test_a_callable_that_is_not_async_is_a_type_error(func: Any) -> None:
+    with pytest.raises(TypeError, match=r"^@async_cached needs an async def function, got "):
+        async_cached(func)
+
+
+async def test_durations_accept_timedelta(clock: FakeClock) -> None:
+    cache: AsyncCache[str, int] = AsyncCache(
+        ttl=datetime.timedelta(minutes=1), negative_ttl=datetime.timedelta(seconds=5), timer=clock
+    )
+    calls = 0
+
+    async def count() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    assert await cache.get_or_compute("k", count) == 1
+    clock.tick(59)
+    assert await cache.get_or_compute("k", count) == 1
+    clock.tick(2)
+    assert await cache.get_or_compute("k", count) == 2
+    cache.set("s", 7, ttl=datetime.timedelta(seconds=10))
+    got = await cache.get_or_compute("p", count, ttl=datetime.timedelta(seconds=3))
+    clock.tick(4)
+    assert ("s" in cache, "p" in cache, got) == (True, False, 3)
+
+
+def test_options_after_maxsize_are_keyword_only() -> None:
+    assert AsyncCache(10).stats().maxsize == 10  # maxsize stays positional, as in lru_cache
+    with pytest.raises(TypeError):
+        AsyncCache(10, 60)  # type: ignore[misc]
+
+
+async def test_a_classmethod_is_invalidated_through_its_class() -> None:
+    calls = 0
+
+    class Repo:
+        @async_cached
+        @classmethod
+        async def load(cls, key: int) -> str:
+            nonlocal calls
+            calls += 1
+            return f"{cls.__name__}:{key}"
+
+    assert await Repo.load(1) == "Repo:1"
+    assert await Repo.load(1) == "Repo:1"
+    assert Repo.load.invalidate(Repo, 1) is True
+    assert await Repo.load(1) == "Repo:1"
+    assert calls == 2

@@ -40,6 +40,7 @@ async def main() -> None:
     reveal_type(await cache.get_or_compute("k", lambda: bare("k")))
     reveal_type(await users([1, 2]))
     await get_user("not an int")
+    AsyncCache(policy="lur")
 """
 
 
@@ -62,5 +63,6 @@ def test_mypy_strict_sees_the_decorated_types(tmp_path: Path) -> None:
         "dict[int, sample.User]",
     ], stdout
     errors = [line for line in lines if line.startswith("error")]
-    assert len(errors) == 1, stdout
+    assert len(errors) == 2, stdout
     assert 'incompatible type "str"; expected "int"' in errors[0]
+    assert 'Argument "policy"' in errors[1] and "'lur'" in errors[1]  # a Literal: caught
