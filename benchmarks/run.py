@@ -49,7 +49,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, 1.5 to 2 minutes")
     parser.add_argument(
         "--scenarios", default="", help=f"comma-separated subset of: {', '.join(SCENARIOS)}"
     )
