@@ -82,6 +82,26 @@ def unhashable(key: object) -> TypeError:
 
 
 @final
+class _FlightTask(asyncio.Task[None]):
+    """A flight's task where it cannot start eagerly (Python 3.11).
+
+    `_run` lands the flight however it ends, but a task cancelled before its first step
+    never enters `_run`. Rather than a done callback on every task (a loop handle per miss),
+    `cancel()` adds it, once, to the task being cancelled: `landing`.
+    """
+
+    __slots__ = ("landing",)
+    landing: Callable[[asyncio.Task[None]], None] | None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        landing = getattr(self, "landing", None)
+        if landing is not None:
+            self.landing = None
+            self.add_done_callback(landing)
+        return super().cancel(msg)
+
+
+@final
 class _Raised:
     """A key's failure in a bulk result, raised once every key has settled."""
 
@@ -130,6 +150,9 @@ class AsyncCache(Generic[K, V]):
         self._cancel_abandoned = config.cancel_abandoned
         self._limiter = config.limiter  # a shared limiter bounds every cache that holds it
         self._load_timeout = config.timeout_seconds
+        # When every value lands with the same ttl, the miss path need not ask for each.
+        self._ttl_is_constant = config.ttl_is_constant
+        self._constant_ttl = config.fixed_ttl
         # Events recorded under the lock, delivered after it; None: no listener, no cost.
         self._events = None if config.on_event is None else EventQueue(config.on_event)
         # Hits buffered before a drain; a listener hears of each hit as it happens.
@@ -447,8 +470,10 @@ class AsyncCache(Generic[K, V]):
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
             served, launch, flight = self._claim_locked(key, loop)
-            if flight is not None:
-                waiter = flight.add_waiter(loop)
+            if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
+                waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
+                flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
+                flight.live += 1
         if self._events is not None:
             self._drain()
         if flight is not None and (
@@ -479,7 +504,10 @@ class AsyncCache(Generic[K, V]):
         if self._cancel_abandoned:
             waiter.add_done_callback(partial(self._waiter_done, flight))
         if computing is not None:
-            awaiting = computing.computer.awaiting
+            computer = computing.computer
+            awaiting = computer.awaiting
+            if awaiting is None:
+                awaiting = computer.awaiting = []
             awaiting.append(flight)
             waiter.add_done_callback(partial(_stop_awaiting, awaiting, flight))
         if flight.loop is not loop:
@@ -679,10 +707,17 @@ class AsyncCache(Generic[K, V]):
                 else:
                     task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
                 return
-        else:
+            # Its first step has run, so from here on _run itself lands whatever ends it
+            # (a cancellation included): no done callback is needed.
+            flight.task = task
+            return
+        if loop.get_task_factory() is None:
+            task = _FlightTask(coro, loop=loop)
+            task.landing = partial(self._after_task, flight)
+        else:  # the loop's own tasks: a done callback lands what _run cannot
             task = loop.create_task(coro)
+            task.add_done_callback(partial(self._after_task, flight))
         flight.task = task
-        task.add_done_callback(partial(self._after_task, flight))
 
     async def _run(self, flight: Flight, compute: Callable[[], Awaitable[Any]]) -> None:
         """The flight's task: compute, then land the outcome in the same step.
@@ -705,6 +740,8 @@ class AsyncCache(Generic[K, V]):
             # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
             if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
                 value, fresh_for = value.value, value.ttl
+            elif self._ttl_is_constant:
+                fresh_for = self._constant_ttl
             else:
                 fresh_for = self._config.ttl_for(value)
         except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
@@ -949,7 +986,7 @@ class AsyncCache(Generic[K, V]):
     def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
         """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
-        if self._expiry:
+        if self._expiry.size:
             self._reclaim_locked(now)
         if self._touched:
             self._drain_locked()

@@ -230,6 +230,8 @@ class CacheConfig:
     fixed_ttl: float | None = field(init=False, repr=False, compare=False)
     # ttl when it is a function
     ttl_of: Callable[[Any], Seconds | None] | None = field(init=False, repr=False, compare=False)
+    # every value lands with fixed_ttl: no ttl function, no is_negative (see ttl_for)
+    ttl_is_constant: bool = field(init=False, repr=False, compare=False)
     # negative_ttl; None: failures are not cached
     failure_seconds: float | None = field(init=False, repr=False, compare=False)
     # stale_ttl; 0.0: none
@@ -257,6 +259,7 @@ class CacheConfig:
             raise TypeError(
                 f"is_negative must be a callable value -> bool, got {self.is_negative!r}"
             )
+        derive(self, "ttl_is_constant", self.ttl_of is None and self.is_negative is None)
         derive(self, "stale_seconds", check_seconds("stale_ttl", self.stale_ttl) or 0.0)
         refresh = check_seconds("refresh_after", self.refresh_after)
         if refresh is not None and not (

@@ -119,7 +119,7 @@ class ExpiryQueue:
     were replaced, invalidated or evicted (it never searches), so the caller must check
     that the entry it pops is still the one stored under its key, and must `compact` it
     when those outnumber the live ones (else a busy cache with a long ttl would keep every
-    evicted value alive until its ttl ran out). `_size` counts every entry held.
+    evicted value alive until its ttl ran out). `size` counts every entry held.
     """
 
     _MAX_FIFOS: Final = 8
@@ -130,13 +130,13 @@ class ExpiryQueue:
         # (expires_at, tie-breaker, entry) for entries whose ttl got no deque.
         self._heap: list[tuple[float, int, Entry]] = []
         self._pushed = 0
-        self._size = 0
+        self.size = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self.size  # `size` itself, where a call would cost (the miss path)
 
     def push(self, entry: Entry, ttl: float) -> None:
-        self._size += 1
+        self.size += 1
         fifo = self._fifos.get(ttl)
         if fifo is None and len(self._fifos) < self._MAX_FIFOS:
             fifo = self._fifos[ttl] = deque()
@@ -155,7 +155,7 @@ class ExpiryQueue:
         heap = self._heap
         while heap and heap[0][0] <= now and len(expired) < budget:
             expired.append(heapq.heappop(heap)[2])
-        self._size -= len(expired)
+        self.size -= len(expired)
         return expired
 
     def compact(self, is_current: Callable[[Entry], bool]) -> None:
@@ -165,9 +165,9 @@ class ExpiryQueue:
             self._fifos[ttl] = deque(filter(is_current, fifo))  # filtering keeps the order
         self._heap = [item for item in self._heap if is_current(item[2])]
         heapq.heapify(self._heap)
-        self._size = sum(map(len, self._fifos.values())) + len(self._heap)
+        self.size = sum(map(len, self._fifos.values())) + len(self._heap)
 
     def clear(self) -> None:
         self._fifos.clear()
         self._heap.clear()
-        self._size = 0
+        self.size = 0

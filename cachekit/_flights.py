@@ -84,7 +84,7 @@ class Flight:
         self.batch: tuple[Flight, ...] | None = None  # the flights of its bulk load
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
-        self.awaiting: list[Flight] = []
+        self.awaiting: list[Flight] | None = None  # made on the first wait: most never wait
 
     def add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """A future on the caller's own loop that will receive the value or the exception."""
@@ -127,7 +127,7 @@ def cycle_to(waiter: Flight, target: Flight) -> list[Flight] | None:
         flight = todo.pop()
         if flight is start:
             return path[id(flight)]
-        for nxt in tuple(flight.awaiting):
+        for nxt in tuple(flight.awaiting or ()):
             computer = nxt.computer
             if id(computer) not in path and not nxt.landed:
                 path[id(computer)] = [*path[id(flight)], nxt]

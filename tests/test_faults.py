@@ -525,3 +525,27 @@ async def test_clear_of_a_store_with_its_own_constructor_counts_no_eviction() ->
     for k in range(120):
         await cache.get_or_compute(k, lambda k=k: square(k))
     assert_stats(cache, evictions=20)
+
+
+async def test_a_flights_task_cancelled_at_once_sends_its_callers_to_start_over() -> None:
+    # On Python 3.11 the task has not run its first step yet (on 3.12+ it has, eagerly):
+    # either way its callers start over, and nothing stays counted as running.
+    cache: AsyncCache[str, str] = AsyncCache()
+    calls = 0
+
+    async def slow() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        return f"v{calls}"
+
+    async with asyncio.timeout(5):
+        callers = [asyncio.ensure_future(cache.get_or_compute("k", slow)) for _ in range(2)]
+        await asyncio.sleep(0)  # both have joined; the task exists
+        task = cache._flights["k"].task
+        assert task is not None
+        task.cancel()
+        results = await asyncio.gather(*callers)
+    assert results[0] == results[1] and results[0].startswith("v")
+    assert cache.loading() == {}
+    assert_stats(cache, loads_running=0)
