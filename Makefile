@@ -1,19 +1,27 @@
 # Two entry points for a fresh clone: `make test` and `make bench`.
-# Each sets up its own virtualenv on first use (and again when pyproject.toml changes).
-# The benchmark gets a separate one: its peers constrain shared dependencies (asyncache
-# pins cachetools<6), and that must not change what the tests and mypy run against.
+# `make test` installs nox in .venv, then nox builds one virtualenv per session under .nox/
+# (see noxfile.py): lint once, the suite on every supported CPython found on this machine,
+# the suite with the lowest declared cachetools and redis-py, and `make dist`'s build, twine
+# check and wheel install. The benchmark gets a virtualenv of its own: its peers constrain
+# shared dependencies (asyncache pins cachetools<6), and that must not change what the tests
+# and mypy run against.
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
+NOX := $(VENV)/bin/nox
+# Reuse the session virtualenvs of an earlier run (nox still updates what they install).
+# .ci/run adds --error-on-missing-interpreters: in CI a supported Python that is not found
+# fails the run; elsewhere it is reported and its session skipped.
+NOXFLAGS ?=
+NOX_RUN := $(NOX) --reuse-venv=yes $(NOXFLAGS)
 BENCH_VENV := .venv-bench
 BPY := $(BENCH_VENV)/bin/python
 
-.PHONY: test bench bench-full lint clean
+.PHONY: test lint dist bench bench-full clean
 
-$(VENV)/.test-installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+$(VENV)/.nox-installed: Makefile
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet 'nox>=2024.10'
 	touch $@
 
 $(BENCH_VENV)/.bench-installed: pyproject.toml
@@ -22,13 +30,14 @@ $(BENCH_VENV)/.bench-installed: pyproject.toml
 	$(BPY) -m pip install --quiet -e '.[bench]' || $(BPY) -m benchmarks.install
 	touch $@
 
-lint: $(VENV)/.test-installed
-	$(PY) -m ruff check cachekit tests benchmarks
-	$(PY) -m ruff format --check cachekit tests benchmarks
-	$(PY) -m mypy --strict cachekit
+test: $(VENV)/.nox-installed
+	$(NOX_RUN)
 
-test: lint
-	$(PY) -m pytest -W error
+lint: $(VENV)/.nox-installed
+	$(NOX_RUN) --sessions lint
+
+dist: $(VENV)/.nox-installed
+	$(NOX_RUN) --sessions dist
 
 bench: $(BENCH_VENV)/.bench-installed
 	$(BPY) -m benchmarks --quick
@@ -37,4 +46,4 @@ bench-full: $(BENCH_VENV)/.bench-installed
 	$(BPY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .nox dist .mypy_cache .pytest_cache .ruff_cache .hypothesis

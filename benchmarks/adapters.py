@@ -230,7 +230,7 @@ def all_adapters() -> list[Adapter]:
     return [
         Adapter("bare", None, (), _bare, floor=True, note="undecorated coroutine"),
         Adapter("dict", None, (), _dict, floor=True, bounded=False, note="d.get(x) memo"),
-        Adapter("cachekit", "cachekit", ("cachekit",), _cachekit, clock=True),
+        Adapter("cachekit", "cachekit-async", ("cachekit",), _cachekit, clock=True),
         Adapter("async-lru", "async-lru", ("async_lru",), _async_lru),
         Adapter(
             "aiocache",

@@ -60,21 +60,27 @@ class Result:
 
 
 class Progress:
-    """A thin wrapper so scenarios do not care whether a bar is shown."""
+    """A thin wrapper so scenarios do not care whether a bar is shown.
+
+    The total is fixed before the first scenario starts: each scenario module says how many
+    steps it will take (its `steps(ctx)`), and run.py sums them. A scenario only steps.
+    """
 
     def __init__(self, bar: Any | None) -> None:
         self._bar = bar
-
-    def add(self, total: int) -> None:
-        if self._bar is not None:
-            self._bar.total = (self._bar.total or 0) + total
-            self._bar.refresh()
+        self.done = 0  # steps taken so far, counted with or without a bar
 
     def step(self, label: str = "", n: int = 1) -> None:
+        self.done += n
         if self._bar is not None:
             if label:
                 self._bar.set_postfix_str(label, refresh=False)
             self._bar.update(n)
+
+    def skip_to(self, done: int) -> None:
+        """Advance to `done` steps: a scenario that skipped or failed leaves its share."""
+        if done > self.done:
+            self.step(n=done - self.done)
 
 
 @dataclass

@@ -75,14 +75,25 @@ def _variants(systems: list[Adapter]) -> list[Adapter]:
     ]
 
 
+TTLS: list[float | None] = [60.0, None]
+
+
+def _repeats(ctx: Context) -> int:
+    return 5 if ctx.quick else 7
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per timed loop."""
+    return len(TTLS) * _repeats(ctx) * (len(ctx.systems) + len(_variants(ctx.systems)))
+
+
 async def run(ctx: Context) -> Result:
-    repeats = 5 if ctx.quick else 7
+    repeats = _repeats(ctx)
     budget = 0.02 if ctx.quick else 0.08  # seconds per timed loop
     rows: list[dict[str, Any]] = []
     targets: list[Target] = []
-    ttls: list[float | None] = [60.0, None]
+    ttls = TTLS
     systems = [*ctx.systems, *_variants(ctx.systems)]
-    ctx.progress.add(len(ttls) * repeats * len(systems))
     for ttl in ttls:
         built: dict[str, Any] = {}
         cleanups = []

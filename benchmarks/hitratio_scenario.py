@@ -17,6 +17,11 @@ from .common import Context, Result
 MODULE = "benchmarks.hitratio"
 
 
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one, the whole measurement."""
+    return 1
+
+
 def run(ctx: Context) -> Result:
     title = "Hit ratio: eviction policies against Bélády's OPT by trace and cache size"
     try:
@@ -25,7 +30,6 @@ def run(ctx: Context) -> Result:
     except ImportError as exc:
         reason = f"skipped: {MODULE} not available ({exc})"
         return Result("hitratio", title, [], notes=[reason])
-    ctx.progress.add(1)
     rows: list[dict[str, Any]] = list(measure(quick=ctx.quick))
     ctx.progress.step("hitratio")
     return Result(

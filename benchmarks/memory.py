@@ -97,15 +97,25 @@ def _child(system: str, ttl: float | None, entries: int) -> dict[str, Any]:
     return result
 
 
-def run(ctx: Context) -> Result:
-    entries = 10_000 if ctx.quick else 100_000
+def _jobs(ctx: Context) -> list[tuple[str, float | None]]:
     # bare holds nothing; aiocache-stampede stores into the same SimpleMemoryCache as aiocache.
     systems = [s for s in ctx.systems if s.name not in ("bare", "aiocache-stampede")]
     ttls: list[float | None] = [60.0, None]
     # Without a ttl only for the floor and cachekit: the peers' fills are slow, and the full
     # mode has to fit in ten minutes.
-    jobs = [(s.name, ttl) for ttl in ttls for s in systems if ttl or s.name in ("dict", "cachekit")]
-    ctx.progress.add(len(jobs))
+    return [(s.name, ttl) for ttl in ttls for s in systems if ttl or s.name in ("dict", "cachekit")]
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per measuring subprocess."""
+    return len(_jobs(ctx))
+
+
+def run(ctx: Context) -> Result:
+    entries = 10_000 if ctx.quick else 100_000
+    systems = [s for s in ctx.systems if s.name not in ("bare", "aiocache-stampede")]
+    ttls: list[float | None] = [60.0, None]
+    jobs = _jobs(ctx)
     measured: dict[tuple[str, float | None], dict[str, Any]] = {}
 
     def one(job: tuple[str, float | None]) -> None:

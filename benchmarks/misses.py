@@ -117,11 +117,23 @@ async def _us_per_miss(fn: Callable[[int], Awaitable[Any]], first: int, count: i
     return spent / count * 1e6
 
 
+def _repeats(ctx: Context) -> int:
+    return 5 if ctx.quick else 9
+
+
+def _systems(ctx: Context) -> list[Adapter]:
+    return [*FLOORS, *(a for a in ctx.systems if a.name in PEERS)]
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per timed pass."""
+    return len(LOADERS) * _repeats(ctx) * len(_systems(ctx))
+
+
 async def run(ctx: Context) -> Result:
-    repeats = 5 if ctx.quick else 9
+    repeats = _repeats(ctx)
     count = 3_000 if ctx.quick else 20_000
-    systems = [*FLOORS, *(a for a in ctx.systems if a.name in PEERS)]
-    ctx.progress.add(len(LOADERS) * repeats * len(systems))
+    systems = _systems(ctx)
     rows: list[dict[str, Any]] = []
     targets: list[Target] = []
     for loader_name, loader in LOADERS.items():

@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import Any
 
-from .adapters import Options
+from .adapters import Adapter, Options
 from .common import (
     Context,
     Result,
@@ -60,13 +60,25 @@ async def _pass(build: Any, stream: list[int], maxsize: int, workers: int) -> tu
     return len(stream) / seconds, calls
 
 
+REPEATS = 2
+WORKER_COUNTS = [1, 64]
+
+
+def _systems(ctx: Context) -> list[Adapter]:
+    return [s for s in ctx.systems if s.name != "bare"]  # bare memoizes nothing
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per pass over the stream."""
+    return len(WORKER_COUNTS) * REPEATS * len(_systems(ctx))
+
+
 async def run(ctx: Context) -> Result:
     keys, calls, maxsize = (10_000, 20_000, 1_000) if ctx.quick else (100_000, 200_000, 10_000)
-    repeats = 2
+    repeats = REPEATS
     stream = zipf_stream(keys, calls, 1.0, ctx.seed)
-    systems = [s for s in ctx.systems if s.name != "bare"]  # bare memoizes nothing
-    worker_counts = [1, 64]
-    ctx.progress.add(len(worker_counts) * repeats * len(systems))
+    systems = _systems(ctx)
+    worker_counts = WORKER_COUNTS
     rows: list[dict[str, Any]] = []
     for workers in worker_counts:
         ops: dict[str, list[float]] = {s.name: [] for s in systems}

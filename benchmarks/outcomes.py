@@ -140,9 +140,13 @@ async def _settle_cleanup(cleanup: Any) -> None:
         await cleanup()
 
 
+def steps_cancellation(ctx: Context) -> int:
+    """The progress steps run_cancellation() takes: one per system."""
+    return len(ctx.peers)
+
+
 async def run_cancellation(ctx: Context) -> Result:
     systems = ctx.peers
-    ctx.progress.add(len(systems))
     rows = []
     notes = [
         "Wanted: the others get the value, the shared loader is not cancelled while "
@@ -210,7 +214,7 @@ async def _failing(system: Adapter, options: Options, clock: FakeClock | None) -
     }
 
 
-async def run_failure(ctx: Context) -> Result:
+def _failure_variants(ctx: Context) -> list[tuple[str, Adapter, Options, FakeClock | None]]:
     variants: list[tuple[str, Adapter, Options, FakeClock | None]] = []
     for system in ctx.peers:
         variants.append((system.name, system, Options(maxsize=100, ttl=60.0), None))
@@ -218,7 +222,16 @@ async def run_failure(ctx: Context) -> Result:
             clock = FakeClock()
             options = Options(maxsize=100, ttl=60.0, timer=clock, negative_ttl=5.0)
             variants.append(("cachekit (negative_ttl=5)", system, options, clock))
-    ctx.progress.add(len(variants))
+    return variants
+
+
+def steps_failure(ctx: Context) -> int:
+    """The progress steps run_failure() takes: one per variant."""
+    return len(_failure_variants(ctx))
+
+
+async def run_failure(ctx: Context) -> Result:
+    variants = _failure_variants(ctx)
     rows = []
     notes = [
         "Wanted: 1 load, every caller gets the ValueError; failures cached only when asked "

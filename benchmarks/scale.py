@@ -60,6 +60,15 @@ async def _filled(system: Adapter, size: int) -> tuple[_Held, float]:
         return held, time.perf_counter() - began
 
 
+def _systems(ctx: Context) -> list[Adapter]:
+    return [s for s in ctx.systems if s.name not in ("bare", "dict")]
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: the dict floor's fills, then one per system."""
+    return len(_systems(ctx)) + 1
+
+
 async def run(ctx: Context) -> Result:
     big = 20_000 if ctx.quick else 1_000_000
     repeats = 3 if ctx.quick else 5
@@ -68,8 +77,7 @@ async def run(ctx: Context) -> Result:
     rng = random.Random(ctx.seed)
     small_keys = list(range(SMALL))
     big_keys = rng.sample(range(big), SAMPLE)
-    systems = [s for s in ctx.systems if s.name not in ("bare", "dict")]
-    ctx.progress.add(len(systems) + 1)
+    systems = _systems(ctx)
 
     dict_adapter = ctx.system("dict")
     assert dict_adapter is not None

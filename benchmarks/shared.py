@@ -368,12 +368,11 @@ def _targets(rows: list[dict[str, Any]], processes: list[dict[str, Any]]) -> lis
     return targets
 
 
-async def run(ctx: Context) -> Result:
-    title = "Shared tier: 4 workers on one Redis, Zipf requests, loader sleeps 5 ms"
-    # Full mode: the size of the comparison cacheme's author published (200k Zipf requests,
-    # 1,000 concurrent callers), over 10k keys.
-    n, keys, concurrency = (2_000, 300, 100) if ctx.quick else (200_000, 10_000, 1_000)
-    repeats = 1
+REPEATS = 1
+
+
+def _available(ctx: Context) -> tuple[list[tuple[str, Build]], list[dict[str, Any]]]:
+    """The selected systems that import, and a row for each one that does not."""
     available: list[tuple[str, Build]] = []
     skipped: list[dict[str, Any]] = []
     selected = {a.name for a in ctx.systems} | {a.name for a in ctx.skipped}
@@ -386,6 +385,21 @@ async def run(ctx: Context) -> Result:
             available.append((name, build))
         except Exception as exc:  # a peer that does not import is reported, not dropped
             skipped.append({"system": name, "note": f"skipped: {type(exc).__name__}: {exc}"})
+    return available, skipped
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per fleet run, then one per 4-process run."""
+    return len(_available(ctx)[0]) * (REPEATS + 1)
+
+
+async def run(ctx: Context) -> Result:
+    title = "Shared tier: 4 workers on one Redis, Zipf requests, loader sleeps 5 ms"
+    # Full mode: the size of the comparison cacheme's author published (200k Zipf requests,
+    # 1,000 concurrent callers), over 10k keys.
+    n, keys, concurrency = (2_000, 300, 100) if ctx.quick else (200_000, 10_000, 1_000)
+    repeats = REPEATS
+    available, skipped = _available(ctx)
     with _redis_server() as url:
         if url is None:
             return Result(
@@ -394,7 +408,6 @@ async def run(ctx: Context) -> Result:
                 [],
                 notes=["skipped: no redis-server (set CACHEKIT_REDIS_SERVER or install one)"],
             )
-        ctx.progress.add(len(available) * repeats)
         rows: list[dict[str, Any]] = []
         if available:  # a throwaway pass: a fresh server and interpreter would tax the first
             name, build = available[0]
@@ -420,7 +433,6 @@ async def run(ctx: Context) -> Result:
             rows.append(row)
         processes: list[dict[str, Any]] = []
         requests = _zipf_keys(n, keys, ctx.seed)
-        ctx.progress.add(len(available))
         for name, _ in available:
             try:
                 processes.append(await _processes(url, name, requests, concurrency))

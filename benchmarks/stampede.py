@@ -66,11 +66,22 @@ async def _system(build: Any, n: int) -> tuple[float, int, int]:
     return wall, calls, errors
 
 
+SIZES = [100, 1_000, 10_000]
+
+
+def _repeats(ctx: Context) -> int:
+    return 2 if ctx.quick else 5
+
+
+def steps(ctx: Context) -> int:
+    """The progress steps run() takes: one per stampede."""
+    return len(SIZES) * _repeats(ctx) * len(ctx.systems)
+
+
 async def run(ctx: Context) -> Result:
-    sizes = [100, 1_000, 10_000]
-    repeats = 2 if ctx.quick else 5
+    sizes = SIZES
+    repeats = _repeats(ctx)
     systems = ctx.systems
-    ctx.progress.add(len(sizes) * repeats * len(systems))
     rows: list[dict[str, Any]] = []
     for n in sizes:
         ratio: dict[str, list[float]] = {s.name: [] for s in systems}

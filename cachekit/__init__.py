@@ -13,7 +13,7 @@ from ._limits import LoadLimiter
 from ._stats import CacheStats
 from ._tinylfu import TinyLFUCache
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "AsyncCache",

@@ -1,5 +1,5 @@
 """RedisTier: a shared tier on Redis, so that many processes share results and load each
-key once between them. The only cachekit module that imports redis (`cachekit[redis]`).
+key once between them. The only cachekit module that imports redis (`cachekit-async[redis]`).
 
 Design note.
 
@@ -75,7 +75,7 @@ try:
     from redis.exceptions import RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit[redis]'"
+        "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit-async[redis]'"
     ) from exc
 
 from ._options import check_seconds

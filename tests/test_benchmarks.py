@@ -1,11 +1,14 @@
 """The benchmark harness still runs against the current core (its outcome scenarios only).
 
+Also checks its progress bar: a total fixed before the first scenario, reached at the end.
+
 Runs `python -m benchmarks` in a subprocess with cachekit alone (no peer needs installing)
 on the deterministic scenarios, and pins cachekit's outcomes there: one load on an expired
 key, one load for 100 callers of a failing loader, the others unharmed by a cancelled caller.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +23,6 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
         "-m",
         "benchmarks",
         "--quick",
-        "--no-progress",
         "--systems",
         "cachekit",
         "--scenarios",
@@ -49,4 +51,10 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
         assert row("shared")["errors"] == 0
         fleet = row("shared", "cachekit (4 processes)")
         assert fleet["loader calls"] == fleet["ideal calls"] and fleet["errors"] == 0
-    assert "failed" not in " ".join(n for s in scenarios.values() for n in s["notes"])
+    notes = " ".join(n for s in scenarios.values() for n in s["notes"])
+    assert "failed" not in notes and "progress:" not in notes, notes
+    # The progress bar (tqdm, on stderr) knows its total before the first step and ends on it.
+    counts = re.findall(r"\b(\d+)/(\d+) \[", done.stderr)
+    assert counts, done.stderr
+    assert {total for _, total in counts} == {counts[-1][1]}, counts
+    assert counts[0][0] == "0" and counts[-1][0] == counts[-1][1], counts

@@ -239,7 +239,7 @@ def test_cachekit_imports_without_redis_and_cachekit_redis_names_the_extra() -> 
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=True, text=True
     ).stdout
-    assert "pip install 'cachekit[redis]'" in out
+    assert "pip install 'cachekit-async[redis]'" in out
 
 
 async def test_get_many_refuses_a_shared_cache_rather_than_loading_per_process() -> None:
