@@ -321,7 +321,38 @@ class RedisTier:
 
     `client` is a `redis.asyncio.Redis` (decode_responses=False); `RedisTier.from_url`
     makes one. The tier does not close a client it was given; `aclose()` closes its own.
-    See README, "Many processes", for every option.
+    Bad options raise at construction, naming the option and the value. Durations are
+    seconds, as a number or a datetime.timedelta.
+
+    Options (keyword-only):
+
+    namespace: str = 'cachekit'
+        The first part of every Redis key and of the pub/sub channel; no ":".
+    secret: bytes | Sequence[bytes] | None = None
+        HMAC key(s), 16 bytes or more: every payload and broadcast is signed with the first
+        and checked against all (rotate by putting the new one first). Required with the
+        default pickle serializer; nothing unauthenticated is ever unpickled.
+    serializer: Any = None
+        An object with dumps(value) -> bytes and loads(bytes). None: pickle (needs a
+        secret). JSONSerializer() cannot run code (without a secret, values can still be
+        forged); insecure_pickle opts into unsigned pickle by name, and is logged.
+    lock_lease: float = 10.0
+        Seconds a load's lock lives without renewal (>= 0.01); a running load renews it
+        every third of that. A new lock first lives a probation (1 s, or 4 op_timeouts).
+    wait_timeout: float | None = None
+        Seconds a worker waits for another worker's load before loading on its own (plus
+        one lease for a dead one). None: lock_lease.
+    op_timeout: float = 0.25
+        Seconds each Redis command may take, its wait for a connection included (> 0).
+    on_error: str = 'degrade'
+        "degrade": a failing Redis makes caches answer in-process, never failing a call;
+        "raise": callers get the Redis error (never cached).
+    max_value_bytes: int = 1048576
+        Payloads larger than this stay in L1 only, and larger ones read are misses, never
+        deserialised (an int > 0).
+    cooldown: float = 1.0
+        Seconds Redis is skipped after three failures in a row (raise mode: calls fail at
+        once meanwhile).
     """
 
     def __init__(

@@ -63,3 +63,13 @@ def test_each_documented_option_says_what_it_means(obj: Any) -> None:
     for name in documented(obj):
         meaning = doc.split(f"\n{name}: ", 1)[1].split("\n", 2)[1]
         assert meaning.startswith("    ") and len(meaning.strip()) > 20, name
+
+
+def test_every_redis_tier_option_is_documented_with_its_default() -> None:
+    from cachekit.redis import RedisTier
+
+    parameters = inspect.signature(RedisTier.__init__).parameters
+    expected = {
+        name: repr(p.default) for name, p in parameters.items() if name not in ("self", "client")
+    }
+    assert documented(RedisTier) == expected
