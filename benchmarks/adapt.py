@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import traces
+from .hitratio import lfu_replay
 
 QUICK = 200_000
 FULL = 1_000_000
@@ -105,39 +106,6 @@ def _replay(cache: Any, keys: list[int]) -> int:
     return hits
 
 
-def lfu_hits(keys: list[int], capacity: int) -> int:
-    """cachetools 8's LFUCache decisions in O(1) per access (5.x's `LFUCache` scans all
-    counts on every eviction): evict the least used key, the earliest to reach that count."""
-    count: dict[int, int] = {}
-    buckets: dict[int, dict[int, None]] = {}
-    hits = 0
-    lowest = 0
-    for key in keys:
-        c = count.get(key)
-        if c is not None:
-            hits += 1
-            bucket = buckets[c]
-            del bucket[key]
-            if not bucket:
-                del buckets[c]
-                if lowest == c:
-                    lowest = c + 1
-            count[key] = c + 1
-            buckets.setdefault(c + 1, {})[key] = None
-            continue
-        if len(count) >= capacity:
-            bucket = buckets[lowest]
-            victim = next(iter(bucket))
-            del bucket[victim]
-            if not bucket:
-                del buckets[lowest]
-            del count[victim]
-        count[key] = 1
-        buckets.setdefault(1, {})[key] = None
-        lowest = 1
-    return hits
-
-
 def baseline_path(full: bool) -> Path:
     return RESULTS / f"adapt-baseline-{'full' if full else 'quick'}.json"
 
@@ -157,7 +125,7 @@ def baseline(full: bool) -> None:
             n = len(keys)
             row = {"n": n, "opt": 100 * traces.opt_hits(keys, size) / n}
             row["lru"] = 100 * _replay(cachetools.LRUCache(size), keys) / n
-            row["lfu"] = 100 * lfu_hits(keys, size) / n
+            row["lfu"] = 100 * lfu_replay(keys, size) / n
             row["theine"] = 100 * _theine_replay(keys, size) / n
             done[cell] = row
             path.write_text(json.dumps(done, indent=0))

@@ -51,7 +51,7 @@ def _cachetools_replay(factory: Callable[[int], Any]) -> Replay:
     return replay
 
 
-def _lfu_replay(keys: list[int], capacity: int) -> int:
+def lfu_replay(keys: list[int], capacity: int) -> int:
     """cachetools' LFUCache decisions (8.x's, which 5.x's match: the least used key goes, the
     earliest to reach that count), in O(1) per access: cachetools 5's LFUCache, which the
     benchmark environment has, scans every count on each eviction, too slow for the larger
@@ -176,7 +176,7 @@ def run(*, quick: bool) -> list[dict[str, object]]:
             opt = 100 * traces.opt_hits(trace.keys, size) / len(trace.keys)
             for name, replay in replays.items():
                 if name == "lfu":
-                    replay = _lfu_replay
+                    replay = lfu_replay
                 began = time.perf_counter()
                 hits = replay(trace.keys, size)
                 elapsed = time.perf_counter() - began
