@@ -174,10 +174,13 @@ class CacheMachine(RuleBasedStateMachine):
         while self.queue and (self.max_loads is None or len(self.running) < self.max_loads):
             self.start(self.queue.popleft())
 
-    def forget(self, key: str) -> None:
-        flight = self.flights.pop(key, None)
-        if flight is not None:
+    def forget(self, *keys: str) -> None:
+        """Forget the flights of `keys` at once, as the cache does under its lock: only then
+        may a cancelled refresh pass its slot on (to a flight that is forgotten too)."""
+        forgotten = [self.flights.pop(key) for key in keys if key in self.flights]
+        for flight in forgotten:
             flight.current = False
+        for flight in forgotten:
             if flight.refresh and not flight.callers:  # nobody waits: the cache cancels it
                 if flight in self.running:
                     self.running.remove(flight)
@@ -282,8 +285,7 @@ class CacheMachine(RuleBasedStateMachine):
     def clear(self) -> None:
         self.cache.clear()
         self.entries.clear()
-        for key in list(self.flights):
-            self.forget(key)
+        self.forget(*self.flights)
 
     @rule(data=st.data())
     def tick(self, data: st.DataObject) -> None:
