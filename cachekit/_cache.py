@@ -227,12 +227,10 @@ class AsyncCache(Generic[K, V]):
                 self._drain()
             value: V = entry.value
             return value
-        if ttl is not None:  # the value lands as Landed(value, its ttl); callers get value
-            compute = self._landing_with(ttl, compute)  # type: ignore[assignment]
         try:
-            return await self._join(key, compute)
+            return await self._join(key, compute, ttl)
         except Restart:
-            return await self._retry(key, compute)
+            return await self._retry(key, compute, ttl)
 
     async def get_many(
         self,
@@ -462,25 +460,28 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ miss path
 
-    def _join(self, key: K, compute: Callable[[], Awaitable[V]]) -> Awaitable[V]:
+    def _join(self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None) -> Awaitable[V]:
         """The miss path: a future of the caller's own that will hold the key's outcome.
 
         It leads a new flight or joins the current one, and returns at once; the caller
         awaits the future, which receives the value or the exception itself, so nothing is
         left to unwrap. Cancelling the caller cancels only its own future. If the flight is
         cancelled (its loop shut down, or the computation cancelled itself), the future
-        raises `Restart`, and the caller tries once more through `_retry`.
+        raises `Restart`, and the caller tries once more through `_retry`. `ttl` is the
+        caller's own (`get_or_compute(..., ttl=)`): the flight it leads, if any, carries it.
         """
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
-            compute = self._shared.bind(key, compute)
+            compute = self._shared.bind(key, compute, ttl)
         loop = asyncio.get_running_loop()
         computing = COMPUTING.get()  # set when this call comes from a computation
         with self._lock:
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
             served, launch, flight = self._claim_locked(key, loop)
+            if launch is not None:
+                launch.ttl = ttl
             if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
                 waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
@@ -608,10 +609,10 @@ class AsyncCache(Generic[K, V]):
             self._events.record("coalesced", key)
         return None, None, flight
 
-    async def _retry(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+    async def _retry(self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None) -> V:
         """The second and last attempt after a flight was cancelled under its waiters."""
         try:
-            return await self._join(key, compute)
+            return await self._join(key, compute, ttl)
         except Restart:
             raise RuntimeError(f"the computation of key {key!r} was cancelled twice") from None
 
@@ -641,26 +642,6 @@ class AsyncCache(Generic[K, V]):
         if self._events is not None:
             self._events.record("refresh", key)
         return flight
-
-    def _landing_with(
-        self, ttl: float | Callable[[Any], float | None], compute: Callable[[], Awaitable[Any]]
-    ) -> Callable[[], Awaitable[Landed]]:
-        """`compute`, its value landing with a per-call `ttl` (is_negative still wins)."""
-        seconds = None if callable(ttl) else check_seconds("ttl", ttl, allow_none=False)
-
-        async def landing() -> Landed:
-            awaitable = compute()
-            if not inspect.isawaitable(awaitable):
-                raise TypeError(f"compute() must return an awaitable, got {awaitable!r}")
-            value = await awaitable
-            config = self._config
-            if config.is_negative is not None and config.is_negative(value):
-                return Landed(value, config.failure_seconds or 0.0)
-            if callable(ttl):
-                return Landed(value, check_seconds("ttl(value)", ttl(value)))
-            return Landed(value, seconds)
-
-        return landing
 
     def _launch(self, flight: Flight, compute: Callable[..., Awaitable[Any]]) -> None:
         """Start a new flight's computation now, or queue it for a LoadLimiter slot.
@@ -751,10 +732,10 @@ class AsyncCache(Generic[K, V]):
             # Asked here, so that a ttl(value) or is_negative that raises fails the flight.
             if type(value) is Landed:  # from the shared tier, with the ttl it keeps there
                 value, fresh_for = value.value, value.ttl
-            elif self._ttl_is_constant:
+            elif self._ttl_is_constant and flight.ttl is None:
                 fresh_for = self._constant_ttl
             else:
-                fresh_for = self._config.ttl_for(value)
+                fresh_for = self._config.ttl_for(value, flight.ttl)
         except SharedFailure as shared:  # a failure cached by another worker, or a Redis error
             error, fresh_for = shared.error, shared.ttl
         except GeneratorExit as exc:
@@ -1124,9 +1105,10 @@ class AsyncCache(Generic[K, V]):
         """clear() in this process only: what another worker's clear does."""
         self._clear_here()
 
-    def ttl_for(self, value: Any) -> float | None:
-        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
-        return self._config.ttl_for(value)
+    def ttl_for(self, value: Any, per_call: Any = None) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept), given the
+        ttl of the call that led the load (None: the cache's)."""
+        return self._config.ttl_for(value, per_call)
 
     def failure_ttl(self, error: BaseException) -> float | None:
         """How long a load's `error` is cached (negative_ttl), or None: not cached."""

@@ -319,13 +319,20 @@ class CacheConfig:
 
     # ------------------------------------------------------------------ derived rules
 
-    def ttl_for(self, value: Any) -> float | None:
+    def ttl_for(
+        self, value: Any, per_call: Seconds | Callable[[Any], Seconds | None] | None = None
+    ) -> float | None:
         """How long a landing value stays fresh: negative_ttl for a successful result that
-        means "absent" (is_negative, as DNS caches NXDOMAIN), else the ttl or ttl(value)."""
+        means "absent" (is_negative, as DNS caches NXDOMAIN); else the ttl of the call that
+        led the load, if it gave one (`get_or_compute(..., ttl=)`); else the cache's ttl.
+        A ttl that is a function is asked for this value's."""
         if self.is_negative is not None and self.is_negative(value):
             return self.failure_seconds or 0.0
-        if self.ttl_of is not None:
-            return check_seconds("ttl(value)", self.ttl_of(value))
+        ttl = self.ttl_of if per_call is None else per_call
+        if callable(ttl):
+            return check_seconds("ttl(value)", ttl(value))
+        if per_call is not None:
+            return check_seconds("ttl", per_call)
         return self.fixed_ttl
 
     def caches_failure(self, error: BaseException) -> bool:

@@ -70,6 +70,7 @@ class Flight:
         "started_at",
         "task",
         "ticket",
+        "ttl",
         "waiters",
     )
 
@@ -81,6 +82,8 @@ class Flight:
         self.queued_at = 0.0
         self.started_at = 0.0
         self.refresh = False  # a background refresh of a still-servable entry
+        # The ttl of the call that leads it (get_or_compute(..., ttl=)); None: the cache's.
+        self.ttl: Any = None
         self.batch: tuple[Flight, ...] | None = None  # the flights of its bulk load
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0

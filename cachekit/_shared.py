@@ -50,8 +50,9 @@ class SharedCache(Protocol):
         """clear() in this process only (another worker cleared, or broadcasts were lost)."""
         ...
 
-    def ttl_for(self, value: Any) -> float | None:
-        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept)."""
+    def ttl_for(self, value: Any, per_call: Any = None) -> float | None:
+        """How long a loaded `value` stays fresh (None: no expiry; 0: not kept), given the
+        ttl of the call that led the load (`per_call`; None: the cache's)."""
         ...
 
     def failure_ttl(self, error: BaseException) -> float | None:
@@ -70,7 +71,7 @@ class SharedBinding(Protocol):
     """One cache's view of a shared tier (see the module docstring for when each is called)."""
 
     def bind(
-        self, key: Hashable, compute: Callable[[], Awaitable[Any]]
+        self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]: ...
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None: ...

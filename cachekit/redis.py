@@ -1096,14 +1096,15 @@ class _Binding:
         }
 
     def bind(
-        self, key: Hashable, compute: Callable[[], Awaitable[Any]]
+        self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]:
+        """`compute` behind the shared store; `ttl` is the call's own (None: the cache's)."""
         digest = key_digest(self.name, key)  # TypeError for a key with no stable encoding
         keys = self._keys
         if len(keys) >= self._prune_at:
             self._prune()
         keys[digest] = key
-        return partial(self._load, f"{self.prefix}{{{digest}}}", compute)
+        return partial(self._load, f"{self.prefix}{{{digest}}}", compute, ttl)
 
     def _prune(self) -> None:
         holds = self.cache.holds_key
@@ -1214,7 +1215,9 @@ class _Binding:
 
     # ------------------------------------------------------------------ a flight's load
 
-    async def _load(self, base: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def _load(
+        self, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+    ) -> Any:
         """What the flight runs instead of `compute`: the entry from Redis, or another
         worker's load of it, or `compute()` under the fleet-wide lock."""
         tier = self.tier
@@ -1259,7 +1262,7 @@ class _Binding:
                     self.misses += 1
                     if waited and not woken:
                         self.takeovers += 1
-                    return await self._lead(base, lock, compute)
+                    return await self._lead(base, lock, compute, per_call)
                 if not found.startswith(_LOCK):
                     outcome = self._open(key, found)
                     if outcome is None:  # rejected or expired: delete it once, ask again
@@ -1340,7 +1343,9 @@ class _Binding:
             tier._rejected(key, exc)
             return None
 
-    async def _lead(self, base: str, lock: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def _lead(
+        self, base: str, lock: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+    ) -> Any:
         """Load holding the lock; renew its lease meanwhile; store the outcome fenced."""
         tier = self.tier
         cache = self.cache
@@ -1348,11 +1353,7 @@ class _Binding:
         try:
             try:
                 value = await _compute(compute)
-                ttl: float | None
-                if type(value) is Landed:  # a per-call ttl (get_or_compute(..., ttl=))
-                    value, ttl = value.value, value.ttl
-                else:
-                    ttl = cache.ttl_for(value)
+                ttl = cache.ttl_for(value, per_call)
             except Exception as error:
                 negative = cache.failure_ttl(error)
                 if negative is None:
