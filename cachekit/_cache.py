@@ -42,7 +42,16 @@ from ._cachetools_compat import empty
 from ._config import CacheConfig, KeywordOptions, with_option_reference
 from ._events import EventQueue
 from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
-from ._flights import CANCELLED, COMPUTING, Flight, Outcome, Restart, cycle_to, resolve
+from ._flights import (
+    CANCELLED,
+    COMPUTING,
+    Flight,
+    Outcome,
+    Restart,
+    Cancelled,
+    cycle_to,
+    resolve,
+)
 from ._options import check_seconds
 from ._shared import Landed, SharedBinding, SharedFailure
 from ._stats import CacheStats, Counters
@@ -59,6 +68,8 @@ _COMPACT_SLACK: Final = 1024
 #: Seconds between two looks, by a caller waiting on another loop's flight, at that loop:
 #: found not running twice in a row, the flight is orphaned (see `_watch_home`).
 _ORPHAN_CHECK: Final = 0.05
+#: Tasks can start eagerly (run their first step at once, in the caller's step): 3.12+.
+_EAGER: Final = sys.version_info >= (3, 12)
 
 log = logging.getLogger("cachekit")
 
@@ -87,17 +98,19 @@ class _FlightTask(asyncio.Task[None]):
 
     `_run` lands the flight however it ends, but a task cancelled before its first step
     never enters `_run`. Rather than a done callback on every task (a loop handle per miss),
-    `cancel()` adds it, once, to the task being cancelled: `landing`.
+    `cancel()` adds it, once, to the task being cancelled: `cache._after_task(flight)`.
+    (Two plain fields rather than a partial: nothing is built per miss.)
     """
 
-    __slots__ = ("landing",)
-    landing: Callable[[asyncio.Task[None]], None] | None
+    __slots__ = ("cache", "flight")
+    cache: AsyncCache[Any, Any]
+    flight: Flight | None
 
     def cancel(self, msg: Any | None = None) -> bool:
-        landing = getattr(self, "landing", None)
-        if landing is not None:
-            self.landing = None
-            self.add_done_callback(landing)
+        flight = getattr(self, "flight", None)
+        if flight is not None:
+            self.flight = None
+            self.add_done_callback(partial(self.cache._after_task, flight))
         return super().cancel(msg)
 
 
@@ -227,6 +240,8 @@ class AsyncCache(Generic[K, V]):
                 self._drain()
             value: V = entry.value
             return value
+        if not callable(compute):
+            raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         try:
             return await self._join(key, compute, ttl)
         except Restart:
@@ -291,7 +306,7 @@ class AsyncCache(Generic[K, V]):
                 for key in keys:
                     self._refuse_deadlock_locked(computing, key)
             for key in keys:
-                served, launch, flight = self._claim_locked(key, loop)
+                served, launch, flight = self._claim_locked(key, loop, None)
                 if served is not None:
                     outcomes[key] = served
                 else:
@@ -469,9 +484,8 @@ class AsyncCache(Generic[K, V]):
         cancelled (its loop shut down, or the computation cancelled itself), the future
         raises `Restart`, and the caller tries once more through `_retry`. `ttl` is the
         caller's own (`get_or_compute(..., ttl=)`): the flight it leads, if any, carries it.
+        `compute` is callable (checked by get_or_compute; a wrapper's is its own lambda).
         """
-        if not callable(compute):
-            raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
             compute = self._shared.bind(key, compute, ttl)
         loop = asyncio.get_running_loop()
@@ -479,9 +493,7 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
-            served, launch, flight = self._claim_locked(key, loop)
-            if launch is not None:
-                launch.ttl = ttl
+            served, launch, flight = self._claim_locked(key, loop, ttl)
             if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
                 waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
@@ -559,14 +571,15 @@ class AsyncCache(Generic[K, V]):
             )
 
     def _claim_locked(
-        self, key: Hashable, loop: asyncio.AbstractEventLoop
+        self, key: Hashable, loop: asyncio.AbstractEventLoop, ttl: Any
     ) -> tuple[Entry | None, Flight | None, Flight | None]:
         """What a caller that missed on the hit path gets: `(served, launch, flight)`.
 
         `served` is an entry to answer from at once: fresh (it landed since the caller
         looked), past its refresh point, stale, or quiet after a failed reload. `launch` is
-        a new flight the caller must launch once the lock is released: the one it leads, or
-        a background refresh. `flight` is the flight to wait for, None when served.
+        a new flight the caller must launch once the lock is released: the one it leads
+        (carrying the caller's `ttl`), or a background refresh. `flight` is the flight to
+        wait for, None when served.
         """
         entry = self._entries.get(key)
         if entry is not None:
@@ -596,7 +609,7 @@ class AsyncCache(Generic[K, V]):
             self._orphan_locked(flight, loop)  # its loop is closed or stopped
             flight = None
         if flight is None:
-            flight = self._flights[key] = Flight(key, loop)
+            flight = self._flights[key] = Flight(key, loop, ttl)
             if self._limiter is None:  # it starts as soon as the lock is released
                 self._loads_running += 1
                 flight.started_at = self._timer()
@@ -691,13 +704,13 @@ class AsyncCache(Generic[K, V]):
         batch = flight.batch
         coro = self._run(flight, compute) if batch is None else self._run_batch(batch, compute)
         task: asyncio.Task[None]
-        if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
+        if _EAGER and loop.get_task_factory() is None:
             task = asyncio.Task(coro, loop=loop, eager_start=True)
             if task.done():  # landed in its first step
-                if task.cancelled():
-                    self._after_task(flight, task)
-                else:
+                try:
                     task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
+                except asyncio.CancelledError:
+                    self._after_task(flight, task)
                 return
             # Its first step has run, so from here on _run itself lands whatever ends it
             # (a cancellation included): no done callback is needed.
@@ -705,7 +718,7 @@ class AsyncCache(Generic[K, V]):
             return
         if loop.get_task_factory() is None:
             task = _FlightTask(coro, loop=loop)
-            task.landing = partial(self._after_task, flight)
+            task.cache, task.flight = self, flight
         else:  # the loop's own tasks: a done callback lands what _run cannot
             task = loop.create_task(coro)
             task.add_done_callback(partial(self._after_task, flight))
@@ -836,20 +849,20 @@ class AsyncCache(Generic[K, V]):
         waiter instead, and the flight's bookkeeping (its place, its slot, the gauges) is
         released all the same. A flight already landed (orphaned meanwhile) lands no more.
         """
-        events = self._events
         with self._lock:
-            if flight.landed:
+            waiters = flight.waiters
+            if waiters is None:  # landed already
                 return
             try:
                 answer = self._outcome_locked(flight, value, error, fresh_for)
             except Exception as failure:  # from the store or the policy: see the docstring
                 answer = Failure(flight.key, failure, self._timer())
-            waiters = flight.land()
+            flight.waiters = None  # Flight.land(), inlined: the flight is closed
             self._loads_running -= 1
         if self._limiter is not None and (flight.batch is None or flight.batch[0] is flight):
             self._limiter.release()
-        if events is not None:
-            events.deliver()
+        if self._events is not None:
+            self._events.deliver()
         if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
             waiter = waiters[0]
             if waiter.get_loop() is flight.loop and not waiter.done():
@@ -870,19 +883,21 @@ class AsyncCache(Generic[K, V]):
         now = self._timer()
         ttl: float | None
         outcome: Outcome
-        if isinstance(error, asyncio.CancelledError):
+        if error is None:  # a value: most landings, so checked first
+            if fresh_for is None:
+                outcome, ttl = Entry(key, value, NEVER), None
+            else:
+                outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
+        elif isinstance(error, asyncio.CancelledError):
             outcome, ttl = CANCELLED, 0.0
-        elif error is None:
-            outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
         else:
             self._counts.load_failures += 1
             self._counts.load_timeouts += isinstance(error, LoadTimeoutError)
             outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
+        counts = self._counts
         if flight.batch is None or flight.batch[0] is flight:  # a bulk load counts once
-            self._counts.load_count += 1
-            self._counts.load_time += now - flight.started_at
-        if flight.refresh and error is not None:
-            self._counts.refresh_failures += 1
+            counts.load_count += 1
+            counts.load_time += now - flight.started_at
         if events is not None:
             events.record(
                 "load_success" if error is None else "load_failure",
@@ -890,24 +905,26 @@ class AsyncCache(Generic[K, V]):
                 now - flight.started_at,
                 error,
             )
+        if error is not None and flight.refresh:
+            counts.refresh_failures += 1
         if self._flights.get(key) is not flight:
             return outcome
         del self._flights[key]
-        current = self._entries.get(key)
-        if (
-            type(outcome) is Failure
-            and isinstance(error, Exception)
-            and type(current) is RefreshingEntry
-            and current.reclaim_at > now
-        ):
-            # stale-if-error: a failed reload never replaces a value still in its
-            # grace; its callers get that value, and a failure that is negatively
-            # cached keeps the upstream from being asked again meanwhile.
-            if outcome.expires_at > now:
-                current.quiet_until = min(outcome.expires_at, current.reclaim_at)
-            self._counts.stale_if_error_hits += flight.live
-            return current
-        if isinstance(outcome, Entry) and outcome.expires_at > now:
+        if type(outcome) is Failure:
+            current = self._entries.get(key)
+            if (
+                isinstance(error, Exception)
+                and type(current) is RefreshingEntry
+                and current.reclaim_at > now
+            ):
+                # stale-if-error: a failed reload never replaces a value still in its
+                # grace; its callers get that value, and a failure that is negatively
+                # cached keeps the upstream from being asked again meanwhile.
+                if outcome.expires_at > now:
+                    current.quiet_until = min(outcome.expires_at, current.reclaim_at)
+                counts.stale_if_error_hits += flight.live
+                return current
+        if type(outcome) is not Cancelled and outcome.expires_at > now:
             self._insert_locked(outcome, ttl, now)
         return outcome
 

@@ -17,7 +17,7 @@ from ._limits import Ticket
 
 
 @final
-class _Cancelled:
+class Cancelled:
     """The outcome of a flight whose task was cancelled: its waiters must start over."""
 
     __slots__ = ()
@@ -26,9 +26,9 @@ class _Cancelled:
         return "CANCELLED"
 
 
-CANCELLED: Final = _Cancelled()
+CANCELLED: Final = Cancelled()
 
-Outcome = Entry | _Cancelled
+Outcome = Entry | Cancelled
 
 #: The flight whose computation the current task runs, if any: set by the flight's own task
 #: (each task has its own context, inherited by the tasks it creates). A call that would wait
@@ -74,7 +74,7 @@ class Flight:
         "waiters",
     )
 
-    def __init__(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, key: Hashable, loop: asyncio.AbstractEventLoop, ttl: Any = None) -> None:
         self.key = key
         self.loop = loop
         self.task: asyncio.Task[Any] | None = None
@@ -83,7 +83,7 @@ class Flight:
         self.started_at = 0.0
         self.refresh = False  # a background refresh of a still-servable entry
         # The ttl of the call that leads it (get_or_compute(..., ttl=)); None: the cache's.
-        self.ttl: Any = None
+        self.ttl: Any = ttl
         self.batch: tuple[Flight, ...] | None = None  # the flights of its bulk load
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
