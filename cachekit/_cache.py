@@ -45,10 +45,10 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import (
     CANCELLED,
     COMPUTING,
+    Cancelled,
     Flight,
     Outcome,
     Restart,
-    Cancelled,
     cycle_to,
     resolve,
 )
