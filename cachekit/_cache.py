@@ -705,7 +705,8 @@ class AsyncCache(Generic[K, V]):
         coro = self._run(flight, compute) if batch is None else self._run_batch(batch, compute)
         task: asyncio.Task[None]
         if _EAGER and loop.get_task_factory() is None:
-            task = asyncio.Task(coro, loop=loop, eager_start=True)
+            # (mypy on 3.11 knows no eager_start; _EAGER is the version check)
+            task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
             if task.done():  # landed in its first step
                 try:
                     task.exception()  # retrieved: KeyboardInterrupt or SystemExit, if any
