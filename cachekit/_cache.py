@@ -32,6 +32,7 @@ import inspect
 import logging
 import sys
 import threading
+from asyncio import InvalidStateError
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
 from types import CoroutineType
@@ -732,9 +733,7 @@ class AsyncCache(Generic[K, V]):
         iteration sooner, which is most of the cost of a miss whose computation is quick.
         """
         COMPUTING.set(flight)  # in this task's own context: what its computation asks is checked
-        value: Any = None
-        error: BaseException | None = None
-        fresh_for: float | None = None
+        fresh_for: float | None
         try:
             awaitable = compute()
             if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
@@ -756,9 +755,12 @@ class AsyncCache(Generic[K, V]):
             self._land_closed(flight, exc)
             return  # a coroutine being closed must not go on; one that raised it is done
         except BaseException as exc:  # every outcome lands; see below for what re-raises
-            error = exc
-        self._land(flight, value, error, fresh_for)
-        if error is not None and not isinstance(error, Exception):
+            error, fresh_for = exc, None
+        else:
+            self._land(flight, value, None, fresh_for)
+            return
+        self._land(flight, None, error, fresh_for)
+        if not isinstance(error, Exception):
             raise error  # cancellation, KeyboardInterrupt and SystemExit keep their meaning
 
     def _land_closed(self, flight: Flight, exc: GeneratorExit) -> None:
@@ -866,9 +868,11 @@ class AsyncCache(Generic[K, V]):
             self._events.deliver()
         if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
             waiter = waiters[0]
-            if waiter.get_loop() is flight.loop and not waiter.done():
+            if waiter.get_loop() is flight.loop:
                 try:
                     waiter.set_result(answer.value)
+                except InvalidStateError:  # its caller was cancelled
+                    pass
                 except RuntimeError:  # its loop is closed: nobody is left to read it
                     pass
                 return
