@@ -1000,7 +1000,7 @@ class AsyncCache(Generic[K, V]):
     def _insert_locked(self, entry: Entry, ttl: float | None, now: float) -> None:
         """Store a completed entry; every write also reclaims a few expired ones."""
         key = entry.key
-        if self._expiry.size:
+        if self._expiry.next_at <= now:
             self._reclaim_locked(now)
         if self._touched:
             self._drain_locked()
@@ -1017,8 +1017,8 @@ class AsyncCache(Generic[K, V]):
             assert ttl is not None
             expiry = self._expiry
             expiry.push(entry, ttl)
-            if len(expiry) > 2 * len(self._entries) + _COMPACT_SLACK:
-                expiry.compact(self._is_current)
+            if expiry.size > 2 * len(self._entries) + _COMPACT_SLACK:
+                expiry.compact(self._entries.get)
 
     def _forget_unfindable_locked(self) -> bool:
         """After the store failed: drop every key that its own dict can no longer find (its
@@ -1041,10 +1041,6 @@ class AsyncCache(Generic[K, V]):
                 key,
             )
         return True
-
-    def _is_current(self, entry: Entry) -> bool:
-        """Whether `entry` is still the one stored under its key (not evicted or replaced)."""
-        return self._entries.get(entry.key) is entry
 
     def _drop_locked(self, key: Hashable) -> bool:
         """Remove `key`'s entry, if any, from the store (and so from the hit path's view)."""

@@ -241,6 +241,9 @@ class CacheConfig:
     error_grace: float = field(init=False, repr=False, compare=False)
     # refresh_after
     refresh_seconds: float | None = field(init=False, repr=False, compare=False)
+    # an entry is its value and its expiry: no jitter, stale_ttl, stale_if_error or
+    # refresh_after (see make_entry)
+    plain_entries: bool = field(init=False, repr=False, compare=False)
     # load_timeout
     timeout_seconds: float | None = field(init=False, repr=False, compare=False)
     # timer, or the default clock
@@ -278,6 +281,11 @@ class CacheConfig:
                     f"{option} needs a ttl to count from, got ttl=None, {option}={value!r}"
                 )
         check_fraction("ttl_jitter", self.ttl_jitter)
+        derive(
+            self,
+            "plain_entries",
+            not (self.ttl_jitter or self.stale_seconds or grace or refresh is not None),
+        )
         derive(self, "rng", self.random if self.random is not None else Random())
         derive(self, "failure_seconds", check_seconds("negative_ttl", self.negative_ttl) or None)
         check_exception_types("negative_exceptions", self.negative_exceptions)
@@ -357,6 +365,8 @@ class CacheConfig:
         its nominal lifetime (the expiry queue keeps one FIFO per lifetime)."""
         if ttl is None:
             return Entry(key, value, NEVER), None
+        if self.plain_entries:
+            return Entry(key, value, now + ttl), ttl
         if self.ttl_jitter:
             ttl *= 1.0 - self.ttl_jitter * self.rng.random()
         fresh_until = now + ttl

@@ -11,7 +11,9 @@ import copy
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
+from itertools import compress
+from operator import attrgetter, is_
 from types import TracebackType
 from typing import Any, Final, final
 
@@ -37,6 +39,14 @@ class Entry:
     def reclaim_at(self) -> float:
         """When the entry may be dropped: nothing can be served from it after that."""
         return self.expires_at
+
+
+# For a plain Entry (and a Failure) both are `expires_at` itself, read through that slot's
+# own descriptor under the other names: no Python call on the miss path and in the expiry
+# queue. The properties above are what type checkers and readers see; RefreshingEntry's
+# own slots of those names take precedence for it.
+setattr(Entry, "stale_until", Entry.__dict__["expires_at"])  # noqa: B010
+setattr(Entry, "reclaim_at", Entry.__dict__["expires_at"])  # noqa: B010
 
 
 @final
@@ -115,11 +125,14 @@ class ExpiryQueue:
     each distinct ttl gets a FIFO deque (Caffeine's write-order queue). Past a handful of
     distinct ttls the rest go to a heap.
 
-    Invariant: every deque is sorted by `reclaim_at`; the queue may still hold entries that
-    were replaced, invalidated or evicted (it never searches), so the caller must check
-    that the entry it pops is still the one stored under its key, and must `compact` it
-    when those outnumber the live ones (else a busy cache with a long ttl would keep every
-    evicted value alive until its ttl ran out). `size` counts every entry held.
+    Invariant: every deque is sorted by `reclaim_at`; no entry held is reclaimable before
+    `next_at` (the soonest head, or a moment before it), so a writer that finds
+    `next_at > now` knows there is nothing to reclaim without looking. The queue may still
+    hold entries that were replaced, invalidated or evicted (it never searches), so the
+    caller must check that the entry it pops is still the one stored under its key, and
+    must `compact` it when those outnumber the live ones (else a busy cache with a long ttl
+    would keep every evicted value alive until its ttl ran out). `size` counts every entry
+    held.
     """
 
     _MAX_FIFOS: Final = 8
@@ -131,20 +144,24 @@ class ExpiryQueue:
         self._heap: list[tuple[float, int, Entry]] = []
         self._pushed = 0
         self.size = 0
+        self.next_at = NEVER
 
     def __len__(self) -> int:
         return self.size  # `size` itself, where a call would cost (the miss path)
 
     def push(self, entry: Entry, ttl: float) -> None:
         self.size += 1
+        reclaim_at = entry.reclaim_at
+        if reclaim_at < self.next_at:
+            self.next_at = reclaim_at
         fifo = self._fifos.get(ttl)
         if fifo is None and len(self._fifos) < self._MAX_FIFOS:
             fifo = self._fifos[ttl] = deque()
-        if fifo is not None and (not fifo or fifo[-1].reclaim_at <= entry.reclaim_at):
+        if fifo is not None and (not fifo or fifo[-1].reclaim_at <= reclaim_at):
             fifo.append(entry)
         else:
             self._pushed += 1
-            heapq.heappush(self._heap, (entry.reclaim_at, self._pushed, entry))
+            heapq.heappush(self._heap, (reclaim_at, self._pushed, entry))
 
     def pop_expired(self, now: float, budget: int) -> list[Entry]:
         """Up to `budget` entries reclaimable by `now`, soonest first per source."""
@@ -156,18 +173,41 @@ class ExpiryQueue:
         while heap and heap[0][0] <= now and len(expired) < budget:
             expired.append(heapq.heappop(heap)[2])
         self.size -= len(expired)
+        self._find_next()
         return expired
 
-    def compact(self, is_current: Callable[[Entry], bool]) -> None:
-        """Keep only the entries `is_current` accepts: O(n), so run it only once the stale
-        entries outnumber the live ones, which makes it amortised O(1) per push."""
+    def compact(self, current: Callable[[Hashable], Entry | None]) -> None:
+        """Keep only the entries still stored, `current(key) is entry` (the store's own
+        lookup): O(n) without a Python call per entry, and run only once the stale entries
+        outnumber the live ones, which makes it amortised O(1) per push."""
         for ttl, fifo in self._fifos.items():
-            self._fifos[ttl] = deque(filter(is_current, fifo))  # filtering keeps the order
-        self._heap = [item for item in self._heap if is_current(item[2])]
+            self._fifos[ttl] = deque(_stored(fifo, current))  # filtering keeps the order
+        self._heap = [item for item in self._heap if current(item[2].key) is item[2]]
         heapq.heapify(self._heap)
         self.size = sum(map(len, self._fifos.values())) + len(self._heap)
+        self._find_next()
 
     def clear(self) -> None:
         self._fifos.clear()
         self._heap.clear()
         self.size = 0
+        self.next_at = NEVER
+
+    def _find_next(self) -> None:
+        """`next_at` after entries left: the soonest head of any source."""
+        soonest = self._heap[0][0] if self._heap else NEVER
+        for fifo in self._fifos.values():
+            if fifo and fifo[0].reclaim_at < soonest:
+                soonest = fifo[0].reclaim_at
+        self.next_at = soonest
+
+
+_KEY: Final = attrgetter("key")
+
+
+def _stored(
+    entries: Iterable[Entry], current: Callable[[Hashable], Entry | None]
+) -> Iterable[Entry]:
+    """The entries that `current` still finds under their keys, in order (all in C)."""
+    entries = tuple(entries)
+    return compress(entries, map(is_, map(current, map(_KEY, entries)), entries))
