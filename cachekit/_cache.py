@@ -46,7 +46,6 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import (
     CANCELLED,
     COMPUTING,
-    Cancelled,
     Flight,
     Outcome,
     Restart,
@@ -861,6 +860,7 @@ class AsyncCache(Generic[K, V]):
             except Exception as failure:  # from the store or the policy: see the docstring
                 answer = Failure(flight.key, failure, self._timer())
             flight.waiters = None  # Flight.land(), inlined: the flight is closed
+            flight.task = None  # else flight -> task -> its context -> COMPUTING -> flight
             self._loads_running -= 1
         if self._limiter is not None and (flight.batch is None or flight.batch[0] is flight):
             self._limiter.release()
@@ -884,54 +884,54 @@ class AsyncCache(Generic[K, V]):
         """The landing flight's outcome, counted, and stored if it is cacheable and the
         flight is still the current one for its key; returns what its waiters get."""
         key = flight.key
-        events = self._events
         now = self._timer()
-        ttl: float | None
-        outcome: Outcome
-        if error is None:  # a value: most landings, so checked first
-            if fresh_for is None:
-                outcome, ttl = Entry(key, value, NEVER), None
-            else:
-                outcome, ttl = self._config.make_entry(key, value, now, fresh_for)
-        elif isinstance(error, asyncio.CancelledError):
-            outcome, ttl = CANCELLED, 0.0
-        else:
-            self._counts.load_failures += 1
-            self._counts.load_timeouts += isinstance(error, LoadTimeoutError)
-            outcome, ttl = self._config.make_failure(key, error, now, fresh_for)
         counts = self._counts
         if flight.batch is None or flight.batch[0] is flight:  # a bulk load counts once
             counts.load_count += 1
             counts.load_time += now - flight.started_at
-        if events is not None:
-            events.record(
+        if self._events is not None:
+            self._events.record(
                 "load_success" if error is None else "load_failure",
                 key,
                 now - flight.started_at,
                 error,
             )
-        if error is not None and flight.refresh:
+        current = self._flights.get(key) is flight  # else forgotten: it stores nothing
+        if current:
+            del self._flights[key]
+        if error is None:  # a value: most landings, so the shortest way
+            if fresh_for is None:
+                entry, ttl = Entry(key, value, NEVER), None
+            else:
+                entry, ttl = self._config.make_entry(key, value, now, fresh_for)
+            if current and entry.expires_at > now:
+                self._insert_locked(entry, ttl, now)
+            return entry
+        if flight.refresh:
             counts.refresh_failures += 1
-        if self._flights.get(key) is not flight:
-            return outcome
-        del self._flights[key]
-        if type(outcome) is Failure:
-            current = self._entries.get(key)
-            if (
-                isinstance(error, Exception)
-                and type(current) is RefreshingEntry
-                and current.reclaim_at > now
-            ):
-                # stale-if-error: a failed reload never replaces a value still in its
-                # grace; its callers get that value, and a failure that is negatively
-                # cached keeps the upstream from being asked again meanwhile.
-                if outcome.expires_at > now:
-                    current.quiet_until = min(outcome.expires_at, current.reclaim_at)
-                counts.stale_if_error_hits += flight.live
-                return current
-        if type(outcome) is not Cancelled and outcome.expires_at > now:
-            self._insert_locked(outcome, ttl, now)
-        return outcome
+        if isinstance(error, asyncio.CancelledError):
+            return CANCELLED
+        counts.load_failures += 1
+        counts.load_timeouts += isinstance(error, LoadTimeoutError)
+        failure, ttl = self._config.make_failure(key, error, now, fresh_for)
+        if not current:
+            return failure
+        fallback = self._entries.get(key)
+        if (
+            isinstance(error, Exception)
+            and type(fallback) is RefreshingEntry
+            and fallback.reclaim_at > now
+        ):
+            # stale-if-error: a failed reload never replaces a value still in its grace;
+            # its callers get that value, and a failure that is negatively cached keeps
+            # the upstream from being asked again meanwhile.
+            if failure.expires_at > now:
+                fallback.quiet_until = min(failure.expires_at, fallback.reclaim_at)
+            counts.stale_if_error_hits += flight.live
+            return fallback
+        if failure.expires_at > now:
+            self._insert_locked(failure, ttl, now)
+        return failure
 
     def _orphan_locked(self, flight: Flight, loop: asyncio.AbstractEventLoop) -> None:
         """Give up a flight whose loop is closed or stopped: it would never land.

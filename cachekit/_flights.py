@@ -51,7 +51,10 @@ class Flight:
     `batch` is set under the lock, in the step that creates the flight. `task` is the one
     field written outside the lock: once, by the thread that starts the computation, right
     after starting it; a reader under the lock that finds None takes the flight as not yet
-    started (so a cancellation then misses it, and the computation simply lands).
+    started (so a cancellation then misses it, and the computation simply lands). Landing
+    sets it back to None, under the lock: the task's context names the flight (COMPUTING),
+    so a landed flight that kept its task would be a reference cycle, freed only by the
+    garbage collector.
 
     `awaiting` is the exception to the lock: it holds the flights, of any cache, that this
     flight's computation waits for right now. A join appends, the join's done callback

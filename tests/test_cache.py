@@ -557,3 +557,29 @@ async def test_evicted_values_are_not_kept_alive_by_their_expiry() -> None:
     gc.collect()
     assert len(cache) == 100
     assert len(alive) <= 2 * 100 + _COMPACT_SLACK + 1  # not 20,000: evicted values are freed
+
+
+@pytest.mark.parametrize("suspends", [False, True])
+async def test_a_landed_flight_leaves_no_reference_cycle(suspends: bool) -> None:
+    """A miss is freed by reference counting: no Flight waits for the garbage collector."""
+    cache: AsyncCache[int, int] = AsyncCache(maxsize=10)
+
+    async def load(key: int) -> int:
+        if suspends:
+            await asyncio.sleep(0)
+        return key
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for key in range(50):
+            assert await cache.get_or_compute(key, lambda key=key: load(key)) == key
+        await asyncio.sleep(0)
+        gc.collect()
+        cyclic = [type(found).__name__ for found in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert "Flight" not in cyclic
