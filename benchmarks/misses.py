@@ -13,8 +13,12 @@ The floors:
                  store; no ttl, no statistics, no lock, no cancellation shielding
   ordereddict    an OrderedDict memo that evicts: no single flight at all
 
+Then a fill: each system built anew in every repeat with room for every key (20,000 quick,
+100,000 full), filled once with keys it has never seen by a loader that returns at once: the
+cost of an insert that evicts nothing, as when a service starts cold.
+
 Targets (issue 16): on Python 3.12+, cachekit's miss costs at most theine's; on Python 3.11
-(no eager tasks), at most 1.5x the single-flight floor's.
+(no eager tasks), at most 1.5x the single-flight floor's; a fill insert at most 2x cachebox's.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from .common import Context, Result, Target, fmt_ratio, gc_paused, median, rotat
 MAXSIZE = 1_000
 PEERS = ("cachekit", "theine", "cachebox", "async-lru")
 TARGET_311 = 1.5
+TARGET_FILL = 2.0  # x cachebox's microseconds per insert
+FILL_LOADER = "fill, no eviction"
 
 
 async def _at_once(x: int) -> int:
@@ -127,7 +133,22 @@ def _systems(ctx: Context) -> list[Adapter]:
 
 def steps(ctx: Context) -> int:
     """The progress steps run() takes: one per timed pass."""
-    return len(LOADERS) * _repeats(ctx) * len(_systems(ctx))
+    return (len(LOADERS) + 1) * _repeats(ctx) * len(_systems(ctx))
+
+
+async def _fill(ctx: Context, systems: list[Adapter], repeats: int) -> dict[str, list[float]]:
+    """Microseconds per insert into a cache with room for every key, per system and repeat."""
+    size = 20_000 if ctx.quick else 100_000
+    per_repeat: dict[str, list[float]] = {s.name: [] for s in systems}
+    for r in range(repeats):
+        for system in rotated(systems, r):
+            fn, cleanup = system.build(_at_once, Options(maxsize=size, ttl=None))
+            await fn(-1)  # the first call outside the timing (lazy set-up)
+            per_repeat[system.name].append(await _us_per_miss(fn, 0, size))
+            if cleanup is not None:
+                await cleanup()
+            ctx.progress.step(f"misses fill {system.name}")
+    return per_repeat
 
 
 async def run(ctx: Context) -> Result:
@@ -158,6 +179,8 @@ async def run(ctx: Context) -> Result:
             await cleanup()
         rows.extend(_rows(systems, per_repeat, loader_name))
         targets.append(_target(rows, loader_name))
+    rows.extend(_rows(systems, await _fill(ctx, systems, repeats), FILL_LOADER))
+    targets.append(_fill_target(rows))
     rows.extend(skipped_rows(ctx))
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     return Result(
@@ -211,3 +234,14 @@ def _target(rows: list[dict[str, Any]], loader: str) -> Target:
         return Target(name, want, "cachekit not measured", None)
     value = f"{fmt_ratio(ck['x single-flight'])} floor ({ck['us/miss']} us)"
     return Target(name, want, value, ck["x single-flight"] <= TARGET_311)
+
+
+def _fill_target(rows: list[dict[str, Any]]) -> Target:
+    mine = {row["system"]: row for row in rows if row.get("loader") == FILL_LOADER}
+    name, want = "fill insert", f"<= {TARGET_FILL}x cachebox's us/insert"
+    ck, cachebox = mine.get("cachekit"), mine.get("cachebox")
+    if ck is None or cachebox is None:
+        return Target(name, want, "cachekit or cachebox not measured", None)
+    ratio = ck["x single-flight"] / cachebox["x single-flight"]
+    value = f"{ratio:.2f}x cachebox ({ck['us/miss']} against {cachebox['us/miss']} us)"
+    return Target(name, want, value, ratio <= TARGET_FILL)

@@ -493,7 +493,11 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
-            served, launch, flight = self._claim_locked(key, loop, ttl)
+            if key in self._entries or key in self._flights:
+                served, launch, flight = self._claim_locked(key, loop, ttl)
+            else:  # a plain miss: it leads a new flight
+                served = None
+                launch = flight = self._lead_locked(key, loop, ttl)
             if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
                 waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
@@ -609,18 +613,24 @@ class AsyncCache(Generic[K, V]):
             self._orphan_locked(flight, loop)  # its loop is closed or stopped
             flight = None
         if flight is None:
-            flight = self._flights[key] = Flight(key, loop, ttl)
-            if self._limiter is None:  # it starts as soon as the lock is released
-                self._loads_running += 1
-                flight.started_at = self._timer()
-            self._counts.misses += 1
-            if self._events is not None:
-                self._events.record("miss", key)
+            flight = self._lead_locked(key, loop, ttl)
             return None, flight, flight
         self._counts.coalesced += 1
         if self._events is not None:
             self._events.record("coalesced", key)
         return None, None, flight
+
+    def _lead_locked(self, key: Hashable, loop: asyncio.AbstractEventLoop, ttl: Any) -> Flight:
+        """A miss: the new flight of `key`, which the caller launches once the lock is
+        released (carrying the caller's `ttl`), counted as running unless it must queue."""
+        flight = self._flights[key] = Flight(key, loop, ttl)
+        if self._limiter is None:  # it starts as soon as the lock is released
+            self._loads_running += 1
+            flight.started_at = self._timer()
+        self._counts.misses += 1
+        if self._events is not None:
+            self._events.record("miss", key)
+        return flight
 
     async def _retry(self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None) -> V:
         """The second and last attempt after a flight was cancelled under its waiters."""
