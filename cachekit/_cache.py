@@ -32,7 +32,7 @@ import inspect
 import logging
 import sys
 import threading
-from asyncio import InvalidStateError
+from asyncio import Future, InvalidStateError
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
 from types import CoroutineType
@@ -46,6 +46,7 @@ from ._expiry import NEVER, Entry, ExpiryQueue, Failure, RefreshingEntry
 from ._flights import (
     CANCELLED,
     COMPUTING,
+    Cancelled,
     Flight,
     Outcome,
     Restart,
@@ -138,7 +139,7 @@ class HitPath(NamedTuple):
     touched: list[Hashable]
     drain_at: int
     drain: Callable[[], None]
-    join: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    join: Callable[[Any, Callable[[], Awaitable[Any]]], Future[Any] | Entry]
     retry: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
     timer: Callable[[], float] | None
 
@@ -164,6 +165,9 @@ class AsyncCache(Generic[K, V]):
         self._cancel_abandoned = config.cancel_abandoned
         self._limiter = config.limiter  # a shared limiter bounds every cache that holds it
         self._load_timeout = config.timeout_seconds
+        # A new flight's leader takes the answer from the flight when its computation lands
+        # in its eager first step (3.12+): nothing else may act on its waiting meanwhile.
+        self._self_answering = _EAGER and self._limiter is None and not self._cancel_abandoned
         # When every value lands with the same ttl, the miss path need not ask for each.
         self._ttl_is_constant = config.ttl_is_constant
         self._constant_ttl = config.fixed_ttl
@@ -243,7 +247,11 @@ class AsyncCache(Generic[K, V]):
         if not callable(compute):
             raise TypeError(f"compute must be a zero-argument callable, got {compute!r}")
         try:
-            return await self._join(key, compute, ttl)
+            pending = self._join(key, compute, ttl)
+            if isinstance(pending, Entry):  # known at once: its value, or a Failure raises
+                value = pending.value
+                return value
+            return await pending
         except Restart:
             return await self._retry(key, compute, ttl)
 
@@ -475,8 +483,13 @@ class AsyncCache(Generic[K, V]):
 
     # ------------------------------------------------------------------ miss path
 
-    def _join(self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None) -> Awaitable[V]:
-        """The miss path: a future of the caller's own that will hold the key's outcome.
+    def _join(
+        self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None
+    ) -> Future[V] | Entry:
+        """The miss path: a future of the caller's own that will hold the key's outcome,
+        or, when the outcome is known at once, its Entry (served, or landed in the eager
+        first step of the computation the caller leads): its `value` is the answer, or
+        raises the cached failure.
 
         It leads a new flight or joins the current one, and returns at once; the caller
         awaits the future, which receives the value or the exception itself, so nothing is
@@ -493,11 +506,18 @@ class AsyncCache(Generic[K, V]):
         with self._lock:
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
+            answers_itself = False
             if key in self._entries or key in self._flights:
                 served, launch, flight = self._claim_locked(key, loop, ttl)
             else:  # a plain miss: it leads a new flight
                 served = None
                 launch = flight = self._lead_locked(key, loop, ttl)
+                if self._self_answering and computing is None:
+                    # Its computation may land in its eager first step: then the caller
+                    # takes the answer from the flight, and needs no future (see Flight).
+                    answers_itself = True
+                    flight.live = 1
+                    flight = None
             if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
                 waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
@@ -513,10 +533,20 @@ class AsyncCache(Generic[K, V]):
                 self._spawn(launch, compute)
             else:
                 self._launch(launch, compute)
+            if answers_itself:
+                waiters = launch.waiters
+                if waiters is None:  # landed in its first step
+                    answer = launch.answer
+                    if type(answer) is Cancelled:
+                        raise Restart
+                    if type(answer) is Failure:  # as a waiter gets it: the error itself
+                        raise answer.error
+                    return answer
+                waiter = asyncio.Future(loop=loop)
+                waiters.append(waiter)  # without the lock: see Flight.answer
+                return waiter
         if served is not None:
-            ready: asyncio.Future[V] = asyncio.Future(loop=loop)
-            ready.set_result(served.value)  # a cached failure raises here instead
-            return ready
+            return served
         return waiter
 
     def _watch(
@@ -635,7 +665,11 @@ class AsyncCache(Generic[K, V]):
     async def _retry(self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None) -> V:
         """The second and last attempt after a flight was cancelled under its waiters."""
         try:
-            return await self._join(key, compute, ttl)
+            pending = self._join(key, compute, ttl)
+            if isinstance(pending, Entry):  # known at once: its value, or a Failure raises
+                value: V = pending.value
+                return value
+            return await pending
         except Restart:
             raise RuntimeError(f"the computation of key {key!r} was cancelled twice") from None
 
@@ -876,6 +910,9 @@ class AsyncCache(Generic[K, V]):
             self._limiter.release()
         if self._events is not None:
             self._events.deliver()
+        if not waiters:  # its leader takes the answer from the flight, or nobody waits
+            flight.answer = answer
+            return
         if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
             waiter = waiters[0]
             if waiter.get_loop() is flight.loop:

@@ -9,6 +9,7 @@ included, goes through `AsyncCache._join`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import time
@@ -27,6 +28,7 @@ from typing import (
 
 from ._cache import AsyncCache, unhashable
 from ._config import CacheConfig, CacheOptions, with_option_reference
+from ._expiry import Entry
 from ._flights import Restart
 from ._keys import fixed_key_source, has_fixed_signature, make_key
 from ._stats import CacheStats
@@ -41,6 +43,8 @@ _PREFIX: Final = "_ck_"
 
 # The generated hit path. `{now}` is `_ck_timer()` for an injected clock and
 # `_time.monotonic()` for the default one (looked up per call: freezegun replaces it).
+# A miss gets a future to await, or the entry itself when its outcome is known at once
+# (see AsyncCache._join).
 _TEMPLATE: Final = """
 def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_join, _ck_retry, _ck_timer):
     _ck_get = _ck_entries.get
@@ -59,7 +63,10 @@ def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_join, _ck_ret
             return _ck_entry.value
         _ck_compute = lambda: _ck_func({call})
         try:
-            return await _ck_join(_ck_key, _ck_compute)
+            _ck_pending = _ck_join(_ck_key, _ck_compute)
+            if type(_ck_pending) is _ck_Future:
+                return await _ck_pending
+            return _ck_pending.value
         except _ck_Restart:
             return await _ck_retry(_ck_key, _ck_compute)
 
@@ -139,7 +146,16 @@ def _signature_wrapper(
         drain_at=bound.drain_at,
     )
     namespace: dict[str, Any] = {}
-    exec(source, {"_time": time, "_ck_unhashable": unhashable, "_ck_Restart": Restart}, namespace)
+    exec(
+        source,
+        {
+            "_time": time,
+            "_ck_unhashable": unhashable,
+            "_ck_Restart": Restart,
+            "_ck_Future": asyncio.Future,
+        },
+        namespace,
+    )
     factory = namespace["_ck_factory"]
     wrapper, key_of = factory(
         func, bound.entries, bound.touched, bound.drain, bound.join, bound.retry, bound.timer
@@ -175,7 +191,10 @@ def _generic_wrapper(
             return entry.value
         compute = lambda: func(*args, **kwargs)  # noqa: E731
         try:
-            return await join(key, compute)
+            pending = join(key, compute)
+            if isinstance(pending, Entry):  # known at once: its value, or a Failure raises
+                return pending.value
+            return await pending
         except Restart:
             return await retry(key, compute)
 

@@ -40,10 +40,11 @@ COMPUTING: ContextVar[Flight | None] = ContextVar("cachekit_computing", default=
 class Flight:
     """One computation of one key, run as a task on `loop`.
 
-    Every field is read and written only under the owning cache's lock, but for `task`
-    and `awaiting` (below).
+    Every field is read and written only under the owning cache's lock, but for `task`,
+    `awaiting` and the leader's own waiter (below).
     Invariants: `waiters` is None once the flight has landed, and no waiter is added after;
-    `live` counts the waiters still awaiting (not cancelled), so `live <= len(waiters)`;
+    `live` counts the callers still awaiting (not cancelled), so `live <= len(waiters)`,
+    but for a self-answering leader (below);
     `ticket` is set only while the flight waits in a LoadLimiter's queue (then `task` is
     None), and `queued_at` is when it joined that queue. The flights of one bulk load
     (`get_many`) share one task and one `batch` tuple; the first of them, the carrier,
@@ -56,6 +57,15 @@ class Flight:
     so a landed flight that kept its task would be a reference cycle, freed only by the
     garbage collector.
 
+    A self-answering leader (3.12+, no limiter, no cancel_abandoned: AsyncCache's
+    `_self_answering`) is counted in `live` but adds no waiter before it starts the
+    computation eagerly. If the computation lands in that first step, `answer` holds its
+    outcome (it is set whenever a flight lands with no waiter) and the leader returns it
+    with no future at all: most misses of a computation that does not wait. Else the leader
+    appends its future right after that step, without the lock: the flight cannot land in
+    between, as its task is suspended on this very thread and its loop is running (so
+    nobody can orphan it), and an append is atomic.
+
     `awaiting` is the exception to the lock: it holds the flights, of any cache, that this
     flight's computation waits for right now. A join appends, the join's done callback
     removes; list appends and removals are atomic, and readers take a snapshot. It exists
@@ -63,6 +73,7 @@ class Flight:
     """
 
     __slots__ = (
+        "answer",
         "awaiting",
         "batch",
         "key",
@@ -91,6 +102,7 @@ class Flight:
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
         self.awaiting: list[Flight] | None = None  # made on the first wait: most never wait
+        self.answer: Outcome = CANCELLED  # what it landed with, when nobody waited
 
     def add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """A future on the caller's own loop that will receive the value or the exception."""

@@ -583,3 +583,28 @@ async def test_a_landed_flight_leaves_no_reference_cycle(suspends: bool) -> None
         gc.garbage.clear()
         gc.enable()
     assert "Flight" not in cyclic
+
+
+@pytest.mark.parametrize("suspends", [False, True])
+async def test_the_leader_gets_the_computations_own_exception(suspends: bool) -> None:
+    """Whether the computation fails in its first step (on 3.12 the leader then takes the
+    outcome from the flight, with no future) or after waiting, the caller that led it gets
+    the very exception raised, as every joined caller does, and a value the same way."""
+    cache: AsyncCache[str, str] = AsyncCache(maxsize=10)
+    boom = ValueError("boom")
+
+    async def fail() -> str:
+        if suspends:
+            await asyncio.sleep(0)
+        raise boom
+
+    async def value() -> str:
+        if suspends:
+            await asyncio.sleep(0)
+        return "v"
+
+    with pytest.raises(ValueError) as raised:
+        await cache.get_or_compute("k", fail)
+    assert raised.value is boom
+    assert await cache.get_or_compute("k", value) == "v"
+    assert cache.stats().misses == 2 and cache.stats().load_failures == 1
