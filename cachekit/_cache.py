@@ -903,6 +903,7 @@ class AsyncCache(Generic[K, V]):
                 answer = self._outcome_locked(flight, value, error, fresh_for)
             except Exception as failure:  # from the store or the policy: see the docstring
                 answer = Failure(flight.key, failure, self._timer())
+            flight.answer = answer  # for a leader that took no future (see Flight)
             flight.waiters = None  # Flight.land(), inlined: the flight is closed
             flight.task = None  # else flight -> task -> its context -> COMPUTING -> flight
             self._loads_running -= 1
@@ -911,7 +912,6 @@ class AsyncCache(Generic[K, V]):
         if self._events is not None:
             self._events.deliver()
         if not waiters:  # its leader takes the answer from the flight, or nobody waits
-            flight.answer = answer
             return
         if len(waiters) == 1 and type(answer) is Entry:  # one caller, a value: most misses
             waiter = waiters[0]

@@ -60,7 +60,7 @@ class Flight:
     A self-answering leader (3.12+, no limiter, no cancel_abandoned: AsyncCache's
     `_self_answering`) is counted in `live` but adds no waiter before it starts the
     computation eagerly. If the computation lands in that first step, `answer` holds its
-    outcome (it is set whenever a flight lands with no waiter) and the leader returns it
+    outcome (it is set whenever a flight lands) and the leader returns it
     with no future at all: most misses of a computation that does not wait. Else the leader
     appends its future right after that step, without the lock: the flight cannot land in
     between, as its task is suspended on this very thread and its loop is running (so
@@ -102,7 +102,7 @@ class Flight:
         self.waiters: list[asyncio.Future[Any]] | None = []
         self.live = 0
         self.awaiting: list[Flight] | None = None  # made on the first wait: most never wait
-        self.answer: Outcome = CANCELLED  # what it landed with, when nobody waited
+        self.answer: Outcome = CANCELLED  # what it landed with
 
     def add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """A future on the caller's own loop that will receive the value or the exception."""

@@ -64,6 +64,39 @@ def test_a_key_in_flight_on_one_loop_is_joined_from_another_thread() -> None:
     assert calls == 1
 
 
+def test_a_caller_from_another_thread_joins_a_computation_still_in_its_first_step() -> None:
+    """On 3.12 a leader starts its computation eagerly and takes no future of its own if the
+    computation lands in that first step; a caller of another thread may join it meanwhile.
+    Both get the one value, and the leader does not compute again."""
+    cache: AsyncCache[str, str] = AsyncCache()
+    in_first_step = threading.Event()
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        in_first_step.set()
+        # Blocks its loop, without suspending, until the other thread's caller has joined.
+        wait_until(lambda: cache.stats().coalesced == 1)
+        return "shared"
+
+    results: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        results[name] = asyncio.run(cache.get_or_compute("k", compute))
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert in_first_step.wait(10)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert results == {"first": "shared", "second": "shared"}
+    assert calls == 1
+    assert_stats(cache, misses=1, coalesced=1, hits=0)  # the leader did not ask again
+
+
 def test_a_flight_on_a_stopped_loop_is_replaced_not_joined() -> None:
     cache: AsyncCache[str, str] = AsyncCache()
     old_loop = asyncio.new_event_loop()
