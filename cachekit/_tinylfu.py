@@ -28,8 +28,12 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   (Hill climbing on the hit rate, the indicator from the sketch and mini-simulation were
   measured against this: benchmarks/adapt.py, and the changelog.)
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
-  and a warm candidate (estimate above 5) that loses is still admitted 1 time in 128, so
-  keys that collide with a victim cannot keep it in place for ever.
+  and a victim that has beaten 256 warm candidates (estimate above 5) in a row loses to the
+  next one, so keys that collide with a victim (ints equal modulo the hash modulus do,
+  whatever the salt) cannot keep it in place for ever. A random admission (Caffeine's 1 in
+  128) does the same on average, but in a loop longer than the cache, where main's least
+  recent key faces hundreds of candidates as frequent as itself, each random win evicts a
+  key about to be used: it cost loops up to 4.5 points of hit ratio.
 
 No doorkeeper (a Bloom filter that absorbs each key's first use): an exact one, an upper
 bound for what a Bloom filter can do, left the mean gap to OPT on the benchmark's 29 traces
@@ -77,8 +81,8 @@ _SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampli
 _SHADOW_RATE_MAX: Final = 64  # or more, so that it sees 1 access in 64 or more
 _BEHIND: Final = 0.01  # the shadow LRU this far ahead on the sampled keys: grow the window
 _JUMP: Final = 0.1  # by at least this share of maxsize
-_WARM: Final = 5  # a losing candidate estimated above this may be admitted at random
-_LUCKY: Final = 1 / 128  # the chance that it is
+_WARM: Final = 5  # a losing candidate estimated above this counts in the victim's streak
+_STREAK: Final = 256  # a victim that beat this many warm candidates in a row loses to the next
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
 _AGE_FACTOR: Final = 16  # accesses between agings, per unit of capacity
 _SAMPLE_FACTOR: Final = 2  # accesses per adaptation sample, per unit of capacity
@@ -151,8 +155,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     """Adaptive W-TinyLFU: an LRU window in front of a frequency-gated segmented LRU.
 
     A `cachetools.Cache`: `TinyLFUCache(maxsize, getsizeof=None)`, alone or as an
-    `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the hashing and the random
-    admissions reproducible; by default both are seeded from `os.urandom`.
+    `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the sketch's salted hashing,
+    and so every decision, reproducible; by default the salt comes from `os.urandom`.
     """
 
     #: Whether `popitem` is this class's own, so `__setitem__` may do its work inline; a
@@ -181,8 +185,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         super().__init__(maxsize, getsizeof)
         self._data: dict[K, V] = self._Cache__data  # type: ignore[attr-defined]
         self._maxsize = maxsize
-        self._rng = random.Random(int.from_bytes(os.urandom(8)) if seed is None else seed)
-        self._salt = self._rng.getrandbits(62)
+        self._salt = random.Random(
+            int.from_bytes(os.urandom(8)) if seed is None else seed
+        ).getrandbits(62)
         # Each key's weight, only when getsizeof was given (or a subclass defines it);
         # otherwise every key weighs 1. Invariant: same keys as the items.
         self._weights: dict[K, float] | None = (
@@ -225,6 +230,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._window_max = maxsize * _WINDOW_START
         self._main_max = maxsize - self._window_max if maxsize < math.inf else maxsize
         self._protected_max = self._main_max * _PROTECTED_SHARE
+        # The victim that beat the last warm candidates, and how many in a row (_outlasted).
+        self._champion: K | None = None
+        self._wins = 0
         self._evicting = False  # set by the first eviction: from then on the cache is full
         self._full_sample = False  # whether the current sample began with the cache full
         self._hits = 0  # in the current sample
@@ -311,7 +319,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                         a = first[victim_index & mask]
                         b = second[victim_index >> shift]
                         if candidate_freq > (a if a < b else b) or (
-                            candidate_freq > _WARM and self._rng.random() < _LUCKY
+                            candidate_freq > _WARM and self._outlasted(victim)
                         ):
                             probation[candidate] = candidate_index
                             self._probation_size += 1
@@ -435,9 +443,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 a = first[victim_hash & mask]
                 b = second[victim_hash >> shift]
                 if candidate_freq > (a if a < b else b) or (
-                    # A warm candidate sometimes wins anyway, so that keys colliding with
-                    # the victim (by accident or by attack) cannot shut out every newcomer.
-                    candidate_freq > _WARM and self._rng.random() < _LUCKY
+                    # A victim that keeps beating warm candidates goes in the end, so that
+                    # keys colliding with it (by accident or by attack) cannot shut out
+                    # every newcomer.
+                    candidate_freq > _WARM and self._outlasted(victim)
                 ):
                     probation[candidate] = candidate_hash
                     self._probation_size += weight
@@ -501,8 +510,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         twin._protected = self._protected.copy()
         twin._sketch = self._sketch.copy()
         twin._rows = twin._sketch.rows
-        twin._rng = random.Random()
-        twin._rng.setstate(self._rng.getstate())
+        twin._shadow = self._shadow.copy()
+        twin._sampled = self._sampled.copy()
         return twin
 
     def replay_hits(self, keys: Iterable[K]) -> None:
@@ -603,6 +612,20 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             self._window_size += delta
         else:
             self._probation_size += delta
+
+    def _outlasted(self, victim: K) -> bool:
+        """A warm candidate lost to `victim`: whether that victim has now beaten `_STREAK`
+        warm candidates in a row (it then loses this contest, and its streak ends)."""
+        if victim is self._champion:
+            if self._wins >= _STREAK:
+                self._champion = None
+                self._wins = 0
+                return True
+            self._wins += 1
+            return False
+        self._champion = victim
+        self._wins = 1
+        return False
 
     def _promote(self, key: K) -> int:
         """A hit on probation moves the key up to protected, which may push its least
