@@ -23,8 +23,10 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   which leaves the window too small where recency rules: a *shadow LRU* of 16 to 32
   entries, fed the keys whose salted hash falls in a 1-in-(maxsize / 32) sample, says when
   an LRU would have hit more of those keys than this cache did (by over a point, in the last
-  samples), and then the window grows by at least 10% of maxsize. Growing the window moves
-  main's least recent keys into it, so they contest their way back rather than go unheard.
+  samples, and by more than one standard error of the accesses only one of the two hit), and
+  then the window grows by twice that lead (10% of maxsize at least, 90% at most). Growing
+  the window moves main's least recent keys into it, so they contest their way back rather
+  than go unheard.
   (Hill climbing on the hit rate, the indicator from the sketch and mini-simulation were
   measured against this: benchmarks/adapt.py, and the changelog.)
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
@@ -80,7 +82,10 @@ _MAX_STEP: Final = 0.3  # the largest step, as a share of maxsize
 _SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampling rate),
 _SHADOW_RATE_MAX: Final = 64  # or more, so that it sees 1 access in 64 or more
 _BEHIND: Final = 0.01  # the shadow LRU this far ahead on the sampled keys: grow the window
-_JUMP: Final = 0.1  # by at least this share of maxsize
+_JUMP: Final = 0.1  # by at least this share of maxsize,
+_JUMP_GAIN: Final = 2.0  # or this many times how far behind (a share of the sampled accesses),
+_JUMP_MAX: Final = 0.9  # at most this share of maxsize at once
+_SIGNIFICANT: Final = 1.0  # and only when the shadow's lead is this many standard errors
 _WARM: Final = 5  # a losing candidate estimated above this counts in the victim's streak
 _STREAK: Final = 256  # a victim that beat this many warm candidates in a row loses to the next
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
@@ -243,6 +248,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shadow_sampled = 0
         self._shadow_hits = 0
         self._shadow_missed = 0
+        # Of those, the ones only the shadow LRU hit, and the ones only this cache hit: their
+        # difference over their square root says whether its lead is more than noise.
+        self._shadow_only = 0
+        self._own_only = 0
         self._sampled: list[int] = []  # this sample's sampled accesses, see _replay_shadow
 
     # ----------------------------------------------------------------- the mapping
@@ -727,21 +736,30 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         the hot paths one `append` per sampled access."""
         shadow = self._shadow
         size = self._shadow_size
-        hits = missed = 0
+        hits = missed = shadow_only = own_only = 0
         for h in self._sampled:
             if h < 0:
                 h = ~h
                 missed += 1
-            if h in shadow:
+                if h in shadow:
+                    shadow.move_to_end(h)
+                    hits += 1
+                    shadow_only += 1
+                    continue
+            elif h in shadow:
                 shadow.move_to_end(h)
                 hits += 1
+                continue
             else:
-                shadow[h] = None
-                if len(shadow) > size:
-                    shadow.popitem(False)
+                own_only += 1
+            shadow[h] = None
+            if len(shadow) > size:
+                shadow.popitem(False)
         self._shadow_sampled += len(self._sampled)
         self._shadow_hits += hits
         self._shadow_missed += missed
+        self._shadow_only += shadow_only
+        self._own_only += own_only
         self._sampled.clear()
 
     def _filled(self) -> None:
@@ -751,6 +769,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._full_sample = True
         self._hits = self._misses = self._window_hits = 0
         self._shadow_sampled = self._shadow_hits = self._shadow_missed = 0
+        self._shadow_only = self._own_only = 0
         self._sampled.clear()
 
     def _end_sample(self) -> None:
@@ -761,8 +780,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
         their log ratio, at most 30%. Density alone rests where each region's share of the
         hits is its share of the space, which can leave the window too small where an LRU
-        would do better: a shadow LRU on sampled keys says so, and then the window grows
-        by at least 10% of maxsize.
+        would do better: a shadow LRU on sampled keys says so (beyond noise), and then the
+        window grows by twice its lead, at least 10% of maxsize.
         """
         accesses = self._hits + self._misses
         if len(self._data) > self._sketch_capacity:
@@ -790,12 +809,19 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         )
         target = window + math.copysign(min(_MAX_STEP, abs(error) * _GAIN), error) * maxsize
         sampled = self._shadow_sampled
-        own_hits = sampled - self._shadow_missed
-        if sampled and (self._shadow_hits - own_hits) / sampled > _BEHIND:
-            target = max(target, window + _JUMP * maxsize)
+        behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
+        shadow_only = self._shadow_only
+        own_only = self._own_only
+        if behind > _BEHIND and shadow_only - own_only > _SIGNIFICANT * math.sqrt(
+            shadow_only + own_only
+        ):
+            jump = min(max(_JUMP, _JUMP_GAIN * behind), _JUMP_MAX)
+            target = max(target, window + jump * maxsize)
         self._shadow_sampled = sampled >> 1
         self._shadow_hits >>= 1
         self._shadow_missed >>= 1
+        self._shadow_only = shadow_only >> 1
+        self._own_only = own_only >> 1
         self._resize_window(target)
 
     def _resize_window(self, window_max: float) -> None:

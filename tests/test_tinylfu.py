@@ -311,6 +311,24 @@ def test_the_shadow_lru_grows_the_window_where_density_alone_would_not() -> None
     check_invariants(cache)
 
 
+def test_the_window_grows_by_the_shadow_lrus_lead_not_by_a_fixed_step() -> None:
+    # In a zigzag an LRU hits about half of the accesses and this cache, with a 1% window,
+    # almost none: one sample of that lead moves the window by most of the cache at once
+    # (a fixed step of 10% would take 9 samples to get there).
+    cache: TinyLFUCache[int, None] = TinyLFUCache(500, seed=1)
+    windows = []
+    for key in zigzag(2_000, 6_000):
+        if key in cache:
+            cache[key]
+        else:
+            cache[key] = None
+        if cache._evicting and cache._hits + cache._misses == 0:  # a sample just ended
+            windows.append(cache.window_maxsize)
+    assert windows[0] == 5  # the first sample began when the cache filled up
+    assert windows[1] > 250  # one sample later: over half the cache
+    check_invariants(cache)
+
+
 def test_a_sample_without_hits_leaves_the_window_where_it_is() -> None:
     cache: TinyLFUCache[int, None] = TinyLFUCache(100, seed=1)
     replay(cache, list(range(100)))  # full now; 100 misses, no hit
