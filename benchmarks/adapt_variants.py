@@ -331,13 +331,14 @@ class Shadow(Density):
 def parse(spec: str) -> Callable[[int], Any]:
     """`density:sample_factor=2,gain=0.1` -> a factory of that class with those settings."""
     kind, _, settings = spec.partition(":")
-    cls = {
+    cls: type[Any] = {
         "simple": Simple,
         "density": Density,
         "indicator": Indicator,
         "minisim": MiniSim,
         "fixed": Fixed,
         "shadow": Shadow,
+        "steer": Steer,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -362,3 +363,121 @@ class Shipped(TinyLFUCache[Any, Any]):
 
 VARIANTS["shipped-age10"] = lambda size: Shipped(size, 10.0)
 VARIANTS["shipped-age6"] = lambda size: Shipped(size, 6.0)
+
+
+class Steer(TinyLFUCache[Any, Any]):
+    """The shipped density + shadow-LRU steering with its constants open, and three ideas
+    of issue 18's second round: `accel` (consecutive samples behind the shadow LRU double
+    the jump), `prop` (a jump of at least prop x how far behind, in points of hit ratio) and
+    `hold` (samples after one behind during which density may not shrink the window)."""
+
+    gain = 0.03
+    max_step = 0.3
+    jump = 0.1
+    behind = 0.01
+    accel = 0.0
+    prop = 0.0
+    hold = 0
+    jump_max = 0.9
+    start = 0.01
+    fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
+    z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
+    memory = 0.5
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._streak = 0
+        self._held = 0
+        self._lru_only = 0.0
+        self._own_only = 0.0
+        self._sketch_capacity_base = maxsize
+        super().__init__(maxsize, seed=1)
+
+    def _replay_shadow(self) -> None:
+        shadow = self._shadow
+        size = self._shadow_size
+        hits = missed = lru_only = own_only = 0
+        for h in self._sampled:
+            miss = h < 0
+            if miss:
+                h = ~h
+                missed += 1
+            if h in shadow:
+                shadow.move_to_end(h)
+                hits += 1
+                lru_only += miss
+            else:
+                own_only += not miss
+                shadow[h] = None
+                if len(shadow) > size:
+                    shadow.popitem(False)
+        self._shadow_sampled += len(self._sampled)
+        self._shadow_hits += hits
+        self._shadow_missed += missed
+        self._lru_only += lru_only
+        self._own_only += own_only
+        self._sampled.clear()
+
+    def _filled(self) -> None:
+        super()._filled()
+        if self.start != 0.01:
+            self._resize_window(self.start * self._maxsize)
+
+    def _end_sample(self) -> None:
+        accesses = self._hits + self._misses
+        if len(self._data) > self._sketch_capacity:
+            self._grow_sketch()
+        self._unaged += accesses
+        if self._unaged >= self._age_period:
+            self._sketch.halve()
+            self._unaged = 0
+        hits = self._hits
+        window_hits = self._window_hits
+        self._hits = self._misses = self._window_hits = 0
+        if not self._full_sample:
+            self._sampled.clear()
+            return
+        self._replay_shadow()
+        maxsize = self._maxsize
+        window = self._window_max
+        main = maxsize - window
+        floor = 1 / maxsize
+        error = math.log(
+            (window_hits / window + floor) / ((hits - window_hits) / max(main, 1) + floor)
+        )
+        step = math.copysign(min(self.max_step, abs(error) * self.gain), error)
+        if self._held > 0:
+            self._held -= 1
+            step = max(step, 0.0)
+        target = window + step * maxsize
+        sampled = self._shadow_sampled
+        own_hits = sampled - self._shadow_missed
+        behind = (self._shadow_hits - own_hits) / sampled if sampled else 0.0
+        if self.z:
+            lo, oo = self._lru_only, self._own_only
+            ok = lo - oo > self.z * math.sqrt(lo + oo)
+            self._lru_only *= self.memory
+            self._own_only *= self.memory
+        else:
+            ok = True
+        if self.fast != 1.0:
+            base = min(max(2 * self._sketch_capacity_base, 1000), 20000)
+            self._sample_size = base
+        if ok and behind > self.behind:
+            if self.fast != 1.0:
+                self._sample_size = max(int(base / self.fast), 500)
+            jump = self.jump * (1 + self.accel) ** self._streak if self.accel else self.jump
+            jump = min(max(jump, self.prop * behind), self.jump_max)
+            target = max(target, window + jump * maxsize)
+            self._streak += 1
+            self._held = int(self.hold)
+        else:
+            self._streak = 0
+        self._shadow_sampled = sampled >> 1
+        self._shadow_hits >>= 1
+        self._shadow_missed >>= 1
+        self._resize_window(target)
+
+
+VARIANTS["steer"] = lambda size: Steer(size)
