@@ -380,6 +380,7 @@ class Steer(TinyLFUCache[Any, Any]):
     hold = 0
     jump_max = 0.9
     start = 0.01
+    keep = 1.0  # the shadow LRU this far ahead (a share of sampled accesses): no shrinking
     fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
     z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
     memory = 0.5
@@ -450,10 +451,12 @@ class Steer(TinyLFUCache[Any, Any]):
         if self._held > 0:
             self._held -= 1
             step = max(step, 0.0)
-        target = window + step * maxsize
         sampled = self._shadow_sampled
         own_hits = sampled - self._shadow_missed
         behind = (self._shadow_hits - own_hits) / sampled if sampled else 0.0
+        if behind > self.keep:
+            step = max(step, 0.0)  # the shadow LRU is ahead: density may not shrink
+        target = window + step * maxsize
         if self.z:
             lo, oo = self._lru_only, self._own_only
             ok = lo - oo > self.z * math.sqrt(lo + oo)

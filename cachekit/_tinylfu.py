@@ -327,9 +327,18 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                         candidate_freq = a if a < b else b
                         a = first[victim_index & mask]
                         b = second[victim_index >> shift]
-                        if candidate_freq > (a if a < b else b) or (
-                            candidate_freq > _WARM and self._outlasted(victim)
-                        ):
+                        admit = candidate_freq > (a if a < b else b)
+                        if not admit and candidate_freq > _WARM:
+                            # self._outlasted(victim), inlined.
+                            if victim is not self._champion:
+                                self._champion = victim
+                                self._wins = 1
+                            elif self._wins < _STREAK:
+                                self._wins += 1
+                            else:
+                                self._champion = None
+                                admit = True
+                        if admit:
                             probation[candidate] = candidate_index
                             self._probation_size += 1
                             del region[victim]
@@ -625,15 +634,14 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     def _outlasted(self, victim: K) -> bool:
         """A warm candidate lost to `victim`: whether that victim has now beaten `_STREAK`
         warm candidates in a row (it then loses this contest, and its streak ends)."""
-        if victim is self._champion:
-            if self._wins >= _STREAK:
-                self._champion = None
-                self._wins = 0
-                return True
+        if victim is not self._champion:
+            self._champion = victim
+            self._wins = 1
+        elif self._wins < _STREAK:
             self._wins += 1
-            return False
-        self._champion = victim
-        self._wins = 1
+        else:
+            self._champion = None  # the next victim starts a streak of its own
+            return True
         return False
 
     def _promote(self, key: K) -> int:
