@@ -380,6 +380,7 @@ class Steer(TinyLFUCache[Any, Any]):
     hold = 0
     jump_max = 0.9
     start = 0.01
+    age_on_lead = 0  # 1: a significant lead of the shadow LRU also ages the sketch
     keep = 1.0  # the shadow LRU this far ahead (a share of sampled accesses): no shrinking
     fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
     z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
@@ -473,6 +474,9 @@ class Steer(TinyLFUCache[Any, Any]):
             jump = self.jump * (1 + self.accel) ** self._streak if self.accel else self.jump
             jump = min(max(jump, self.prop * behind), self.jump_max)
             target = max(target, window + jump * maxsize)
+            if self.age_on_lead and ok:
+                self._sketch.halve()  # an LRU does better: the counts mislead, age them now
+                self._unaged = 0
             self._streak += 1
             self._held = int(self.hold)
         else:
