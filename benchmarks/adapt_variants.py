@@ -384,63 +384,21 @@ class Steer(TinyLFUCache[Any, Any]):
     keep = 1.0  # the shadow LRU this far ahead (a share of sampled accesses): no shrinking
     fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
     z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
-    memory = 0.5
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
         for name, value in kw.items():
             setattr(self, name, value)
         self._streak = 0
         self._held = 0
-        self._lru_only = 0.0
-        self._own_only = 0.0
         self._sketch_capacity_base = maxsize
         super().__init__(maxsize, seed=1)
-
-    def _replay_shadow(self) -> None:
-        shadow = self._shadow
-        size = self._shadow_size
-        hits = missed = lru_only = own_only = 0
-        for h in self._sampled:
-            miss = h < 0
-            if miss:
-                h = ~h
-                missed += 1
-            if h in shadow:
-                shadow.move_to_end(h)
-                hits += 1
-                lru_only += miss
-            else:
-                own_only += not miss
-                shadow[h] = None
-                if len(shadow) > size:
-                    shadow.popitem(False)
-        self._shadow_sampled += len(self._sampled)
-        self._shadow_hits += hits
-        self._shadow_missed += missed
-        self._lru_only += lru_only
-        self._own_only += own_only
-        self._sampled.clear()
 
     def _filled(self) -> None:
         super()._filled()
         if self.start != 0.01:
             self._resize_window(self.start * self._maxsize)
 
-    def _end_sample(self) -> None:
-        accesses = self._hits + self._misses
-        if len(self._data) > self._sketch_capacity:
-            self._grow_sketch()
-        self._unaged += accesses
-        if self._unaged >= self._age_period:
-            self._sketch.halve()
-            self._unaged = 0
-        hits = self._hits
-        window_hits = self._window_hits
-        self._hits = self._misses = self._window_hits = 0
-        if not self._full_sample:
-            self._sampled.clear()
-            return
-        self._replay_shadow()
+    def _steer(self, hits: int, window_hits: int) -> float:
         maxsize = self._maxsize
         window = self._window_max
         main = maxsize - window
@@ -458,13 +416,12 @@ class Steer(TinyLFUCache[Any, Any]):
         if behind > self.keep:
             step = max(step, 0.0)  # the shadow LRU is ahead: density may not shrink
         target = window + step * maxsize
-        if self.z:
-            lo, oo = self._lru_only, self._own_only
-            ok = lo - oo > self.z * math.sqrt(lo + oo)
-            self._lru_only *= self.memory
-            self._own_only *= self.memory
-        else:
-            ok = True
+        # The shipped _replay_shadow counts the accesses only the shadow LRU hit, and only
+        # this cache hit; halved at each sample's end, as in the shipped _end_sample.
+        lo, oo = self._shadow_only, self._own_only
+        ok = lo - oo > self.z * math.sqrt(lo + oo) if self.z else True
+        self._shadow_only >>= 1
+        self._own_only >>= 1
         if self.fast != 1.0:
             base = min(max(2 * self._sketch_capacity_base, 1000), 20000)
             self._sample_size = base
@@ -484,7 +441,7 @@ class Steer(TinyLFUCache[Any, Any]):
         self._shadow_sampled = sampled >> 1
         self._shadow_hits >>= 1
         self._shadow_missed >>= 1
-        self._resize_window(target)
+        return target
 
 
 VARIANTS["steer"] = lambda size: Steer(size)

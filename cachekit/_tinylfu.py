@@ -781,16 +781,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._sampled.clear()
 
     def _end_sample(self) -> None:
-        """Move the window on the sample's hits; age the sketch if due.
-
-        The window moves toward equal density: hits per unit of size in the window against
-        those in main, both counted in the same sample, so a swing of the workload's hit
-        rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
-        their log ratio, at most 30%. Density alone rests where each region's share of the
-        hits is its share of the space, which can leave the window too small where an LRU
-        would do better: a shadow LRU on sampled keys says so (beyond noise), and then the
-        window grows by twice its lead, at least 10% of maxsize.
-        """
+        """Move the window on the sample's hits (see `_steer`); age the sketch if due."""
         accesses = self._hits + self._misses
         if len(self._data) > self._sketch_capacity:
             self._grow_sketch()
@@ -807,6 +798,19 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         if self._weights is not None:  # the shadow LRU holds as many entries as the cache
             self._shadow_size = max(len(self._data) // (self._shadow_mask + 1), 1)
         self._replay_shadow()
+        self._resize_window(self._steer(hits, window_hits))
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        """The window's next size, from a full sample's hits and the shadow LRU's counts.
+
+        The window moves toward equal density: hits per unit of size in the window against
+        those in main, both counted in the same sample, so a swing of the workload's hit
+        rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
+        their log ratio, at most 30%. Density alone rests where each region's share of the
+        hits is its share of the space, which can leave the window too small where an LRU
+        would do better: a shadow LRU on sampled keys says so (beyond noise), and then the
+        window grows by twice its lead, at least 10% of maxsize.
+        """
         maxsize = self._maxsize
         window = self._window_max
         main = maxsize - window
@@ -830,7 +834,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shadow_missed >>= 1
         self._shadow_only = shadow_only >> 1
         self._own_only = own_only >> 1
-        self._resize_window(target)
+        return target
 
     def _resize_window(self, window_max: float) -> None:
         maxsize = self._maxsize
