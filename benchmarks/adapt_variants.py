@@ -383,6 +383,7 @@ class Steer(TinyLFUCache[Any, Any]):
     age_on_lead = 0  # 1: a significant lead of the shadow LRU also ages the sketch
     keep = 1.0  # the shadow LRU this far ahead (a share of sampled accesses): no shrinking
     fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
+    first = 1.0  # the first full sample's length, as a share of the others
     z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
@@ -397,8 +398,13 @@ class Steer(TinyLFUCache[Any, Any]):
         super()._filled()
         if self.start != 0.01:
             self._resize_window(self.start * self._maxsize)
+        if self.first != 1.0:  # the first full sample this much shorter (at least 250)
+            self._full_size = self._sample_size
+            self._sample_size = max(int(self._sample_size * self.first), 250)
 
     def _steer(self, hits: int, window_hits: int) -> float:
+        if self.first != 1.0 and hasattr(self, "_full_size"):
+            self._sample_size = self._full_size
         maxsize = self._maxsize
         window = self._window_max
         main = maxsize - window
