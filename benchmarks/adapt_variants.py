@@ -331,13 +331,14 @@ class Shadow(Density):
 def parse(spec: str) -> Callable[[int], Any]:
     """`density:sample_factor=2,gain=0.1` -> a factory of that class with those settings."""
     kind, _, settings = spec.partition(":")
-    cls = {
+    cls: type[Any] = {
         "simple": Simple,
         "density": Density,
         "indicator": Indicator,
         "minisim": MiniSim,
         "fixed": Fixed,
         "shadow": Shadow,
+        "steer": Steer,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -362,3 +363,91 @@ class Shipped(TinyLFUCache[Any, Any]):
 
 VARIANTS["shipped-age10"] = lambda size: Shipped(size, 10.0)
 VARIANTS["shipped-age6"] = lambda size: Shipped(size, 6.0)
+
+
+class Steer(TinyLFUCache[Any, Any]):
+    """The shipped density + shadow-LRU steering with its constants open, and three ideas
+    of issue 18's second round: `accel` (consecutive samples behind the shadow LRU double
+    the jump), `prop` (a jump of at least prop x how far behind, in points of hit ratio) and
+    `hold` (samples after one behind during which density may not shrink the window)."""
+
+    gain = 0.03
+    max_step = 0.3
+    jump = 0.1
+    behind = 0.01
+    accel = 0.0
+    prop = 0.0
+    hold = 0
+    jump_max = 0.9
+    start = 0.01
+    age_on_lead = 0  # 1: a significant lead of the shadow LRU also ages the sketch
+    keep = 1.0  # the shadow LRU this far ahead (a share of sampled accesses): no shrinking
+    fast = 1.0  # after a sample behind the shadow LRU, the next sample is this much shorter
+    first = 1.0  # the first full sample's length, as a share of the others
+    z = 0.0  # > 0: behind only when LRU-only hits beat own-only hits by z standard errors
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._streak = 0
+        self._held = 0
+        self._sketch_capacity_base = maxsize
+        super().__init__(maxsize, seed=1)
+
+    def _filled(self) -> None:
+        super()._filled()
+        if self.start != 0.01:
+            self._resize_window(self.start * self._maxsize)
+        if self.first != 1.0:  # the first full sample this much shorter (at least 250)
+            self._full_size = self._sample_size
+            self._sample_size = max(int(self._sample_size * self.first), 250)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        if self.first != 1.0 and hasattr(self, "_full_size"):
+            self._sample_size = self._full_size
+        maxsize = self._maxsize
+        window = self._window_max
+        main = maxsize - window
+        floor = 1 / maxsize
+        error = math.log(
+            (window_hits / window + floor) / ((hits - window_hits) / max(main, 1) + floor)
+        )
+        step = math.copysign(min(self.max_step, abs(error) * self.gain), error)
+        if self._held > 0:
+            self._held -= 1
+            step = max(step, 0.0)
+        sampled = self._shadow_sampled
+        own_hits = sampled - self._shadow_missed
+        behind = (self._shadow_hits - own_hits) / sampled if sampled else 0.0
+        if behind > self.keep:
+            step = max(step, 0.0)  # the shadow LRU is ahead: density may not shrink
+        target = window + step * maxsize
+        # The shipped _replay_shadow counts the accesses only the shadow LRU hit, and only
+        # this cache hit; halved at each sample's end, as in the shipped _end_sample.
+        lo, oo = self._shadow_only, self._own_only
+        ok = lo - oo > self.z * math.sqrt(lo + oo) if self.z else True
+        self._shadow_only >>= 1
+        self._own_only >>= 1
+        if self.fast != 1.0:
+            base = min(max(2 * self._sketch_capacity_base, 1000), 20000)
+            self._sample_size = base
+        if ok and behind > self.behind:
+            if self.fast != 1.0:
+                self._sample_size = max(int(base / self.fast), 500)
+            jump = self.jump * (1 + self.accel) ** self._streak if self.accel else self.jump
+            jump = min(max(jump, self.prop * behind), self.jump_max)
+            target = max(target, window + jump * maxsize)
+            if self.age_on_lead and ok:
+                self._sketch.halve()  # an LRU does better: the counts mislead, age them now
+                self._unaged = 0
+            self._streak += 1
+            self._held = int(self.hold)
+        else:
+            self._streak = 0
+        self._shadow_sampled = sampled >> 1
+        self._shadow_hits >>= 1
+        self._shadow_missed >>= 1
+        return target
+
+
+VARIANTS["steer"] = lambda size: Steer(size)

@@ -23,13 +23,19 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   which leaves the window too small where recency rules: a *shadow LRU* of 16 to 32
   entries, fed the keys whose salted hash falls in a 1-in-(maxsize / 32) sample, says when
   an LRU would have hit more of those keys than this cache did (by over a point, in the last
-  samples), and then the window grows by at least 10% of maxsize. Growing the window moves
-  main's least recent keys into it, so they contest their way back rather than go unheard.
+  samples, and by more than one standard error of the accesses only one of the two hit), and
+  then the window grows by twice that lead (10% of maxsize at least, 90% at most). Growing
+  the window moves main's least recent keys into it, so they contest their way back rather
+  than go unheard.
   (Hill climbing on the hit rate, the indicator from the sketch and mini-simulation were
   measured against this: benchmarks/adapt.py, and the changelog.)
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
-  and a warm candidate (estimate above 5) that loses is still admitted 1 time in 128, so
-  keys that collide with a victim cannot keep it in place for ever.
+  and a victim that has beaten 256 warm candidates (estimate above 5) in a row loses to the
+  next one, so keys that collide with a victim (ints equal modulo the hash modulus do,
+  whatever the salt) cannot keep it in place for ever. A random admission (Caffeine's 1 in
+  128) does the same on average, but in a loop longer than the cache, where main's least
+  recent key faces hundreds of candidates as frequent as itself, each random win evicts a
+  key about to be used: it cost loops up to 4.5 points of hit ratio.
 
 No doorkeeper (a Bloom filter that absorbs each key's first use): an exact one, an upper
 bound for what a Bloom filter can do, left the mean gap to OPT on the benchmark's 29 traces
@@ -76,9 +82,12 @@ _MAX_STEP: Final = 0.3  # the largest step, as a share of maxsize
 _SHADOW_KEYS: Final = 32  # the shadow LRU's entries: 16 to 32 (maxsize / sampling rate),
 _SHADOW_RATE_MAX: Final = 64  # or more, so that it sees 1 access in 64 or more
 _BEHIND: Final = 0.01  # the shadow LRU this far ahead on the sampled keys: grow the window
-_JUMP: Final = 0.1  # by at least this share of maxsize
-_WARM: Final = 5  # a losing candidate estimated above this may be admitted at random
-_LUCKY: Final = 1 / 128  # the chance that it is
+_JUMP: Final = 0.1  # by at least this share of maxsize,
+_JUMP_GAIN: Final = 2.0  # or this many times how far behind (a share of the sampled accesses),
+_JUMP_MAX: Final = 0.9  # at most this share of maxsize at once
+_SIGNIFICANT: Final = 1.0  # and only when the shadow's lead is this many standard errors
+_WARM: Final = 5  # a losing candidate estimated above this counts in the victim's streak
+_STREAK: Final = 256  # a victim that beat this many warm candidates in a row loses to the next
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
 _AGE_FACTOR: Final = 16  # accesses between agings, per unit of capacity
 _SAMPLE_FACTOR: Final = 2  # accesses per adaptation sample, per unit of capacity
@@ -151,8 +160,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
     """Adaptive W-TinyLFU: an LRU window in front of a frequency-gated segmented LRU.
 
     A `cachetools.Cache`: `TinyLFUCache(maxsize, getsizeof=None)`, alone or as an
-    `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the hashing and the random
-    admissions reproducible; by default both are seeded from `os.urandom`.
+    `AsyncCache`'s store (`policy="tinylfu"`). `seed` makes the sketch's salted hashing,
+    and so every decision, reproducible; by default the salt comes from `os.urandom`.
     """
 
     #: Whether `popitem` is this class's own, so `__setitem__` may do its work inline; a
@@ -181,8 +190,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         super().__init__(maxsize, getsizeof)
         self._data: dict[K, V] = self._Cache__data  # type: ignore[attr-defined]
         self._maxsize = maxsize
-        self._rng = random.Random(int.from_bytes(os.urandom(8)) if seed is None else seed)
-        self._salt = self._rng.getrandbits(62)
+        self._salt = random.Random(
+            int.from_bytes(os.urandom(8)) if seed is None else seed
+        ).getrandbits(62)
         # Each key's weight, only when getsizeof was given (or a subclass defines it);
         # otherwise every key weighs 1. Invariant: same keys as the items.
         self._weights: dict[K, float] | None = (
@@ -225,6 +235,9 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._window_max = maxsize * _WINDOW_START
         self._main_max = maxsize - self._window_max if maxsize < math.inf else maxsize
         self._protected_max = self._main_max * _PROTECTED_SHARE
+        # The victim that beat the last warm candidates, and how many in a row (_outlasted).
+        self._champion: K | None = None
+        self._wins = 0
         self._evicting = False  # set by the first eviction: from then on the cache is full
         self._full_sample = False  # whether the current sample began with the cache full
         self._hits = 0  # in the current sample
@@ -235,6 +248,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shadow_sampled = 0
         self._shadow_hits = 0
         self._shadow_missed = 0
+        # Of those, the ones only the shadow LRU hit, and the ones only this cache hit: their
+        # difference over their square root says whether its lead is more than noise.
+        self._shadow_only = 0
+        self._own_only = 0
         self._sampled: list[int] = []  # this sample's sampled accesses, see _replay_shadow
 
     # ----------------------------------------------------------------- the mapping
@@ -310,9 +327,18 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                         candidate_freq = a if a < b else b
                         a = first[victim_index & mask]
                         b = second[victim_index >> shift]
-                        if candidate_freq > (a if a < b else b) or (
-                            candidate_freq > _WARM and self._rng.random() < _LUCKY
-                        ):
+                        admit = candidate_freq > (a if a < b else b)
+                        if not admit and candidate_freq > _WARM:
+                            # self._outlasted(victim), inlined.
+                            if victim is not self._champion:
+                                self._champion = victim
+                                self._wins = 1
+                            elif self._wins < _STREAK:
+                                self._wins += 1
+                            else:
+                                self._champion = None
+                                admit = True
+                        if admit:
                             probation[candidate] = candidate_index
                             self._probation_size += 1
                             del region[victim]
@@ -435,9 +461,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                 a = first[victim_hash & mask]
                 b = second[victim_hash >> shift]
                 if candidate_freq > (a if a < b else b) or (
-                    # A warm candidate sometimes wins anyway, so that keys colliding with
-                    # the victim (by accident or by attack) cannot shut out every newcomer.
-                    candidate_freq > _WARM and self._rng.random() < _LUCKY
+                    # A victim that keeps beating warm candidates goes in the end, so that
+                    # keys colliding with it (by accident or by attack) cannot shut out
+                    # every newcomer.
+                    candidate_freq > _WARM and self._outlasted(victim)
                 ):
                     probation[candidate] = candidate_hash
                     self._probation_size += weight
@@ -501,8 +528,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         twin._protected = self._protected.copy()
         twin._sketch = self._sketch.copy()
         twin._rows = twin._sketch.rows
-        twin._rng = random.Random()
-        twin._rng.setstate(self._rng.getstate())
+        twin._shadow = self._shadow.copy()
+        twin._sampled = self._sampled.copy()
         return twin
 
     def replay_hits(self, keys: Iterable[K]) -> None:
@@ -604,6 +631,19 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         else:
             self._probation_size += delta
 
+    def _outlasted(self, victim: K) -> bool:
+        """A warm candidate lost to `victim`: whether that victim has now beaten `_STREAK`
+        warm candidates in a row (it then loses this contest, and its streak ends)."""
+        if victim is not self._champion:
+            self._champion = victim
+            self._wins = 1
+        elif self._wins < _STREAK:
+            self._wins += 1
+        else:
+            self._champion = None  # the next victim starts a streak of its own
+            return True
+        return False
+
     def _promote(self, key: K) -> int:
         """A hit on probation moves the key up to protected, which may push its least
         recent keys back down. Returns the key's packed sketch indexes."""
@@ -704,21 +744,30 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         the hot paths one `append` per sampled access."""
         shadow = self._shadow
         size = self._shadow_size
-        hits = missed = 0
+        hits = missed = shadow_only = own_only = 0
         for h in self._sampled:
             if h < 0:
                 h = ~h
                 missed += 1
-            if h in shadow:
+                if h in shadow:
+                    shadow.move_to_end(h)
+                    hits += 1
+                    shadow_only += 1
+                    continue
+            elif h in shadow:
                 shadow.move_to_end(h)
                 hits += 1
+                continue
             else:
-                shadow[h] = None
-                if len(shadow) > size:
-                    shadow.popitem(False)
+                own_only += 1
+            shadow[h] = None
+            if len(shadow) > size:
+                shadow.popitem(False)
         self._shadow_sampled += len(self._sampled)
         self._shadow_hits += hits
         self._shadow_missed += missed
+        self._shadow_only += shadow_only
+        self._own_only += own_only
         self._sampled.clear()
 
     def _filled(self) -> None:
@@ -728,19 +777,11 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._full_sample = True
         self._hits = self._misses = self._window_hits = 0
         self._shadow_sampled = self._shadow_hits = self._shadow_missed = 0
+        self._shadow_only = self._own_only = 0
         self._sampled.clear()
 
     def _end_sample(self) -> None:
-        """Move the window on the sample's hits; age the sketch if due.
-
-        The window moves toward equal density: hits per unit of size in the window against
-        those in main, both counted in the same sample, so a swing of the workload's hit
-        rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
-        their log ratio, at most 30%. Density alone rests where each region's share of the
-        hits is its share of the space, which can leave the window too small where an LRU
-        would do better: a shadow LRU on sampled keys says so, and then the window grows
-        by at least 10% of maxsize.
-        """
+        """Move the window on the sample's hits (see `_steer`); age the sketch if due."""
         accesses = self._hits + self._misses
         if len(self._data) > self._sketch_capacity:
             self._grow_sketch()
@@ -757,6 +798,19 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         if self._weights is not None:  # the shadow LRU holds as many entries as the cache
             self._shadow_size = max(len(self._data) // (self._shadow_mask + 1), 1)
         self._replay_shadow()
+        self._resize_window(self._steer(hits, window_hits))
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        """The window's next size, from a full sample's hits and the shadow LRU's counts.
+
+        The window moves toward equal density: hits per unit of size in the window against
+        those in main, both counted in the same sample, so a swing of the workload's hit
+        rate (which moves both) is no reason to move. A step is 3% of maxsize per unit of
+        their log ratio, at most 30%. Density alone rests where each region's share of the
+        hits is its share of the space, which can leave the window too small where an LRU
+        would do better: a shadow LRU on sampled keys says so (beyond noise), and then the
+        window grows by twice its lead, at least 10% of maxsize.
+        """
         maxsize = self._maxsize
         window = self._window_max
         main = maxsize - window
@@ -767,13 +821,20 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         )
         target = window + math.copysign(min(_MAX_STEP, abs(error) * _GAIN), error) * maxsize
         sampled = self._shadow_sampled
-        own_hits = sampled - self._shadow_missed
-        if sampled and (self._shadow_hits - own_hits) / sampled > _BEHIND:
-            target = max(target, window + _JUMP * maxsize)
+        behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
+        shadow_only = self._shadow_only
+        own_only = self._own_only
+        if behind > _BEHIND and shadow_only - own_only > _SIGNIFICANT * math.sqrt(
+            shadow_only + own_only
+        ):
+            jump = min(max(_JUMP, _JUMP_GAIN * behind), _JUMP_MAX)
+            target = max(target, window + jump * maxsize)
         self._shadow_sampled = sampled >> 1
         self._shadow_hits >>= 1
         self._shadow_missed >>= 1
-        self._resize_window(target)
+        self._shadow_only = shadow_only >> 1
+        self._own_only = own_only >> 1
+        return target
 
     def _resize_window(self, window_max: float) -> None:
         maxsize = self._maxsize

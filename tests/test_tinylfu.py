@@ -5,6 +5,7 @@ it is for. (The cachetools contract it shares with the other policies is in test
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import cachetools
@@ -190,38 +191,55 @@ def test_a_scan_does_not_flush_the_popular_keys() -> None:
     check_invariants(cache)
 
 
-class FixedRandom(random.Random):
-    """A random source whose every draw is `value`."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-def candidate_wins(candidate_hits: int, draw: float) -> bool:
-    """One contest: window candidate 99 (seen 1 + candidate_hits times) against probation's
-    victim 0, whose counters are saturated."""
+def contest_streak(candidates: int, *, warm: bool) -> list[int]:
+    """Victim 0 (probation's least recent key, its counters saturated before each contest)
+    against `candidates` new keys, each hit 6 times in the window first when `warm` (an
+    estimate of 7 > 5): the candidates admitted, in order."""
     cache = filled(100)
+    cache._sample_size = 1 << 62  # no sample ends: the window stays 1 entry, no aging
     victim_hash = hash((0, cache._salt))  # the regions hold packed indexes, not the hash
-    for _ in range(20):
-        cache._sketch.increment(victim_hash)
-    for _ in range(candidate_hits):
-        cache[99]
-    cache._rng = FixedRandom(draw)
-    cache[100] = 100
+    admitted = []
+    for n in range(candidates + 1):
+        for _ in range(15):
+            cache._sketch.increment(victim_hash)
+        cache[1_000 + n] = n  # the previous key, now the window's candidate, contests victim 0
+        if n and 1_000 + n - 1 in cache:
+            assert 0 not in cache
+            admitted.append(1_000 + n - 1)
+        for _ in range(6 if warm else 0):
+            cache[1_000 + n]
     check_invariants(cache)
-    return 99 in cache
+    return admitted
 
 
-def test_a_warm_candidate_that_loses_gets_in_one_time_in_128() -> None:
-    assert candidate_wins(7, draw=0.0)  # warm (8 > 5) and lucky
-    assert candidate_wins(7, draw=0.99 / 128)  # still within the 1/128 chance
-    assert not candidate_wins(7, draw=1 / 128)  # just outside it
-    assert not candidate_wins(4, draw=0.0)  # cold (5): luck does not matter
-    assert not candidate_wins(14, draw=0.5)  # a tie (15 against 15) loses
+def test_a_victim_that_beat_256_warm_candidates_in_a_row_loses_to_the_next() -> None:
+    assert contest_streak(256, warm=True) == []  # each lost to the saturated victim 0
+    assert contest_streak(257, warm=True) == [1_256]  # the 257th got in, in place of 0
+    assert contest_streak(600, warm=False) == []  # cold candidates: no streak at all
+
+
+def test_keys_that_share_the_victims_hash_cannot_shut_out_newcomers() -> None:
+    # Ints that differ by a multiple of the hash modulus hash alike, so whatever the salt
+    # they share the victim's counters in the sketch: an attacker can keep them saturated,
+    # and every key of theirs that gets in is such a victim too.
+    cache = filled(100)  # 0 is probation's least recent key: the first victim
+    cache._sample_size = 1 << 62  # no sample ends: the window stays 1 entry, no aging
+    modulus = sys.hash_info.modulus
+    assert hash(modulus) == hash(0)
+    for i in range(1, 16):
+        cache[i * modulus] = None  # the victim's counters saturate (15)
+    admitted = set()
+    for n in range(6, 2_000):
+        for i in range(1, 4):
+            cache[(3 * n + i) * modulus] = None  # misses counted on the victim's counters
+        key = 10_000 + n
+        cache[key] = None  # a newcomer used 7 times: warm, but colder than the victim
+        for _ in range(6):
+            cache[key]
+        admitted |= {k for k in cache.regions()[1] if 10_000 < k < 12_000}
+    assert 0 not in cache
+    assert len(admitted) >= 5  # each victim holds out for 256 warm candidates, not for ever
+    check_invariants(cache)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -290,6 +308,24 @@ def test_the_shadow_lru_grows_the_window_where_density_alone_would_not() -> None
     hits = replay(cache, keys)
     assert cache.window_maxsize > 400
     assert hits >= replay(cachetools.LRUCache(500), keys) - len(keys) // 20  # 5 points
+    check_invariants(cache)
+
+
+def test_the_window_grows_by_the_shadow_lrus_lead_not_by_a_fixed_step() -> None:
+    # In a zigzag an LRU hits about half of the accesses and this cache, with a 1% window,
+    # almost none: one sample of that lead moves the window by most of the cache at once
+    # (a fixed step of 10% would take 9 samples to get there).
+    cache: TinyLFUCache[int, None] = TinyLFUCache(500, seed=1)
+    windows = []
+    for key in zigzag(2_000, 6_000):
+        if key in cache:
+            cache[key]
+        else:
+            cache[key] = None
+        if cache._evicting and cache._hits + cache._misses == 0:  # a sample just ended
+            windows.append(cache.window_maxsize)
+    assert windows[0] == 5  # the first sample began when the cache filled up
+    assert windows[1] > 250  # one sample later: over half the cache
     check_invariants(cache)
 
 
