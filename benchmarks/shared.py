@@ -10,12 +10,15 @@ loader sleeps 5 ms. Measured per system:
     loader calls      against the ideal: the number of distinct keys requested
     cmds/req          Redis commands executed per request (INFO commandstats; commands a
                       Lua script calls count one each, so a script is several)
+    msgs/req          pub/sub messages delivered per request: each PUBLISH times the
+                      subscribers of its channel (every worker reads one channel)
     x GET             a Redis hit with a cold L1: a fresh worker asks for 200 keys already in
                       Redis one after another; its time over that of bare redis-py GETs of as
                       many keys, measured just before
 
-Then the same requests from 4 processes (one worker each, started together): loader calls
-summed over the processes against the distinct keys requested.
+Then the same requests from 4 and from 8 processes (one worker each, started together):
+loader calls summed over the processes against the distinct keys requested, and the
+commands and messages per request of the whole fleet.
 
 Systems: cachekit `@async_cached(ttl=60, shared=RedisTier)`; cashews `@cache(ttl=60)` on a
 redis:// backend, with and without `lock=True`; aiocache `@cached` and `@cached_stampede`
@@ -45,7 +48,8 @@ WORKERS = 4
 COLD_HITS = 200
 COLD_ROUNDS = 5
 FLEET_TIMEOUT = 600.0  # seconds one system may take for all its requests
-PROCESS_START = 3.0  # seconds the processes get to start and connect before the common start
+PROCESS_START = 3.0  # x20: seconds a process may take to start and connect (then it fails)
+PROCESSES = (4, 8)  # the process variants
 GET_TARGET = 1.3  # issue 7: a cold-L1 Redis hit within 1.3x a bare GET
 
 Fn = Callable[[int], Awaitable[Any]]
@@ -181,15 +185,39 @@ async def _drive(calls: Iterator[tuple[Fn, int]], concurrency: int) -> int:
     return errors
 
 
-async def _commands(client: Any) -> int:
+_IGNORED = {
+    "info",
+    "config|resetstat",
+    "flushall",
+    "ping",
+    "client|setinfo",
+    "hello",
+    "pubsub|numsub",
+    "pubsub|channels",
+}
+
+
+async def _commands(client: Any) -> tuple[int, int]:
+    """(commands executed, PUBLISH commands among them) since the last CONFIG RESETSTAT."""
     stats = await client.info("commandstats")
-    ignored = {"info", "config|resetstat", "flushall", "ping", "client|setinfo", "hello"}
-    total = 0
+    total = publishes = 0
     for name, fields in stats.items():
         command = name.removeprefix("cmdstat_")
-        if command not in ignored:
+        if command not in _IGNORED:
             total += int(fields["calls"])
-    return total
+        if command == "publish":
+            publishes += int(fields["calls"])
+    return total, publishes
+
+
+async def _subscribers(client: Any) -> int:
+    """Subscribers per channel, summed over the channels in use (one channel per system:
+    a PUBLISH is delivered to that many)."""
+    channels = await client.execute_command("PUBSUB", "CHANNELS")
+    if not channels:
+        return 0
+    counts = await client.execute_command("PUBSUB", "NUMSUB", *channels)
+    return max(int(n) for n in counts[1::2])
 
 
 class _Loader:
@@ -228,7 +256,8 @@ async def _fleet(
             ((workers[i % WORKERS][0], key) for i, key in enumerate(requests)), concurrency
         )
         wall = time.perf_counter() - began
-        commands = await _commands(control)
+        commands, publishes = await _commands(control)
+        messages = publishes * await _subscribers(control)
         loads = load.calls
 
         # A Redis hit with a cold L1: a fresh worker per round, keys every worker has
@@ -267,6 +296,7 @@ async def _fleet(
         "ideal calls": len(set(requests)),
         "errors": errors,
         "cmds/req": commands / len(requests),
+        "msgs/req": messages / len(requests),
         "redis hit us": median(colds) * 1e6,
         "x GET": median(ratios),
         "note": f"{cold_loads} reloads in the cold-L1 pass" if cold_loads else "",
@@ -274,12 +304,12 @@ async def _fleet(
 
 
 def _in_process(
-    url: str, name: str, index: int, requests: list[int], concurrency: int, start_at: float
+    url: str, name: str, index: int, requests: list[int], concurrency: int, ready: Any, go: Any
 ) -> tuple[int, int]:
     """One of the processes: its own worker of system `name`, its share of the requests,
-    started at `start_at` (time.time()). Returns (loader calls, errors)."""
+    started when `go` is set (after it put itself on `ready`). Returns (loader calls, errors)."""
     build = next(b for n, _, _, b in SYSTEMS if n == name)
-    return asyncio.run(_process_worker(url, name, build, index, requests, concurrency, start_at))
+    return asyncio.run(_process_worker(url, name, build, index, requests, concurrency, ready, go))
 
 
 async def _process_worker(
@@ -289,7 +319,8 @@ async def _process_worker(
     index: int,
     requests: list[int],
     concurrency: int,
-    start_at: float,
+    ready: Any,
+    go: Any,
 ) -> tuple[int, int]:
     load = _Loader()
     namespace = _namespace("bench-procs-", name)
@@ -298,38 +329,51 @@ async def _process_worker(
     try:
         await fn(-1 - index)  # connect (and subscribe) before the common start
         load.calls = 0
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+        ready.put(index)
+        await asyncio.get_running_loop().run_in_executor(None, go.wait, PROCESS_START * 20)
         errors = await _drive(((fn, key) for key in requests), concurrency)
     finally:
         await close()
     return load.calls, errors
 
 
-async def _processes(url: str, name: str, requests: list[int], concurrency: int) -> dict[str, Any]:
+async def _processes(
+    url: str, name: str, requests: list[int], concurrency: int, count: int
+) -> dict[str, Any]:
+    """The requests split over `count` processes; Redis's counters are reset once every
+    process has connected (and subscribed), then they all start."""
     from redis.asyncio import Redis
 
     control = Redis.from_url(url)
+    context = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
     try:
         await control.flushall()
+        with context.Manager() as manager, context.Pool(count) as pool:
+            ready, go = manager.Queue(), manager.Event()
+            pending = [
+                pool.apply_async(
+                    _in_process,
+                    (url, name, i, requests[i::count], max(1, concurrency // count), ready, go),
+                )
+                for i in range(count)
+            ]
+            for _ in range(count):
+                await loop.run_in_executor(None, ready.get, True, PROCESS_START * 20)
+            subscribers = await _subscribers(control)
+            await control.execute_command("CONFIG", "RESETSTAT")
+            go.set()
+            outcomes = [await loop.run_in_executor(None, p.get) for p in pending]
+        commands, publishes = await _commands(control)
     finally:
         await control.aclose()
-    context = multiprocessing.get_context("spawn")
-    start_at = time.time() + PROCESS_START
-    loop = asyncio.get_running_loop()
-    with context.Pool(WORKERS) as pool:
-        pending = [
-            pool.apply_async(
-                _in_process,
-                (url, name, i, requests[i::WORKERS], max(1, concurrency // WORKERS), start_at),
-            )
-            for i in range(WORKERS)
-        ]
-        outcomes = [await loop.run_in_executor(None, p.get) for p in pending]
     return {
         "system": name,
         "loader calls": sum(calls for calls, _ in outcomes),
         "ideal calls": len(set(requests)),
         "errors": sum(errors for _, errors in outcomes),
+        "cmds/req": commands / len(requests),
+        "msgs/req": publishes * subscribers / len(requests),
     }
 
 
@@ -339,12 +383,12 @@ def _targets(rows: list[dict[str, Any]], processes: list[dict[str, Any]]) -> lis
         return []
     peers = [r for r in rows if r["system"] != "cachekit" and "wall ms" in r]
     targets = []
-    ck_procs = next((r for r in processes if r["system"] == "cachekit"), None)
     loads = f"{ck['loader calls']} of {ck['ideal calls']} ideal in one process"
     met = ck["loader calls"] == ck["ideal calls"]
-    if ck_procs is not None:
-        loads += f", {ck_procs['loader calls']} of {ck_procs['ideal calls']} in {WORKERS} processes"
-        met = met and ck_procs["loader calls"] == ck_procs["ideal calls"]
+    for row in processes:
+        if row["system"] == "cachekit" and "loader calls" in row:
+            loads += f", {row['loader calls']} in {row['processes']} processes"
+            met = met and row["loader calls"] == row["ideal calls"]
     targets.append(Target("shared: loads", "loader calls = distinct keys", loads, met))
     for column, label in (("cmds/req", "Redis commands per request"), ("wall ms", "wall time")):
         best = min(peers, key=lambda r: r[column], default=None)
@@ -389,8 +433,8 @@ def _available(ctx: Context) -> tuple[list[tuple[str, Build]], list[dict[str, An
 
 
 def steps(ctx: Context) -> int:
-    """The progress steps run() takes: one per fleet run, then one per 4-process run."""
-    return len(_available(ctx)[0]) * (REPEATS + 1)
+    """The progress steps run() takes: one per fleet run, then one per process run."""
+    return len(_available(ctx)[0]) * (REPEATS + len(PROCESSES))
 
 
 async def run(ctx: Context) -> Result:
@@ -433,14 +477,17 @@ async def run(ctx: Context) -> Result:
             rows.append(row)
         processes: list[dict[str, Any]] = []
         requests = _zipf_keys(n, keys, ctx.seed)
-        for name, _ in available:
-            try:
-                processes.append(await _processes(url, name, requests, concurrency))
-            except Exception as exc:  # a peer that fails across processes is reported
-                processes.append({"system": name, "note": f"failed: {type(exc).__name__}: {exc}"})
-            ctx.progress.step(f"shared {name} x{WORKERS} processes")
+        for count in PROCESSES:
+            for name, _ in available:
+                try:
+                    row = await _processes(url, name, requests, concurrency, count)
+                except Exception as exc:  # a peer that fails across processes is reported
+                    row = {"system": name, "note": f"failed: {type(exc).__name__}: {exc}"}
+                processes.append(dict(row, processes=count))
+                ctx.progress.step(f"shared {name} x{count} processes")
+    targets = _targets(rows, processes)
     for row in processes:
-        row["system"] = f"{row['system']} ({WORKERS} processes)"
+        row["system"] = f"{row['system']} ({row.pop('processes')} processes)"
     return Result(
         "shared",
         title,
@@ -452,8 +499,9 @@ async def run(ctx: Context) -> Result:
             "cmds/req counts every Redis command, those inside Lua scripts included.",
             f"x GET: a cold-L1 Redis hit over a bare redis-py GET ({COLD_HITS} sequential keys; "
             f"median of {COLD_ROUNDS} rounds, each a fresh worker).",
-            f"({WORKERS} processes): the same requests split over {WORKERS} processes, one "
-            "worker each, started together; loader calls summed over them.",
+            "(N processes): the same requests split over N processes, one worker each, "
+            "started together once all have connected; loader calls summed over them.",
+            "msgs/req: pub/sub messages delivered per request (PUBLISHes x subscribers).",
         ],
-        targets=_targets(rows, [dict(r, system=r["system"].split(" (")[0]) for r in processes]),
+        targets=targets,
     )
