@@ -194,30 +194,67 @@ _IGNORED = {
     "hello",
     "pubsub|numsub",
     "pubsub|channels",
+    "psubscribe",
 }
 
 
-async def _commands(client: Any) -> tuple[int, int]:
-    """(commands executed, PUBLISH commands among them) since the last CONFIG RESETSTAT."""
+async def _commands(client: Any) -> int:
+    """Commands executed since the last CONFIG RESETSTAT."""
     stats = await client.info("commandstats")
-    total = publishes = 0
+    total = 0
     for name, fields in stats.items():
         command = name.removeprefix("cmdstat_")
         if command not in _IGNORED:
             total += int(fields["calls"])
-        if command == "publish":
-            publishes += int(fields["calls"])
-    return total, publishes
+    return total
 
 
-async def _subscribers(client: Any) -> int:
-    """Subscribers per channel, summed over the channels in use (one channel per system:
-    a PUBLISH is delivered to that many)."""
-    channels = await client.execute_command("PUBSUB", "CHANNELS")
-    if not channels:
-        return 0
-    counts = await client.execute_command("PUBSUB", "NUMSUB", *channels)
-    return max(int(n) for n in counts[1::2])
+class _Deliveries:
+    """Counts the pub/sub messages Redis delivers: a pattern subscription sees every
+    PUBLISH with its channel; each is delivered to that channel's subscribers (taken with
+    `subscribers()` while every worker listens; the pattern subscriber is not among them)."""
+
+    def __init__(self, url: str) -> None:
+        from redis.asyncio import Redis
+
+        self._client = Redis.from_url(url)
+        self._pubsub = self._client.pubsub()
+        self._seen: dict[bytes, int] = {}
+        self._numsub: dict[bytes, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._pubsub.psubscribe("*")
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "pmessage":
+                channel = message["channel"]
+                if channel == b"bench:end":
+                    self._ended.set()
+                else:
+                    self._seen[channel] = self._seen.get(channel, 0) + 1
+
+    async def subscribers(self) -> None:
+        channels = await self._client.execute_command("PUBSUB", "CHANNELS")
+        if channels:
+            counts = await self._client.execute_command("PUBSUB", "NUMSUB", *channels)
+            self._numsub = {c: int(n) for c, n in zip(counts[::2], counts[1::2], strict=True)}
+        self._seen.clear()
+
+    async def stop(self) -> int:
+        """Messages delivered since `subscribers()`."""
+        await self._client.publish("bench:end", b"")  # everything before it has been read
+        await asyncio.wait_for(self._ended.wait(), 10)
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._pubsub.aclose()
+        await self._client.aclose()
+        return sum(n * self._numsub.get(c, 0) for c, n in self._seen.items())
 
 
 class _Loader:
@@ -246,9 +283,12 @@ async def _fleet(
     load = _Loader()
     namespace = _namespace("bench-", name)
     workers = [build(url, namespace, load) for _ in range(WORKERS)]
+    deliveries = _Deliveries(url)
+    await deliveries.start()
     try:
         # Warm the clients (connections, subscriptions, scripts) outside the measurement.
         await asyncio.gather(*(fn(-1 - i) for i, (fn, _) in enumerate(workers)))
+        await deliveries.subscribers()
         await control.execute_command("CONFIG", "RESETSTAT")
         load.calls = 0
         began = time.perf_counter()
@@ -256,8 +296,8 @@ async def _fleet(
             ((workers[i % WORKERS][0], key) for i, key in enumerate(requests)), concurrency
         )
         wall = time.perf_counter() - began
-        commands, publishes = await _commands(control)
-        messages = publishes * await _subscribers(control)
+        commands = await _commands(control)
+        messages = await deliveries.stop()
         loads = load.calls
 
         # A Redis hit with a cold L1: a fresh worker per round, keys every worker has
@@ -347,6 +387,8 @@ async def _processes(
     control = Redis.from_url(url)
     context = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
+    deliveries = _Deliveries(url)
+    await deliveries.start()
     try:
         await control.flushall()
         with context.Manager() as manager, context.Pool(count) as pool:
@@ -360,11 +402,12 @@ async def _processes(
             ]
             for _ in range(count):
                 await loop.run_in_executor(None, ready.get, True, PROCESS_START * 20)
-            subscribers = await _subscribers(control)
+            await deliveries.subscribers()
             await control.execute_command("CONFIG", "RESETSTAT")
             go.set()
             outcomes = [await loop.run_in_executor(None, p.get) for p in pending]
-        commands, publishes = await _commands(control)
+        commands = await _commands(control)
+        messages = await deliveries.stop()
     finally:
         await control.aclose()
     return {
@@ -373,7 +416,7 @@ async def _processes(
         "ideal calls": len(set(requests)),
         "errors": sum(errors for _, errors in outcomes),
         "cmds/req": commands / len(requests),
-        "msgs/req": publishes * subscribers / len(requests),
+        "msgs/req": messages / len(requests),
     }
 
 

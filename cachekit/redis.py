@@ -16,10 +16,15 @@ it was stored with): the L1 entry lands with what is left of it, measured agains
 bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis entry. The
 holder loads, renews its lock while loading (the first renewal, after probation/3, proves
 the load alive and extends the lock to a full lease; then every lease/3), and PUTs: the
-entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
-is published, in one script (`set()` PUTs without the fence). Other workers wait on a
-future that the tier's one pub/sub subscription resolves on `d <base>` (no pool connection
-is held while waiting); they wake at the latest one probation later, and ask again: a dead
+entry replaces the lock only if the lock is still its own (a fenced write: one SET ... XX
+GET in a script, which puts back what it replaced in the rare case that was not its lock).
+A worker that finds the lock and waits appends its id to the lock's value (`_WATCH`); the
+PUT publishes `d <base>` to the wake-up channel of each worker so listed, and to nobody
+when nobody waits. So a load costs 3 commands as INFO commandstats counts them (SET NX GET,
+EVALSHA, SET), plus one message per waiting worker. Waiters wait on a future that the
+tier's one subscription (its events channel and its own wake-up channel) resolves on
+`d <base>` (no pool connection is held while waiting); they wake at the latest one
+probation later, and ask again: a dead
 holder's lock has lapsed by then, and exactly one of them takes it over (NX). If the
 subscription is down, waiters poll with backoff. An acquire that timed out may still run
 in Redis later, and a store that failed leaves its lock: either way the lock is released
@@ -139,8 +144,6 @@ _EXTENSIONS: Final = 3
 _PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
-_WATCHED: Final = b"+w"  # after a lock: a waiter wants to hear when its load ends
-
 # KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
 # ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
 _ACQUIRE: Final = """
@@ -149,50 +152,106 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
-# A lock is ours while the key holds it, or it followed by _WATCHED: a waiter in some
-# worker marked it (see _WATCH), so the load's end is published only then, and a load
-# costs O(waiters) messages, not one to every worker.
+# A waiter marks a lock it waits for by appending " <its worker id>" (see _WATCH): a load's
+# end is published to the wake-up channel of each worker listed there, and to nobody else,
+# so a load costs one message per waiting worker, none when nobody waits, whatever the
+# size of the fleet. Invalidations and clears stay broadcast on the one events channel.
 #
-# KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
-# message. A load's store: the entry replaces the lock only while the lock is still ours.
-# With lock '' (set()): the entry replaces whatever is there, a load's lock included, so
-# that load can no longer store; its message (an invalidation) is always published.
-_PUT: Final = """
-local v = false
-if ARGV[1] ~= '' then
-  v = redis.call('GET', KEYS[1])
-  if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+# Lua prelude of the scripts below. ARGV[1] is a lock; `ours(v)`: the key holds it, marked
+# or not. `wake(v, channel prefix, message)` publishes to every worker marked on `v`.
+# `restore(v, probation ms)` puts back a value a SET ... GET replaced although it was not
+# ours: a lock for one probation (its holder renews it, fenced by its value), an entry until
+# its own expiry (the header's bytes 6 to 13, big-endian unix ms; 0: none), anything else
+# deleted (deleting is always safe in a cache: it is reloaded).
+_LUA: Final = """
+local function ours(v)
+  return v == ARGV[1] or (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ')
 end
+local function wake(v, prefix, message)
+  if not v or v == ARGV[1] then return end
+  for worker in string.gmatch(string.sub(v, #ARGV[1] + 2), '%S+') do
+    redis.call('PUBLISH', prefix .. worker, message)
+  end
+end
+local function restore(v, probation)
+  if string.sub(v, 1, 5) == 'lock:' then
+    redis.call('SET', KEYS[1], v, 'PX', probation)
+  elseif #v >= 13 and string.sub(v, 1, 2) == 'ck' then
+    local at = 0
+    for i = 6, 13 do at = at * 256 + string.byte(v, i) end
+    if at == 0 then
+      redis.call('SET', KEYS[1], v)
+    else
+      redis.call('SET', KEYS[1], v, 'PXAT', string.format('%.0f', at))
+    end
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+"""
+# KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), wake-up
+# channel prefix, message, probation ms. A load's store: the entry replaces the lock only
+# while the lock is still ours. One SET ... XX GET: it replaces whatever is there and says
+# what that was; in the rare case it was not our lock, that is put back (or, gone, nothing
+# was written: XX). So a store costs 2 commands as Redis counts them, not 3.
+_PUT: Final = (
+    _LUA
+    + """
+local v
 if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[2])
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET')
 else
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'PXAT', ARGV[3])
 end
-if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if not v then return 0 end
+if not ours(v) then
+  restore(v, ARGV[6])
+  return 0
+end
+wake(v, ARGV[4], ARGV[5])
 return 1
 """
-# KEYS: key. ARGV: lock, channel, message. Gives the lock up without a value.
-_RELEASE: Final = """
+)
+# KEYS: key. ARGV: payload, expiry, channel, message. set(): the entry replaces whatever is
+# there, a load's lock included (so that load can no longer store); the message (an
+# invalidation) is broadcast.
+_WRITE: Final = """
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+# KEYS: key. ARGV: lock, wake-up channel prefix, message. Gives the lock up without a value.
+_RELEASE: Final = (
+    _LUA
+    + """
 local v = redis.call('GET', KEYS[1])
-if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+if not ours(v) then return 0 end
 redis.call('DEL', KEYS[1])
-if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+wake(v, ARGV[2], ARGV[3])
 return 1
 """
+)
 # KEYS: key. ARGV: lock, lease ms.
-_RENEW: Final = """
+_RENEW: Final = (
+    _LUA
+    + """
 local v = redis.call('GET', KEYS[1])
-if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+if not ours(v) then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
-# KEYS: key. ARGV: the lock a waiter found. -> 1: it is still there, now marked (its end
-# will be published); else what the key holds now (an entry, another lock) or nil.
+)
+# KEYS: key. ARGV: the value a waiter found (a lock, maybe marked), that value with the
+# waiter's worker id appended. -> 1: it is now marked (its end will be published to that
+# worker); else what the key held (an entry, another lock, or nil), now put back.
 _WATCH: Final = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] .. '+w' then return 1 end
-if v ~= ARGV[1] then return v end
-redis.call('SET', KEYS[1], v .. '+w', 'KEEPTTL')
-return 1
+local v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'KEEPTTL')
+if v == ARGV[1] then return 1 end
+if v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end
+return v
 """
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
@@ -407,8 +466,11 @@ class RedisTier:
         self._raise = on_error == "raise"
         self._max_value_bytes = max_value_bytes
         self._cooldown = check_seconds("cooldown", cooldown, allow_none=False) or 0.0
-        self._channel = f"ck:{namespace}:events"
+        self._channel = f"ck:{namespace}:events"  # invalidations and clears, to every worker
         self._worker = secrets.token_hex(8)  # tells this tier's own broadcasts apart
+        # A load's end goes to the workers that wait for it only, each on its own channel.
+        self._wake_prefix = f"ck:{namespace}:wake:"
+        self._wake_channel = self._wake_prefix + self._worker
         self._locks = itertools.count()  # with _worker: a lock value unique in the fleet
         self._native_acquire = True  # False once Redis turned SET NX GET down (< 7.0)
         slots = getattr(pool, "max_connections", None) or _MAX_SLOTS
@@ -418,6 +480,7 @@ class RedisTier:
             for name, text in (
                 ("acquire", _ACQUIRE),
                 ("put", _PUT),
+                ("write", _WRITE),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
                 ("watch", _WATCH),
@@ -896,7 +959,7 @@ class RedisTier:
                     if self._sub_client is self._client and hasattr(self._client, "initialize"):
                         await self._client.initialize()  # a cluster client learns its slots
                     pubsub = self._sub_client.pubsub()
-                    await pubsub.subscribe(self._channel)
+                    await pubsub.subscribe(self._channel, self._wake_channel)
                 pinged = False
                 idle = self._op_timeout * _IDLE
                 while not self._closed:
@@ -912,6 +975,8 @@ class RedisTier:
                         continue
                     pinged = False
                     if message["type"] == "subscribe":
+                        if message["data"] != 2:  # listening once both channels are
+                            continue
                         self._listening = True
                         self._started.set()
                         delay = _POLL_MIN
@@ -1160,8 +1225,8 @@ class _Binding:
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
             message = tier._signed(f"i {tier._worker} {base}")
-            args = ["", payload, at, tier._channel, message]  # unfenced
-            await tier._call(tier._script("put", [key], args))
+            args = [payload, at, tier._channel, message]  # unfenced
+            await tier._call(tier._script("write", [key], args))
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
@@ -1283,9 +1348,11 @@ class _Binding:
                 if not waited:
                     waited = True
                     self.waits += 1
-                if tier._listening and not found.endswith(_WATCHED):  # ask to be told
+                mark = b" " + tier._worker.encode()
+                if tier._listening and mark not in found:  # ask to be told
                     try:
-                        marked = await tier._call(tier._script("watch", [key], [found]))
+                        args = [found, found + mark]
+                        marked = await tier._call(tier._script("watch", [key], args))
                     except _Unavailable as exc:
                         return await self._unshared(exc, compute)
                     if marked != 1:
@@ -1404,7 +1471,8 @@ class _Binding:
         if len(payload) > tier._max_value_bytes:
             self._release(base, lock)
             return ttl
-        args = [lock, payload, at, tier._channel, tier._signed(f"d {base}")]
+        message = tier._signed(f"d {base}")
+        args = [lock, payload, at, tier._wake_prefix, message, tier._probation_ms]
         try:
             stored = await tier._call(tier._script("put", [key], args))
         except _Unavailable as exc:
@@ -1424,7 +1492,7 @@ class _Binding:
         tier = self.tier
         if tier._closed:
             return
-        args = [lock, tier._channel, tier._signed(f"d {base}")]
+        args = [lock, tier._wake_prefix, tier._signed(f"d {base}")]
         tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:

@@ -1124,16 +1124,21 @@ async def test_with_a_secret_an_unsigned_broadcast_is_ignored(
     assert "k" in cache  # ...and heard after the forgeries (one channel keeps its order)
 
 
-async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
+async def test_a_load_publishes_its_end_only_to_the_workers_that_wait_for_it(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     async def publishes() -> int:
         stats = await control.info("commandstats")
         return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
-    caches = [AsyncCache[int, str](ttl=60, shared=make_tier(), name="quiet") for _ in range(3)]
+    tiers = [make_tier() for _ in range(4)]
+    caches = [AsyncCache[int, str](ttl=60, shared=tier, name="quiet") for tier in tiers]
     for cache in caches:
         await cache.get_or_compute(-1, counting()(-1))  # every tier subscribed
+    # What every worker would hear: the broadcast channel must carry no load's end.
+    broadcast = control.pubsub()
+    await broadcast.subscribe("ck:t:events")
+    assert (await broadcast.get_message(timeout=1))["type"] == "subscribe"
     before = await publishes()
     for key in range(10):  # nobody waits: nothing to tell the other workers
         await caches[0].get_or_compute(key, counting()(key))
@@ -1141,10 +1146,48 @@ async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
     gate = Gate("slow")
     loading = asyncio.create_task(caches[0].get_or_compute(100, gate))
     await gate.started.wait()
-    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:]]
-    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:]))
+    # Two of the three other workers wait (the fourth never asks).
+    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:3]]
+    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:3]))
     gate.release.set()
     assert await loading == "slow"
-    assert [await w for w in waiting] == ["slow", "slow"]  # woken, not timed out
-    assert await publishes() == before + 1  # one message for the two waiters
+    async with asyncio.timeout(5):  # woken, not timed out (a probation is 1 s)
+        assert [await w for w in waiting] == ["slow", "slow"]
+    assert await publishes() == before + 2  # one message to each waiting worker
+    assert await broadcast.get_message(timeout=0.05) is None
+    await broadcast.aclose()
     assert_stats(caches[1], shared_hits=2, lock_takeovers=0)  # (-1 and 100)
+
+
+async def test_a_store_that_lost_its_lock_puts_back_what_it_replaced(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # The store is one SET ... XX GET: when the key no longer holds our lock (another
+    # worker's lock after ours lapsed, or a set()'s entry), what it replaced goes back,
+    # with its expiry, and our value is not stored.
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="fence")
+    key = tier.key_of("fence", "k")
+    gate = Gate("late")
+    loading = asyncio.create_task(cache.get_or_compute("k", gate))
+    await gate.started.wait()
+    await control.set(key, b"lock:someone:1 abc", px=5_000)  # our lock lapsed, taken over
+    gate.release.set()
+    assert await loading == "late"
+    assert await control.get(key) == b"lock:someone:1 abc"
+    assert 0 < await control.pttl(key) <= tier._probation_ms  # back for one probation
+    assert "k" not in cache  # fenced out: answered, never kept
+
+    other_tier = make_tier()
+    other = AsyncCache[str, str](ttl=60, shared=other_tier, name="fence")
+    gate = Gate("late")
+    loading = asyncio.create_task(cache.get_or_compute("j", gate))
+    await gate.started.wait()
+    other.set("j", "newer")  # replaces the load's lock: the load can no longer store
+    await other_tier.settle()
+    written = await control.get(tier.key_of("fence", "j"))
+    expiry = await control.pttl(tier.key_of("fence", "j"))
+    gate.release.set()
+    assert await loading == "late"
+    assert await control.get(tier.key_of("fence", "j")) == written
+    assert 0 < await control.pttl(tier.key_of("fence", "j")) <= expiry
