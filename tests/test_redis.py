@@ -515,29 +515,140 @@ async def test_invalidation_reaches_another_process_within_100_ms(
         await watcher.wait()
 
 
-async def test_other_threads_stay_in_process_and_their_invalidations_still_reach_redis(
-    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+@pytest.mark.timeout(60)
+async def test_two_loops_in_two_threads_share_wait_and_invalidate_through_one_tier(
+    make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     import threading
 
     tier = make_tier()
     cache = AsyncCache[str, str](ttl=60, shared=tier, name="threads")
-    await cache.get_or_compute("k", counting()("k"))  # binds the tier to this loop
-    load = counting(lambda k: "from another loop")
-    result: list[str] = []
+    peer_tier = make_tier()  # another worker, on this loop
+    peer = AsyncCache[str, str](ttl=60, shared=peer_tier, name="threads")
+    await cache.get_or_compute("k", counting()("k"))  # the tier's first loop: this one
+    gate = Gate("from the peer")
+    steps = {name: threading.Event() for name in ("loaded", "peer loading", "waiting", "go")}
+    result: dict[str, Any] = {}
 
-    def other_thread() -> None:
-        result.append(asyncio.run(cache.get_or_compute("j", load("j"))))
-        cache.invalidate("k")  # no loop running here: handed to the tier's loop
+    async def second_loop() -> None:
+        # A load on this loop is shared with the fleet...
+        result["j"] = await cache.get_or_compute("j", counting(lambda k: "from loop 2")("j"))
+        steps["loaded"].set()
+        await asyncio.to_thread(steps["peer loading"].wait)
+        # ...a wait on this loop is woken by the peer's load (a probation is 10 s here)...
+        async with asyncio.timeout(5):
+            waiting = asyncio.ensure_future(cache.get_or_compute("w", counting()("w")))
+            steps["waiting"].set()
+            result["w"] = await waiting
+        # ...and an invalidation from this loop reaches Redis and every worker's L1.
+        await asyncio.to_thread(steps["go"].wait)
+        cache.invalidate("k")
+        await tier.settle()
 
-    thread = threading.Thread(target=other_thread)
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
     thread.start()
-    await asyncio.to_thread(thread.join)
-    assert result == ["from another loop"]
-    assert any("second event loop" in r.getMessage() for r in caplog.records)
-    await tier.settle()  # the invalidation was handed over before join() returned
+    try:
+        await asyncio.to_thread(steps["loaded"].wait, 10)
+        assert result["j"] == "from loop 2"
+        assert await peer.get_or_compute("j", counting()("j")) == "from loop 2"  # shared
+        loading = asyncio.create_task(peer.get_or_compute("w", gate))
+        await gate.started.wait()
+        steps["peer loading"].set()
+        await asyncio.to_thread(steps["waiting"].wait, 10)
+        await until(lambda: cache.stats().remote_waits == 1)
+        gate.release.set()
+        assert await loading == "from the peer"
+        assert await peer.get_or_compute("k", counting()("k")) == "value-k"
+        steps["go"].set()
+        async with asyncio.timeout(5):
+            await until(lambda: "k" not in peer)  # the broadcast of loop 2's invalidation
+    finally:
+        for step in steps.values():
+            step.set()
+        await asyncio.to_thread(thread.join, 10)
+    assert result["w"] == "from the peer"
     assert await control.exists(tier.key_of("threads", "k")) == 0
-    assert await control.exists(tier.key_of("threads", "j")) == 0  # never shared
+    assert_stats(cache, shared_misses=2, remote_waits=1, lock_takeovers=0)  # k, j; w woken
+    assert_stats(peer, shared_hits=2, shared_misses=1)  # j, k; w
+    # Loop 2 has ended: its lane serves the next loop instead of a new one.
+    lanes = list(tier._lanes)
+    assert len(lanes) == 1
+    await asyncio.to_thread(asyncio.run, cache.get_or_compute("q", counting()("q")))
+    assert tier._lanes == lanes
+    assert await control.exists(tier.key_of("threads", "q")) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_read_on_one_loop_waits_for_an_invalidation_sent_from_another(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    import threading
+
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="order2")
+    await cache.get_or_compute("k", counting(lambda k: "old")("k"))
+    invalidated, go = threading.Event(), threading.Event()
+
+    async def second_loop() -> None:
+        await cache.get_or_compute("j", counting()("j"))  # this loop's lane is listening
+        cache.invalidate("k")  # its DEL is a task of this loop...
+        invalidated.set()
+        go.wait(10)  # ...which cannot run until the other loop reads
+        await tier.settle()
+
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
+    thread.start()
+    try:
+        await asyncio.to_thread(invalidated.wait, 10)
+        read = asyncio.create_task(cache.get_or_compute("k", counting(lambda k: "new")("k")))
+        done, _ = await asyncio.wait([read], timeout=0.3)
+        assert not done  # waiting for the other loop's DEL, not reading what it deletes
+        go.set()
+        async with asyncio.timeout(5):
+            assert await read == "new"
+    finally:
+        go.set()
+        await asyncio.to_thread(thread.join, 10)
+
+
+@pytest.mark.timeout(60)
+async def test_aclose_closes_the_lane_of_a_loop_running_in_another_thread(
+    redis_server: RedisServer, control: Redis
+) -> None:
+    import threading
+
+    tier = RedisTier.from_url(redis_server.url, namespace="t", secret=SECRET, op_timeout=5.0)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="close2")
+    await cache.get_or_compute("k", counting()("k"))
+    shared, closed = threading.Event(), threading.Event()
+    after: list[str] = []
+
+    async def second_loop() -> None:
+        await cache.get_or_compute("j", counting()("j"))
+        shared.set()
+        await asyncio.to_thread(closed.wait, 10)
+        # Closed from the first loop: this loop's calls stay in-process now.
+        after.append(await cache.get_or_compute("q", counting()("q")))
+
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
+    thread.start()
+    try:
+        await asyncio.to_thread(shared.wait, 10)
+
+        async def subscribers() -> int:
+            return sum(int(c.get("sub", 0)) > 0 for c in await control.client_list())
+
+        await until(lambda: len(tier._lanes) == 1 and tier._lanes[0]._listening)
+        assert await subscribers() == 2  # one per loop
+        async with asyncio.timeout(10):
+            await tier.aclose()
+        assert all(lane._closed for lane in tier._everyone())
+        assert await subscribers() == 0
+    finally:
+        closed.set()
+        await asyncio.to_thread(thread.join, 10)
+    assert after == ["value-q"]
+    assert await control.exists(tier.key_of("close2", "q")) == 0  # never shared
 
 
 # ---------------------------------------------------------------------- processes
