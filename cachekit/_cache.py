@@ -186,16 +186,6 @@ class AsyncCache(Generic[K, V]):
         self._shared: SharedBinding | None = None
         if config.shared is not None:
             assert config.name is not None  # CacheConfig requires it
-            unsupported = [
-                option
-                for option, value in (
-                    ("stale_ttl", config.stale_seconds),
-                    ("refresh_after", config.refresh_seconds),
-                )
-                if value
-            ]
-            if unsupported:
-                raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
             self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
@@ -493,6 +483,8 @@ class AsyncCache(Generic[K, V]):
         ):  # before the launch: an eager start may run compute() at once
             self._watch(flight, waiter, loop, computing)
         if launch is not None:
+            if launch.refresh and self._shared is not None:  # one refresh for the fleet
+                compute = self._shared.refreshing(compute)
             if self._limiter is None:
                 self._spawn(launch, compute)
             else:
@@ -907,7 +899,11 @@ class AsyncCache(Generic[K, V]):
                 current.quiet_until = min(outcome.expires_at, current.reclaim_at)
             self._counts.stale_if_error_hits += flight.live
             return current
-        if isinstance(outcome, Entry) and outcome.expires_at > now:
+        if isinstance(outcome, Entry) and (
+            outcome.expires_at > now
+            # (stale already, as read from a shared tier: kept while it can be served)
+            or (fresh_for is not None and fresh_for < 0 and outcome.reclaim_at > now)
+        ):
             self._insert_locked(outcome, ttl, now)
         return outcome
 
@@ -1114,6 +1110,11 @@ class AsyncCache(Generic[K, V]):
         """How long a load's `error` is cached (negative_ttl), or None: not cached."""
         seconds = self._config.failure_seconds
         return seconds if seconds and self._config.caches_failure(error) else None
+
+    def stale_windows(self) -> tuple[float, float]:
+        """(stale_ttl, stale_if_error) in seconds, 0.0 for none: how long past its fresh
+        time a value is served at once, and how long it is the fallback of a failed load."""
+        return self._config.stale_seconds, self._config.error_grace
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -265,6 +265,31 @@ if v == ARGV[1] then return 1 end
 if v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end
 return v
 """
+# KEYS: key, its refresh lock. ARGV: lock, probation ms. -> {0}: no entry (nothing, or a
+# load's lock); {1, entry}: the refresh lock is ours; {2, entry}: another worker's.
+_REFRESH: Final = """
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 5) == 'lock:' then return {0} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, v} end
+return {2, v}
+"""
+# KEYS: key, its refresh lock. ARGV: the entry the refresh saw, the new one, its expiry
+# (0: none), channel, message, refresh lock. The new entry replaces the one seen only if it
+# is still there (not invalidated, not set() since); then every worker is told.
+_REFRESHED: Final = """
+local stored = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[3] == '0' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  end
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  stored = 1
+end
+if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('DEL', KEYS[2]) end
+return stored
+"""
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
 redis.call('DEL', KEYS[1])
@@ -498,6 +523,8 @@ class RedisTier:
                 ("watch", _WATCH),
                 ("invalidate", _INVALIDATE),
                 ("discard", _DISCARD),
+                ("refresh", _REFRESH),
+                ("refreshed", _REFRESHED),
             )
         }
 
@@ -1316,6 +1343,9 @@ class _Binding:
         # worker's invalidation finds the key while it is in flight or in L1. May keep
         # keys that have gone; pruned to those still present when it doubles.
         self._keys: dict[str, Hashable] = {}
+        # digest -> hash() of the payload this process's L1 entry came from, so that a
+        # refresh tells an entry another worker has refreshed since from the one it read.
+        self._seen: dict[str, int] = {}
         self._prune_at = 1024
         self.hits = 0
         self.misses = 0
@@ -1348,6 +1378,7 @@ class _Binding:
         for digest, key in list(self._keys.items()):
             if not holds(key):
                 self._keys.pop(digest, None)
+                self._seen.pop(digest, None)
         self._prune_at = max(1024, 2 * len(self._keys))
 
     def dropped(self, digest: str) -> None:
@@ -1397,8 +1428,9 @@ class _Binding:
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
             message = tier._signed(f"i {tier._worker} {base}")
-            args = [payload, at, tier._channel, message]  # unfenced
+            args = [payload, self._stored_until(at, VALUE), tier._channel, message]  # unfenced
             await tier._call(tier._script("write", [key], args))
+            self._seen[_digest(base)] = hash(payload)
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
@@ -1457,10 +1489,20 @@ class _Binding:
     ) -> Any:
         """What the flight runs instead of `compute`: the entry from Redis, or another
         worker's load of it, or `compute()` under the fleet-wide lock."""
-        lane = self.tier._here()
-        if lane is None:
+        tier = self.tier._here()
+        if tier is None:
             return await _compute(compute)
-        tier = lane
+        try:
+            if not await self._ready(tier, base):
+                return await _compute(compute)  # Redis may still hold what it would delete
+        except _Unavailable as exc:
+            return await self._unshared(exc, compute)
+        return await self._load_with(tier, base, compute, per_call)
+
+    async def _ready(self, tier: RedisTier, base: str) -> bool:
+        """Before a read of `base` on lane `tier`: the subscription started (once), the
+        commands for that key sent before it applied, Redis's clock known (_Unavailable if
+        it cannot be read). False: an invalidation of it is still queued, do not read."""
         assert tier._started is not None
         if not tier._started.is_set():  # once per process: let the subscription start
             try:
@@ -1469,17 +1511,19 @@ class _Binding:
             except TimeoutError:
                 pass
         if any(base in t._unsent or self.prefix in t._unsent for t in tier._everyone()):
-            return await _compute(compute)  # Redis may still hold what it would delete
+            return False
         if not tier._listening:
             tier._read_unheard = True
         if tier._unsettled():
             await tier._settled(base, self.prefix)
+        if asyncio.get_running_loop().time() - tier._clock_read_at > _RECALIBRATE:
+            await tier._clock_ready()
+        return True
+
+    async def _load_with(
+        self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any
+    ) -> Any:
         loop = asyncio.get_running_loop()
-        if loop.time() - tier._clock_read_at > _RECALIBRATE:
-            try:
-                await tier._clock_ready()
-            except _Unavailable as exc:
-                return await self._unshared(exc, compute)
         key = f"{base}:v"
         lock = tier._new_lock()
         # Past wait_timeout a waiter still gives a dead holder's lease the time to lapse (so
@@ -1512,9 +1556,16 @@ class _Binding:
                         except _Unavailable as exc:
                             return await self._unshared(exc, compute)
                         continue
-                    self.hits += 1
                     if isinstance(outcome, SharedFailure):
+                        self.hits += 1
                         raise outcome
+                    self._seen[_digest(base)] = hash(found)
+                    if outcome.ttl is not None and -outcome.ttl >= self.cache.stale_windows()[0]:
+                        # Past its stale window, within stale_if_error's: not served as it
+                        # is, but the fallback of a reload (under the refresh lock: the
+                        # entry holds the key, so nobody can take the load lock).
+                        return await self._refresh_with(tier, base, compute, per_call, outcome)
+                    self.hits += 1
                     return outcome
                 # Another worker is loading it: wait for its broadcast, or one probation
                 # (by then a dead holder's lock has lapsed; a live one renews it).
@@ -1555,11 +1606,20 @@ class _Binding:
             raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
         return await _compute(compute)
 
-    def _remaining(self, expires_at: int) -> float | None:
-        """Seconds an entry stored until `expires_at` (0: no expiry) may live in L1."""
+    def _remaining(self, expires_at: int, negative: bool = False) -> float | None:
+        """Seconds an entry fresh until `expires_at` (0: no expiry) is fresh in L1 (past
+        it, with `negative`: minus how long it has been stale; else 0)."""
         if not expires_at:
             return None
-        return max(0.0, (expires_at - self.tier._lane()._redis_now()) / 1000)
+        left = (expires_at - self.tier._lane()._redis_now()) / 1000
+        return left if negative else max(0.0, left)
+
+    def _stored_until(self, fresh_until: int, kind: bytes) -> int:
+        """The PXAT of an entry fresh until `fresh_until` (unix ms; 0: never expires): a
+        value outlives it by the cache's stale windows, served or kept as a fallback."""
+        if not fresh_until or kind != VALUE:
+            return fresh_until
+        return fresh_until + math.ceil(max(self.cache.stale_windows()) * 1000)
 
     def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
         """The outcome a stored payload holds, or None if it must not be trusted or is
@@ -1569,8 +1629,11 @@ class _Binding:
             if len(payload) > tier._max_value_bytes + SEAL_OVERHEAD:  # before any work on it
                 raise BadPayload(f"{len(payload)} bytes, over max_value_bytes")
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
-            remaining = self._remaining(expires_at)
-            if remaining is not None and remaining <= 0:
+            remaining = self._remaining(expires_at, negative=True)
+            # A value is served stale, or kept as a fallback, for the cache's stale windows
+            # past its (signed) fresh time; a failure is not.
+            window = max(self.cache.stale_windows()) if kind == VALUE else 0.0
+            if remaining is not None and remaining + window <= 0:
                 return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
@@ -1645,9 +1708,12 @@ class _Binding:
             self._release(base, lock)
             return ttl
         message = tier._signed(f"d {base}")
-        args = [lock, payload, at, tier._wake_prefix, message, tier._probation_ms]
+        until = self._stored_until(at, kind)
+        args = [lock, payload, until, tier._wake_prefix, message, tier._probation_ms]
         try:
             stored = await tier._call(tier._script("put", [key], args))
+            if stored:
+                self._seen[_digest(base)] = hash(payload)
         except _Unavailable as exc:
             self.errors += 1
             self._release(base, lock)  # when Redis answers again; the entry is not stored
@@ -1659,14 +1725,149 @@ class _Binding:
             raise
         return self._remaining(at) if stored else 0.0
 
-    def _release(self, base: str, lock: str) -> None:
+    def _release(self, base: str, lock: str, suffix: str = "v") -> None:
         """Give the lock up without a value (in the background): waiters ask again. Fenced
-        by the lock's value, so it is safe at any time, even before the lock is taken."""
+        by the lock's value, so it is safe at any time, even before the lock is taken.
+        (`suffix` "r": the refresh lock.)"""
         tier = self.tier._lane()
         if tier._closed:
             return
         args = [lock, tier._wake_prefix, tier._signed(f"d {base}")]
-        tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
+        tier._spawn(self._send_release(tier._script("release", [f"{base}:{suffix}"], args)))
+
+    # ------------------------------------------------------------------ a refresh
+
+    def refreshing(self, bound: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        """What a background refresh runs (stale_ttl, refresh_after) instead of what bind()
+        returned: one refresh for the fleet, under a refresh lock of its own."""
+        if isinstance(bound, partial) and bound.func == self._load:
+            return partial(self._refresh, *bound.args)
+        return bound
+
+    async def _refresh(
+        self, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+    ) -> Any:
+        tier = self.tier._here()
+        if tier is None:
+            return await _compute(compute)
+        try:
+            if not await self._ready(tier, base):
+                return await _compute(compute)
+        except _Unavailable as exc:
+            return await self._unshared(exc, compute)
+        return await self._refresh_with(tier, base, compute, per_call)
+
+    async def _refresh_with(
+        self,
+        tier: RedisTier,
+        base: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any,
+        fallback: Landed | None = None,
+    ) -> Any:
+        """Recompute an entry that Redis holds, fleet-wide once: the worker that takes the
+        key's refresh lock (`base:r`, not the load lock, so readers are never held up)
+        computes and stores it in place of the entry it saw, then broadcasts an
+        invalidation, so that every worker reads the new one; the others keep serving
+        what they have. A failed refresh leaves the entry in Redis as it was (a failure
+        that is negatively cached keeps the refresh lock as long: nobody retries meanwhile).
+        `fallback`: the stale entry a caller waits for (stale_if_error): what it gets if
+        the recomputation fails, or another worker's takes longer than a lease."""
+        key, refresh_key = f"{base}:v", f"{base}:r"
+        digest = _digest(base)
+        lock = tier._new_lock()
+        try:
+            reply = await tier._call(
+                tier._script("refresh", [key, refresh_key], [lock, tier._probation_ms])
+            )
+            if not isinstance(reply, list) or not reply or reply[0] not in (0, 1, 2):
+                raise _BadReply(f"the refresh script answered {reply!r:.60}")
+        except _Unavailable as exc:
+            return await self._unshared(exc, compute)
+        except _BadReply as exc:
+            return await self._unshared(_Unavailable(exc), compute)
+        state = reply[0]
+        found = reply[1] if len(reply) > 1 else None
+        if state != 0 and isinstance(found, bytes) and hash(found) != self._seen.get(digest):
+            # Not the entry this process holds: another worker refreshed it (or set it).
+            if state == 1:
+                self._release(base, lock, "r")
+            outcome = self._open(key, found)
+            if isinstance(outcome, Landed) and (outcome.ttl is None or outcome.ttl > 0):
+                self.hits += 1
+                self._seen[digest] = hash(found)
+                return outcome
+            state = 0
+        if state == 0 or not isinstance(found, bytes):  # no entry (any more): a plain load
+            return await self._load_with(tier, base, compute, per_call)
+        if state == 2:  # another worker refreshes it: its invalidation tells us when
+            self.waits += 1
+            waiter = tier._expect(base)
+            try:  # a live refresher's broadcast comes first; a dead one's lock lapses by then
+                async with asyncio.timeout(tier._probation + _MARGIN):
+                    await waiter
+            except TimeoutError:
+                if fallback is not None:
+                    return fallback
+            finally:
+                tier._unexpect(base, waiter)
+            if fallback is not None:  # a caller waits: read what the other worker stored
+                return await self._load_with(tier, base, compute, per_call)
+            outcome = self._open(key, found)  # (dropped by the invalidation, if it came)
+            return outcome if isinstance(outcome, Landed) else await _compute(compute)
+        self.misses += 1
+        renewal = tier._spawn(self._renew(refresh_key, lock), tier._renewals)
+        cache = self.cache
+        try:
+            try:
+                value = await _compute(compute)
+                ttl = cache.ttl_for(value, per_call)
+            except Exception as error:
+                negative = cache.failure_ttl(error)
+                if negative:  # nobody in the fleet asks the upstream again meanwhile
+                    hold = tier._script("renew", [refresh_key], [lock, math.ceil(negative * 1000)])
+                    tier._spawn(self._send_release(hold))
+                else:
+                    self._release(base, lock, "r")
+                if fallback is not None:
+                    return fallback
+                raise
+            except BaseException:
+                self._release(base, lock, "r")
+                raise
+        finally:
+            renewal.cancel()
+        body: bytes | None = None
+        if ttl is None or ttl > 0:
+            try:
+                dumped = tier._serializer.dumps(value)
+                body = dumped.encode() if isinstance(dumped, str) else dumped
+            except Exception as exc:
+                self.errors += 1
+                tier._notices.warn(
+                    "unserializable",
+                    "cachekit: a %s value could not be serialized (%s); kept in-process",
+                    type(value).__name__,
+                    exc,
+                )
+        at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
+        payload = None if body is None else seal(tier._secret, key.encode(), VALUE, at, body)
+        if payload is None or len(payload) > tier._max_value_bytes:
+            self._release(base, lock, "r")
+            return Landed(value, ttl)
+        message = tier._signed(f"i {tier._worker} {base}")
+        until = self._stored_until(at, VALUE)
+        args = [found, payload, until, tier._channel, message, lock]
+        try:
+            stored = await tier._call(tier._script("refreshed", [key, refresh_key], args))
+        except _Unavailable:
+            self.errors += 1
+            self._release(base, lock, "r")
+            return Landed(value, ttl)
+        if not stored:
+            return Landed(value, 0.0)
+        self._seen[digest] = hash(payload)
+        return Landed(value, self._remaining(at))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
         """Send the release until Redis answers, for at most one lease: by then the lock
@@ -1700,6 +1901,11 @@ class _Binding:
                     return  # the lock is gone (invalidated, or lost): the store will fail
             except _Unavailable:
                 self.errors += 1
+
+
+def _digest(base: str) -> str:
+    """The key digest in `base` (`<prefix>{<digest>}`)."""
+    return base[base.index("{") + 1 : -1]
 
 
 _ABSENT: Final = object()

@@ -7,6 +7,9 @@ count their loads with INCR on `loads`, so the test reads the fleet-wide total.
     hang      leads the load of key "k" (lease 0.5 s), RPUSH started, then hangs forever
     watch     loads key 1 into its L1, RPUSH ready, then RPUSH dropped <monotonic time>
               the moment the key leaves its L1
+    refresh   stale_ttl=60 cache "refresh"; RPUSH ready, BLPOP go; asks for key "k" (stale
+              in Redis) twice, printing each answer, then until it answers "new" (the
+              fleet's one refresh); prints that
 """
 
 from __future__ import annotations
@@ -78,10 +81,31 @@ async def watch(url: str, control: Redis) -> None:
     await tier.aclose()
 
 
+async def refresh(url: str, control: Redis) -> None:
+    tier = RedisTier.from_url(url, namespace=NAMESPACE, secret=SECRET, op_timeout=5.0)
+    cache: AsyncCache[str, str] = AsyncCache(ttl=60, stale_ttl=60, shared=tier, name="refresh")
+
+    async def load() -> str:
+        await control.incr("loads")
+        await asyncio.sleep(0.3)  # long enough for every worker's refresh to overlap it
+        return "new"
+
+    await control.rpush("ready", "1")
+    await control.blpop(["go"], timeout=30)
+    print(await cache.get_or_compute("k", load))  # an L1 miss: the stale entry, served
+    print(await cache.get_or_compute("k", load))  # a stale hit: the refresh starts
+    async with asyncio.timeout(10):
+        while (value := await cache.get_or_compute("k", load)) != "new":  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the refresh is in the background: ask again
+    print(value)
+    await tier.aclose()
+
+
 async def main(mode: str, url: str) -> None:
     control = Redis.from_url(url)
     try:
-        await {"stampede": stampede, "hang": hang, "watch": watch}[mode](url, control)
+        modes = {"stampede": stampede, "hang": hang, "watch": watch, "refresh": refresh}
+        await modes[mode](url, control)
     finally:
         await control.aclose()
 

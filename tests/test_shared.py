@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from cachekit import AsyncCache, async_cached
+from cachekit import AsyncCache
 from cachekit._keys import make_key
 from cachekit._shared import (
     ERROR,
@@ -219,12 +219,7 @@ def test_cache_options_with_shared_fail_early() -> None:
         AsyncCache(shared=object(), name="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^name must be non-empty, without braces"):
         AsyncCache(shared=tier, name="a{b}")
-    with pytest.raises(ValueError, match=r"^shared= does not support stale_ttl yet$"):
-        AsyncCache(ttl=5, stale_ttl=5, shared=tier, name="x")
-    with pytest.raises(ValueError, match=r"^shared= does not support stale_ttl yet$"):
-
-        @async_cached(ttl=5, stale_ttl=5, shared=tier)
-        async def f() -> None: ...
+    AsyncCache(ttl=5, stale_ttl=5, refresh_after=1, stale_if_error=5, shared=tier, name="x")
 
 
 def test_cachekit_imports_without_redis_and_cachekit_redis_names_the_extra() -> None:
