@@ -240,10 +240,6 @@ class AsyncCache(Generic[K, V]):
             raise TypeError(
                 f"compute_many must be a callable taking a list of keys, got {compute_many!r}"
             )
-        if self._shared is not None:
-            raise NotImplementedError(
-                "get_many does not load through shared= yet; use get_or_compute per key"
-            )
         wanted: list[K] = []
         for key in keys:
             try:
@@ -252,6 +248,8 @@ class AsyncCache(Generic[K, V]):
                 raise unhashable(key) from None
             wanted.append(key)
         wanted = list(dict.fromkeys(wanted))
+        if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
+            compute_many = self._shared.bind_many(wanted, compute_many)
         outcomes = await self._settle_many(wanted, compute_many)
         restarted = [key for key in wanted if outcomes[key] is _RESTART]
         if restarted:  # their bulk load was cancelled: one more try, as get_or_compute does
@@ -300,7 +298,10 @@ class AsyncCache(Generic[K, V]):
             self._drain()
         for group in (leads, refreshes):
             if group:
-                self._launch(group[0], compute_many)  # one call, one slot: the carrier's
+                loader: Callable[..., Awaitable[Any]] = compute_many
+                if group is refreshes and self._shared is not None:
+                    loader = self._shared.refreshing(compute_many)  # one per key, fleet-wide
+                self._launch(group[0], loader)  # one call, one slot: the carrier's
         if waiting:
             try:
                 await asyncio.wait(waiting.values())
@@ -801,7 +802,12 @@ class AsyncCache(Generic[K, V]):
             if error is None:
                 try:
                     value = found[flight.key]
-                    fresh_for = self._config.ttl_for(value)
+                    if type(value) is Landed:  # from the shared tier, with its ttl there
+                        value, fresh_for = value.value, value.ttl
+                    elif type(value) is SharedFailure:
+                        value, own_error, fresh_for = None, value.error, value.ttl
+                    else:
+                        fresh_for = self._config.ttl_for(value)
                 except KeyError:
                     own_error = KeyError(f"compute_many() returned no value for {flight.key!r}")
                 except Exception as exc:  # a ttl(value) or is_negative that raised

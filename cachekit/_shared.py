@@ -11,7 +11,11 @@ sees the cache at these points only:
                          negative one: the value is stale already, served and kept while
                          the cache's stale windows last)
     refreshing(bound)    for a background refresh (stale_ttl, refresh_after): what `bind`
-                         returned, turned into one refresh for the whole fleet
+                         or `bind_many` returned, turned into one refresh for the fleet
+    bind_many(keys, compute_many)  get_many: wraps the bulk loader (TypeError at once for a
+                         key with no stable encoding); the wrapped loader, called with the
+                         keys to load, maps each to its value, a `Landed` or a
+                         `SharedFailure` (not raised: one key's failure is its own)
     stored(key, value, ttl)  after `set()`: write it through, drop it from other L1s
     invalidated(key)     after `invalidate(key)`: drop it everywhere, tell every worker
     cleared()            after `clear()`: drop the cache's keys everywhere, tell every worker
@@ -82,7 +86,11 @@ class SharedBinding(Protocol):
         self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]: ...
 
-    def refreshing(self, bound: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]: ...
+    def refreshing(self, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]: ...
+
+    def bind_many(
+        self, keys: list[Any], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> Callable[[list[Any]], Awaitable[Any]]: ...
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None: ...
 

@@ -80,7 +80,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final, final
 
@@ -1647,12 +1647,17 @@ class _Binding:
             return None
 
     async def _lead(
-        self, base: str, lock: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+        self,
+        base: str,
+        lock: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any = None,
+        renew: bool = True,
     ) -> Any:
         """Load holding the lock; renew its lease meanwhile; store the outcome fenced."""
         tier = self.tier._lane()
         cache = self.cache
-        renewal = tier._spawn(self._renew(f"{base}:v", lock), tier._renewals)
+        renewal = tier._spawn(self._renew(f"{base}:v", lock), tier._renewals) if renew else None
         try:
             try:
                 value = await _compute(compute)
@@ -1686,7 +1691,8 @@ class _Binding:
                 return Landed(value, ttl)
             return Landed(value, await self._put(base, lock, VALUE, body, ttl))
         finally:
-            renewal.cancel()
+            if renewal is not None:
+                renewal.cancel()
 
     async def _put(
         self, base: str, lock: str, kind: bytes, body: bytes, ttl: float | None
@@ -1737,12 +1743,213 @@ class _Binding:
 
     # ------------------------------------------------------------------ a refresh
 
-    def refreshing(self, bound: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
-        """What a background refresh runs (stale_ttl, refresh_after) instead of what bind()
-        returned: one refresh for the fleet, under a refresh lock of its own."""
+    def refreshing(self, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """What a background refresh (stale_ttl, refresh_after) runs instead of what bind()
+        or bind_many() returned: one refresh for the fleet, under a refresh lock of its own."""
         if isinstance(bound, partial) and bound.func == self._load:
             return partial(self._refresh, *bound.args)
+        if isinstance(bound, partial) and bound.func == self._load_many:
+            return partial(self._refresh_many, *bound.args)
         return bound
+
+    # ------------------------------------------------------------------ a bulk load
+
+    def bind_many(
+        self, keys: list[Any], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> Callable[[list[Any]], Awaitable[Any]]:
+        """`compute_many` behind the shared store, for get_many (see `_load_many`)."""
+        for key in keys:
+            self._keys[key_digest(self.name, key)] = key  # TypeError: no stable encoding
+        return partial(self._load_many, compute_many)
+
+    async def _load_many(
+        self,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        keys: list[Any],
+        refresh: bool = False,
+    ) -> dict[Any, Any]:
+        """What a bulk load runs instead of `compute_many(keys)`: one round trip (a
+        pipeline of SET NX GET, one per key) reads every key's entry and locks those no
+        worker is loading; one `compute_many` call loads exactly the keys locked here; the
+        keys another worker is loading are joined, each as a single load would. Returns
+        each key's Landed or SharedFailure (a key's failure is its own)."""
+        tier = self.tier._here()
+        if tier is None:
+            found: dict[Any, Any] = await _compute(partial(compute_many, keys))
+            return found
+        bases = {key: f"{self.prefix}{{{key_digest(self.name, key)}}}" for key in keys}
+        if refresh:  # each key's refresh is fleet-wide once (a refresh is per key anyway)
+            refreshed = await asyncio.gather(
+                *(self._one(tier, bases[k], self._single(compute_many, k), True) for k in keys),
+                return_exceptions=True,
+            )
+            return self._outcomes(dict(zip(keys, refreshed, strict=True)))
+        shared: list[Any] = []
+        alone: list[Any] = []  # an invalidation of it still queued: loaded here
+        try:
+            for key in keys:
+                (shared if await self._ready(tier, bases[key]) else alone).append(key)
+        except _Unavailable as exc:
+            return await self._unshared_many(exc, compute_many, keys)
+        if not tier._native_acquire:  # (Redis 6.2) one key at a time
+            each = await asyncio.gather(
+                *(self._one(tier, bases[k], self._single(compute_many, k), False) for k in keys),
+                return_exceptions=True,
+            )
+            return self._outcomes(dict(zip(keys, each, strict=True)))
+        locks = {key: tier._new_lock() for key in shared}
+
+        async def acquire_all() -> list[Any]:
+            pipe = tier._client.pipeline(transaction=False)
+            for key in shared:
+                pipe.execute_command(
+                    "SET", f"{bases[key]}:v", locks[key], "NX", "GET", "PX", tier._probation_ms
+                )
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        try:
+            replies = await tier._call(acquire_all) if shared else []
+        except _Unavailable as exc:
+            for key in shared:  # sent, maybe: they may still take their locks
+                self._release(bases[key], locks[key])
+            return await self._unshared_many(exc, compute_many, keys)
+        mine: list[Any] = []
+        outcomes: dict[Any, Any] = {}
+        joins: dict[Any, Awaitable[Any]] = {}
+        for key, reply in zip(shared, replies, strict=True):
+            base = bases[key]
+            if reply is None:
+                mine.append(key)
+                continue
+            single = self._single(compute_many, key)
+            if isinstance(reply, bytes) and not reply.startswith(_LOCK):
+                outcome = self._open(f"{base}:v", reply)
+                stale = self.cache.stale_windows()[0]
+                if isinstance(outcome, SharedFailure) or (
+                    isinstance(outcome, Landed) and (outcome.ttl is None or -outcome.ttl < stale)
+                ):
+                    self.hits += 1
+                    self._seen[_digest(base)] = hash(reply)
+                    outcomes[key] = outcome
+                    continue
+            # Another worker's lock, or an entry to look at closer (rejected, expired, past
+            # its stale window), or an error about this key: as a single load would.
+            joins[key] = self._one(tier, base, single, False)
+        for key in alone:
+            joins[key] = _compute(self._single(compute_many, key))
+        loaded = self._lead_many(tier, compute_many, mine, bases, locks)
+        results = await asyncio.gather(loaded, *joins.values(), return_exceptions=True)
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        outcomes.update(results[0])
+        outcomes.update(self._outcomes(dict(zip(joins, results[1:], strict=True))))
+        return outcomes
+
+    async def _refresh_many(
+        self, compute_many: Callable[[list[Any]], Awaitable[Any]], keys: list[Any]
+    ) -> dict[Any, Any]:
+        return await self._load_many(compute_many, keys, refresh=True)
+
+    async def _lead_many(
+        self,
+        tier: RedisTier,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        mine: list[Any],
+        bases: dict[Any, str],
+        locks: dict[Any, str],
+    ) -> dict[Any, Any]:
+        """Load the keys whose locks are ours with one `compute_many` call, renewing every
+        lock meanwhile, then store each outcome fenced (as `_lead` does for one)."""
+        if not mine:
+            return {}
+        self.misses += len(mine)
+        renewals = [
+            tier._spawn(self._renew(f"{bases[k]}:v", locks[k]), tier._renewals) for k in mine
+        ]
+        error: Exception | None = None
+        found: Any = {}
+        try:
+            try:
+                found = await _compute(partial(compute_many, mine))
+                if not isinstance(found, Mapping):
+                    raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+            except Exception as exc:
+                error = exc
+            except BaseException:
+                for key in mine:
+                    self._release(bases[key], locks[key])
+                raise
+        finally:
+            for renewal in renewals:
+                renewal.cancel()
+
+        def outcome_of(key: Any) -> Callable[[], Awaitable[Any]]:
+            if error is not None:
+                return partial(_raise, error)
+            if key not in found:
+                missing = KeyError(f"compute_many() returned no value for {key!r}")
+                return partial(_raise, missing)
+            return partial(_value, found[key])
+
+        stored = await asyncio.gather(
+            *(self._lead(bases[k], locks[k], outcome_of(k), None, renew=False) for k in mine),
+            return_exceptions=True,
+        )
+        return self._outcomes(dict(zip(mine, stored, strict=True)))
+
+    async def _one(
+        self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], refresh: bool
+    ) -> Any:
+        if refresh:
+            return await self._refresh_with(tier, base, compute, None)
+        return await self._load_with(tier, base, compute, None)
+
+    def _single(
+        self, compute_many: Callable[[list[Any]], Awaitable[Any]], key: Any
+    ) -> Callable[[], Awaitable[Any]]:
+        """A computation of one key through the bulk loader."""
+
+        async def one() -> Any:
+            found = await _compute(partial(compute_many, [key]))
+            if not isinstance(found, Mapping):
+                raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+            if key not in found:
+                raise KeyError(f"compute_many() returned no value for {key!r}")
+            return found[key]
+
+        return one
+
+    def _outcomes(self, results: dict[Any, Any]) -> dict[Any, Any]:
+        """Each key's Landed or SharedFailure, from what its load returned or raised: a
+        value computed without sharing lands with the cache's ttl, an error with its
+        negative-caching rule (as the cache itself would)."""
+        outcomes: dict[Any, Any] = {}
+        for key, result in results.items():
+            if isinstance(result, (Landed, SharedFailure)):
+                outcomes[key] = result
+            elif isinstance(result, Exception):
+                outcomes[key] = SharedFailure(result, self.cache.failure_ttl(result) or 0.0)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes[key] = Landed(result, self.cache.ttl_for(result))
+        return outcomes
+
+    async def _unshared_many(
+        self,
+        exc: _Unavailable,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        keys: list[Any],
+    ) -> dict[Any, Any]:
+        """Redis failed before this bulk load began: each key fails with the Redis error
+        (raise mode, never cached), or the load runs in-process (degrade)."""
+        self.errors += 1
+        if self.tier._raise:
+            failure = SharedFailure(exc.cause or _circuit_open(), 0.0)
+            return dict.fromkeys(keys, failure)
+        found: dict[Any, Any] = await _compute(partial(compute_many, keys))
+        return found
 
     async def _refresh(
         self, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
@@ -1901,6 +2108,14 @@ class _Binding:
                     return  # the lock is gone (invalidated, or lost): the store will fail
             except _Unavailable:
                 self.errors += 1
+
+
+async def _raise(error: BaseException) -> Any:
+    raise error
+
+
+async def _value(value: Any) -> Any:
+    return value
 
 
 def _digest(base: str) -> str:

@@ -237,16 +237,6 @@ def test_cachekit_imports_without_redis_and_cachekit_redis_names_the_extra() -> 
     assert "pip install 'cachekit-async[redis]'" in out
 
 
-async def test_get_many_refuses_a_shared_cache_rather_than_loading_per_process() -> None:
-    cache: AsyncCache[int, int] = AsyncCache(shared=make_tier(), name="bulk")
-
-    async def load(keys: list[int]) -> dict[int, int]:
-        return {k: k for k in keys}
-
-    with pytest.raises(NotImplementedError, match=r"^get_many does not load through shared="):
-        await cache.get_many([1], load)
-
-
 def test_a_tier_asks_the_cache_only_what_the_shared_cache_protocol_names(tmp_path: Path) -> None:
     # The seam: mypy --strict checks that AsyncCache is a SharedCache, and cachekit.redis
     # reaches no private member of the cache (it used to, through nine Any-typed names).
