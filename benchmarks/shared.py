@@ -148,6 +148,180 @@ def _aiocache(stampede: bool) -> Build:
     return build
 
 
+# --- variants: bulk reads, stale serving -----------------------------------------------------
+
+BULK = 10  # keys per bulk request
+FRESH = 0.05  # seconds a value is fresh in the stale-serving variant; then served stale
+Bulk = Callable[[list[int]], Awaitable[Any]]
+VariantBuild = Callable[[str, str, Any], tuple[Any, Callable[[], Awaitable[None]]]]
+
+
+def _cachekit_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from cachekit import async_cached_many
+    from cachekit.redis import RedisTier
+
+    tier = RedisTier.from_url(url, namespace=namespace, secret=b"benchmark-secret-0123456789")
+
+    @async_cached_many(ttl=60, maxsize=10_000, shared=tier, name="bulk")
+    async def fn(keys: list[int]) -> Any:
+        return await loader(keys)
+
+    return fn, tier.aclose
+
+
+def _cashews_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from cashews import Cache
+
+    cache = Cache()
+    cache.setup(url)
+
+    @cache(ttl=60, key=namespace + ":{x}")
+    async def one(x: int) -> Any:
+        return (await loader([x]))[x]
+
+    async def fn(keys: list[int]) -> Any:  # no bulk decorator: what a user would write
+        values = await asyncio.gather(*(one(k) for k in keys))
+        return dict(zip(keys, values, strict=True))
+
+    return fn, cache.close
+
+
+def _aiocache_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from aiocache import Cache, multi_cached
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    @multi_cached(
+        keys_from_attr="keys",
+        ttl=60,
+        cache=Cache.REDIS,
+        endpoint="127.0.0.1",
+        port=port,
+        namespace=namespace,
+    )
+    async def fn(keys: list[int]) -> Any:
+        return await loader(keys)
+
+    async def close() -> None:
+        await fn.cache.close()  # type: ignore[attr-defined]
+
+    return fn, close
+
+
+def _cachekit_stale(url: str, namespace: str, loader: Fn) -> tuple[Any, Any]:
+    from cachekit import async_cached
+    from cachekit.redis import RedisTier
+
+    tier = RedisTier.from_url(url, namespace=namespace, secret=b"benchmark-secret-0123456789")
+
+    @async_cached(ttl=FRESH, stale_ttl=60, maxsize=10_000, shared=tier, name="stale")
+    async def fn(x: int) -> Any:
+        return await loader(x)
+
+    return fn, tier.aclose
+
+
+def _cashews_stale(url: str, namespace: str, loader: Fn) -> tuple[Any, Any]:
+    from cashews import Cache
+
+    cache = Cache()
+    cache.setup(url)
+
+    @cache.early(ttl=60 + FRESH, early_ttl=FRESH, key=namespace + ":{x}")
+    async def fn(x: int) -> Any:
+        return await loader(x)
+
+    return fn, cache.close
+
+
+# (variant, row name, adapter, modules it needs, builder)
+VARIANTS: list[tuple[str, str, str, tuple[str, ...], VariantBuild]] = [
+    ("bulk", "cachekit get_many", "cachekit", ("cachekit.redis",), _cachekit_bulk),
+    ("bulk", "cashews gather", "cashews", ("cashews",), _cashews_bulk),
+    ("bulk", "aiocache multi_cached", "aiocache", ("aiocache",), _aiocache_bulk),
+    ("stale", "cachekit stale_ttl", "cachekit", ("cachekit.redis",), _cachekit_stale),
+    ("stale", "cashews early", "cashews", ("cashews",), _cashews_stale),
+]
+
+
+class _KeyLoader:
+    """A bulk loader counting the keys it loads (one call loads many)."""
+
+    def __init__(self) -> None:
+        self.keys = 0
+
+    async def __call__(self, keys: list[int]) -> dict[int, int]:
+        self.keys += len(keys)
+        await asyncio.sleep(SLEEP)
+        return {k: k * 2 for k in keys}
+
+
+async def _variant(
+    url: str, variant: str, name: str, build: VariantBuild, requests: list[Any], concurrency: int
+) -> dict[str, Any]:
+    """One variant's run over a fleet of WORKERS workers in this process: wall time, keys
+    loaded, wrong answers, commands and messages per request, and the slowest 1% of
+    requests (a request that waited for the loader takes SLEEP or more)."""
+    from redis.asyncio import Redis
+
+    control = Redis.from_url(url)
+    await control.flushall()
+    bulk = _KeyLoader()
+    single = _Loader()
+    loader: Any = bulk if variant == "bulk" else single
+    namespace = _namespace(f"bench-{variant}-", name)
+    workers = [build(url, namespace, loader) for _ in range(WORKERS)]
+    deliveries = _Deliveries(url)
+    await deliveries.start()
+    latencies: list[float] = []
+    errors = 0
+    try:
+        warm = zip([fn for fn, _ in workers], range(-1, -1 - WORKERS, -1), strict=True)
+        await asyncio.gather(*(fn([k]) if variant == "bulk" else fn(k) for fn, k in warm))
+        await deliveries.subscribers()
+        await control.execute_command("CONFIG", "RESETSTAT")
+        bulk.keys = single.calls = 0
+        calls = ((workers[i % WORKERS][0], r) for i, r in enumerate(requests))
+
+        async def caller() -> None:
+            nonlocal errors
+            for fn, request in calls:
+                began = time.perf_counter()
+                try:
+                    answer = await fn(request)
+                    if variant == "bulk":
+                        wrong = answer != {k: k * 2 for k in request}
+                    else:
+                        wrong = answer != request * 2
+                    errors += wrong
+                except Exception:
+                    errors += 1
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        wall = time.perf_counter() - began
+        commands = await _commands(control)
+        messages = await deliveries.stop()
+    finally:
+        for _, close in workers:
+            await close()
+        await control.aclose()
+    latencies.sort()
+    distinct = {k for r in requests for k in (r if variant == "bulk" else [r])}
+    return {
+        "system": f"{name} ({variant})",
+        "wall ms": wall * 1e3,
+        "loader calls": bulk.keys if variant == "bulk" else single.calls,
+        "ideal calls": len(distinct),
+        "errors": errors,
+        "cmds/req": commands / len(requests),
+        "msgs/req": messages / len(requests),
+        "note": f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.1f} ms"
+        + (", loader calls count keys" if variant == "bulk" else ", loads include refreshes"),
+    }
+
+
 # (row name, the adapter whose --systems name selects it, modules it needs, builder)
 SYSTEMS: list[tuple[str, str, tuple[str, ...], Build]] = [
     ("cachekit", "cachekit", ("cachekit.redis",), _cachekit),
@@ -475,9 +649,25 @@ def _available(ctx: Context) -> tuple[list[tuple[str, Build]], list[dict[str, An
     return available, skipped
 
 
+def _variants(ctx: Context) -> list[tuple[str, str, VariantBuild]]:
+    selected = {a.name for a in ctx.systems} | {a.name for a in ctx.skipped}
+    found = []
+    for variant, name, adapter, modules, build in VARIANTS:
+        if adapter not in selected:
+            continue
+        try:
+            for module in modules:
+                __import__(module)
+        except Exception:
+            continue  # (the main table reports the peer as skipped)
+        found.append((variant, name, build))
+    return found
+
+
 def steps(ctx: Context) -> int:
-    """The progress steps run() takes: one per fleet run, then one per process run."""
-    return len(_available(ctx)[0]) * (REPEATS + len(PROCESSES))
+    """The progress steps run() takes: one per fleet run, then one per process run, then
+    one per variant run."""
+    return len(_available(ctx)[0]) * (REPEATS + len(PROCESSES)) + len(_variants(ctx))
 
 
 async def run(ctx: Context) -> Result:
@@ -528,13 +718,30 @@ async def run(ctx: Context) -> Result:
                     row = {"system": name, "note": f"failed: {type(exc).__name__}: {exc}"}
                 processes.append(dict(row, processes=count))
                 ctx.progress.step(f"shared {name} x{count} processes")
+        variants: list[dict[str, Any]] = []
+        rng = random.Random(ctx.seed + 2)
+        keys_of = _zipf_keys(n, keys, ctx.seed + 3)
+        bulk_requests = [
+            sorted(set(keys_of[i : i + BULK])) for i in range(0, n // 2, BULK)
+        ]  # n/2 keys in requests of BULK
+        rng.shuffle(bulk_requests)
+        for variant, name, build in _variants(ctx):
+            requests_v: list[Any] = bulk_requests if variant == "bulk" else keys_of
+            callers = max(1, concurrency // BULK) if variant == "bulk" else concurrency
+            try:
+                async with asyncio.timeout(FLEET_TIMEOUT):
+                    row = await _variant(url, variant, name, build, requests_v, callers)
+            except Exception as exc:  # a peer that fails is reported
+                row = {"system": f"{name} ({variant})", "note": f"failed: {exc!r:.80}"}
+            variants.append(row)
+            ctx.progress.step(f"shared {name} {variant}")
     targets = _targets(rows, processes)
     for row in processes:
         row["system"] = f"{row['system']} ({row.pop('processes')} processes)"
     return Result(
         "shared",
         title,
-        rows + skipped + processes,
+        rows + skipped + processes + variants,
         notes=[
             f"{n:,} requests over {keys:,} keys (Zipf s=1.1), {concurrency} at a time, "
             f"round-robin over {WORKERS} workers (each its own client); one run each.",
@@ -545,6 +752,12 @@ async def run(ctx: Context) -> Result:
             "(N processes): the same requests split over N processes, one worker each, "
             "started together once all have connected; loader calls summed over them.",
             "msgs/req: pub/sub messages delivered per request (PUBLISHes x subscribers).",
+            f"(bulk): requests of up to {BULK} Zipf keys, {BULK}x fewer callers; loader calls "
+            "count keys loaded. "
+            "cashews has no bulk decorator: a gather of its per-key function.",
+            f"(stale): values fresh for {FRESH * 1000:.0f} ms, then served stale while one "
+            "refresh runs (cashews: early_ttl); loads include refreshes; p99 = slowest 1% "
+            "of requests (aiocache has no stale serving).",
         ],
         targets=targets,
     )

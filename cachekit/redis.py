@@ -169,36 +169,51 @@ return false
 # so a load costs one message per waiting worker, none when nobody waits, whatever the
 # size of the fleet. Invalidations and clears stay broadcast on the one events channel.
 #
-# Lua prelude of the scripts below. ARGV[1] is a lock; `ours(v)`: the key holds it, marked
-# or not. `wake(v, channel prefix, message)` publishes to every worker marked on `v`.
-# `restore(v, probation ms)` puts back a value a SET ... GET replaced although it was not
-# ours: a lock for one probation (its holder renews it, fenced by its value), an entry until
+# Lua prelude of the scripts below. `ours(v, lock)`: the key holds the lock, marked or not.
+# `wake(v, lock, channel prefix, message)` publishes to every worker marked on `v`.
+# `restore(key, v, probation ms)` puts back a value a SET ... GET replaced although it was
+# not ours: a lock for one probation (its holder renews it, fenced by its value), an entry until
 # its own expiry (the header's bytes 6 to 13, big-endian unix ms; 0: none), anything else
 # deleted (deleting is always safe in a cache: it is reloaded).
 _LUA: Final = """
-local function ours(v)
-  return v == ARGV[1] or (v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ')
+local function ours(v, lock)
+  return v == lock or (v and string.sub(v, 1, #lock + 1) == lock .. ' ')
 end
-local function wake(v, prefix, message)
-  if not v or v == ARGV[1] then return end
-  for worker in string.gmatch(string.sub(v, #ARGV[1] + 2), '%S+') do
+local function wake(v, lock, prefix, message)
+  if not v or v == lock then return end
+  for worker in string.gmatch(string.sub(v, #lock + 2), '%S+') do
     redis.call('PUBLISH', prefix .. worker, message)
   end
 end
-local function restore(v, probation)
+local function restore(key, v, probation)
   if string.sub(v, 1, 5) == 'lock:' then
-    redis.call('SET', KEYS[1], v, 'PX', probation)
+    redis.call('SET', key, v, 'PX', probation)
   elseif #v >= 13 and string.sub(v, 1, 2) == 'ck' then
     local at = 0
     for i = 6, 13 do at = at * 256 + string.byte(v, i) end
     if at == 0 then
-      redis.call('SET', KEYS[1], v)
+      redis.call('SET', key, v)
     else
-      redis.call('SET', KEYS[1], v, 'PXAT', string.format('%.0f', at))
+      redis.call('SET', key, v, 'PXAT', string.format('%.0f', at))
     end
   else
-    redis.call('DEL', KEYS[1])
+    redis.call('DEL', key)
   end
+end
+local function put(key, lock, payload, at, prefix, message, probation)
+  local v
+  if at == '0' then
+    v = redis.call('SET', key, payload, 'XX', 'GET')
+  else
+    v = redis.call('SET', key, payload, 'XX', 'GET', 'PXAT', at)
+  end
+  if not v then return 0 end
+  if not ours(v, lock) then
+    restore(key, v, probation)
+    return 0
+  end
+  wake(v, lock, prefix, message)
+  return 1
 end
 """
 # KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), wake-up
@@ -206,22 +221,19 @@ end
 # while the lock is still ours. One SET ... XX GET: it replaces whatever is there and says
 # what that was; in the rare case it was not our lock, that is put back (or, gone, nothing
 # was written: XX). So a store costs 2 commands as Redis counts them, not 3.
-_PUT: Final = (
+_PUT: Final = _LUA + "return put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])"
+# KEYS: the keys of a bulk load (one node: not on a Cluster). ARGV: wake-up channel prefix,
+# probation ms, then for each key: lock, payload, expiry, message. -> a list of 0/1, as
+# _PUT for each: a bulk load's stores in one command, plus one SET per key.
+_PUT_MANY: Final = (
     _LUA
     + """
-local v
-if ARGV[3] == '0' then
-  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET')
-else
-  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'PXAT', ARGV[3])
+local out = {}
+for i = 1, #KEYS do
+  local at = 2 + 4 * (i - 1)
+  out[i] = put(KEYS[i], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[1], ARGV[at + 4], ARGV[2])
 end
-if not v then return 0 end
-if not ours(v) then
-  restore(v, ARGV[6])
-  return 0
-end
-wake(v, ARGV[4], ARGV[5])
-return 1
+return out
 """
 )
 # KEYS: key. ARGV: payload, expiry, channel, message. set(): the entry replaces whatever is
@@ -241,9 +253,9 @@ _RELEASE: Final = (
     _LUA
     + """
 local v = redis.call('GET', KEYS[1])
-if not ours(v) then return 0 end
+if not ours(v, ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-wake(v, ARGV[2], ARGV[3])
+wake(v, ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 )
@@ -252,7 +264,7 @@ _RENEW: Final = (
     _LUA
     + """
 local v = redis.call('GET', KEYS[1])
-if not ours(v) then return 0 end
+if not ours(v, ARGV[1]) then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 )
@@ -517,6 +529,7 @@ class RedisTier:
             for name, text in (
                 ("acquire", _ACQUIRE),
                 ("put", _PUT),
+                ("put_many", _PUT_MANY),
                 ("write", _WRITE),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
@@ -757,6 +770,10 @@ class RedisTier:
                     other._unsent.clear()
             lane._bind(loop)
             return lane
+
+    def _client_is_one_node(self) -> bool:
+        """A client of one Redis (a multi-key script works); False for a Cluster client."""
+        return getattr(self._client, "connection_pool", None) is not None
 
     def _idle(self) -> bool:
         """No loop runs this lane now: its last one ended (or none ever bound it)."""
@@ -1521,8 +1538,15 @@ class _Binding:
         return True
 
     async def _load_with(
-        self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any
+        self,
+        tier: RedisTier,
+        base: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any,
+        first: bytes | None = None,
     ) -> Any:
+        """The load of `base` on lane `tier` (`first`: what a bulk read just found there, so
+        the first acquire is not sent again)."""
         loop = asyncio.get_running_loop()
         key = f"{base}:v"
         lock = tier._new_lock()
@@ -1535,7 +1559,10 @@ class _Binding:
             waiter = tier._expect(base)
             try:
                 try:
-                    found = await tier._call(partial(tier._acquire, key, lock))
+                    if first is not None:
+                        found, first = first, None
+                    else:
+                        found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
                     if exc.cause is not None and not isinstance(exc.cause, ResponseError):
                         self._release(base, lock)  # sent, maybe: it may still take the lock
@@ -1835,7 +1862,8 @@ class _Binding:
                     continue
             # Another worker's lock, or an entry to look at closer (rejected, expired, past
             # its stale window), or an error about this key: as a single load would.
-            joins[key] = self._one(tier, base, single, False)
+            first = reply if isinstance(reply, bytes) and reply.startswith(_LOCK) else None
+            joins[key] = self._load_with(tier, base, single, None, first)
         for key in alone:
             joins[key] = _compute(self._single(compute_many, key))
         loaded = self._lead_many(tier, compute_many, mine, bases, locks)
@@ -1892,11 +1920,77 @@ class _Binding:
                 return partial(_raise, missing)
             return partial(_value, found[key])
 
+        outcomes: dict[Any, Any] = {}
+        rest = mine
+        if error is None and len(mine) > 1 and tier._client_is_one_node():
+            outcomes = await self._put_many(tier, found, mine, bases, locks)
+            rest = [key for key in mine if key not in outcomes]
         stored = await asyncio.gather(
-            *(self._lead(bases[k], locks[k], outcome_of(k), None, renew=False) for k in mine),
+            *(self._lead(bases[k], locks[k], outcome_of(k), None, renew=False) for k in rest),
             return_exceptions=True,
         )
-        return self._outcomes(dict(zip(mine, stored, strict=True)))
+        outcomes.update(self._outcomes(dict(zip(rest, stored, strict=True))))
+        return outcomes
+
+    async def _put_many(
+        self,
+        tier: RedisTier,
+        found: Mapping[Any, Any],
+        mine: list[Any],
+        bases: dict[Any, str],
+        locks: dict[Any, str],
+    ) -> dict[Any, Any]:
+        """Store the plain values of a bulk load in one script (each fenced as `_put`
+        does); the keys it leaves out (missing, not kept, not shareable) go one by one."""
+        cache = self.cache
+        keys: list[Any] = []
+        values: dict[Any, tuple[Any, int]] = {}
+        args: list[Any] = [tier._wake_prefix, tier._probation_ms]
+        for key in mine:
+            if key not in found:
+                continue
+            value = found[key]
+            try:
+                ttl = cache.ttl_for(value)
+                if ttl is not None and ttl * 1000 < 1:
+                    continue
+                body = tier._serializer.dumps(value)
+            except Exception:
+                continue  # (the one-by-one store reports it)
+            body = body.encode() if isinstance(body, str) else body
+            redis_key = f"{bases[key]}:v"
+            at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
+            payload = seal(tier._secret, redis_key.encode(), VALUE, at, body)
+            if len(payload) > tier._max_value_bytes:
+                continue
+            keys.append(key)
+            values[key] = (value, at)
+            message = tier._signed(f"d {bases[key]}")
+            args += [locks[key], payload, self._stored_until(at, VALUE), message]
+        if not keys:
+            return {}
+        redis_keys = [f"{bases[key]}:v" for key in keys]
+        try:
+            replies = await tier._call(tier._script("put_many", redis_keys, args))
+            if not isinstance(replies, list) or len(replies) != len(keys):
+                raise _Unavailable(_BadReply(f"the bulk store answered {replies!r:.60}"))
+        except _Unavailable as exc:
+            self.errors += 1
+            for key in keys:
+                self._release(bases[key], locks[key])
+            if tier._raise:
+                failure = SharedFailure(exc.cause or _circuit_open(), 0.0)
+                return dict.fromkeys(keys, failure)
+            return {key: Landed(values[key][0], cache.ttl_for(values[key][0])) for key in keys}
+        outcomes: dict[Any, Any] = {}
+        for key, reply, arg in zip(keys, replies, args[3::4], strict=True):
+            value, at = values[key]
+            if reply == 1:
+                self._seen[_digest(bases[key])] = hash(arg)
+                outcomes[key] = Landed(value, self._remaining(at))
+            else:
+                outcomes[key] = Landed(value, 0.0)  # fenced out
+        return outcomes
 
     async def _one(
         self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], refresh: bool
