@@ -145,6 +145,7 @@ _IDLE: Final = 2
 # Invalidations, sets and clears waiting for Redis to answer again, one per key (the
 # latest): past this many, each cache's are collapsed into one clear of that cache.
 _UNSENT_MAX: Final = 10_000
+_REFRESH_ROUNDS: Final = 3  # looks at a key another worker refreshes, before giving up
 _RESEND_BATCH: Final = 256  # commands resent at a time, each batch awaited before the next
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
@@ -277,31 +278,48 @@ if v == ARGV[1] then return 1 end
 if v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end
 return v
 """
-# KEYS: key, its refresh lock. ARGV: lock, probation ms. -> {0}: no entry (nothing, or a
-# load's lock); {1, entry}: the refresh lock is ours; {2, entry}: another worker's.
+# KEYS: key, its refresh lock. ARGV: lock, probation ms, SHA-1 of the entry this worker
+# holds ('': none). -> {0}: no entry (nothing, or a load's lock); {3, entry}: not the one
+# this worker holds (another worker refreshed or set it since: adopt it); {1, entry}: the
+# refresh lock is ours; {2, entry, refresh lock}: another worker refreshes it.
 _REFRESH: Final = """
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 5) == 'lock:' then return {0} end
+if ARGV[3] ~= '' and redis.sha1hex(v) ~= ARGV[3] then return {3, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, v} end
-return {2, v}
+return {2, v, redis.call('GET', KEYS[2])}
 """
 # KEYS: key, its refresh lock. ARGV: the entry the refresh saw, the new one, its expiry
-# (0: none), channel, message, refresh lock. The new entry replaces the one seen only if it
-# is still there (not invalidated, not set() since); then every worker is told.
-_REFRESHED: Final = """
-local stored = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  if ARGV[3] == '0' then
-    redis.call('SET', KEYS[1], ARGV[2])
-  else
-    redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-  end
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-  stored = 1
+# (0: none), wake-up channel prefix, message, refresh lock, probation ms. The new entry
+# replaces the one seen only if it is still there (not invalidated, not set() since); as
+# in _PUT, one SET ... XX GET and one GETDEL, what they took by mistake put back: 3
+# commands as Redis counts them. Nothing is broadcast:
+# the workers waiting for this refresh (marked on its lock) are woken; every other worker
+# keeps what it serves until its own refresh finds the new entry ({3, ...} above), so a
+# refresh costs O(workers that use the key), not O(fleet).
+_REFRESHED: Final = (
+    _LUA
+    + """
+local stored = 1
+local v
+if ARGV[3] == '0' then
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET')
+else
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'PXAT', ARGV[3])
 end
-if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('DEL', KEYS[2]) end
+if v ~= ARGV[1] then  -- (rare) not the entry it saw: put that back
+  stored = 0
+  if v then restore(KEYS[1], v, ARGV[7]) end
+end
+local r = redis.call('GETDEL', KEYS[2])
+if ours(r, ARGV[6]) then
+  wake(r, ARGV[6], ARGV[4], ARGV[5])
+elseif r then
+  redis.call('SET', KEYS[2], r, 'PX', ARGV[7])
+end
 return stored
 """
+)
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
 redis.call('DEL', KEYS[1])
@@ -1360,9 +1378,9 @@ class _Binding:
         # worker's invalidation finds the key while it is in flight or in L1. May keep
         # keys that have gone; pruned to those still present when it doubles.
         self._keys: dict[str, Hashable] = {}
-        # digest -> hash() of the payload this process's L1 entry came from, so that a
+        # digest -> SHA-1 (hex) of the payload this process's L1 entry came from, so that a
         # refresh tells an entry another worker has refreshed since from the one it read.
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, str] = {}
         self._prune_at = 1024
         self.hits = 0
         self.misses = 0
@@ -1447,7 +1465,7 @@ class _Binding:
             message = tier._signed(f"i {tier._worker} {base}")
             args = [payload, self._stored_until(at, VALUE), tier._channel, message]  # unfenced
             await tier._call(tier._script("write", [key], args))
-            self._seen[_digest(base)] = hash(payload)
+            self._seen[_digest(base)] = _sha1(payload)
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
@@ -1586,7 +1604,7 @@ class _Binding:
                     if isinstance(outcome, SharedFailure):
                         self.hits += 1
                         raise outcome
-                    self._seen[_digest(base)] = hash(found)
+                    self._seen[_digest(base)] = _sha1(found)
                     if outcome.ttl is not None and -outcome.ttl >= self.cache.stale_windows()[0]:
                         # Past its stale window, within stale_if_error's: not served as it
                         # is, but the fallback of a reload (under the refresh lock: the
@@ -1746,7 +1764,7 @@ class _Binding:
         try:
             stored = await tier._call(tier._script("put", [key], args))
             if stored:
-                self._seen[_digest(base)] = hash(payload)
+                self._seen[_digest(base)] = _sha1(payload)
         except _Unavailable as exc:
             self.errors += 1
             self._release(base, lock)  # when Redis answers again; the entry is not stored
@@ -1857,7 +1875,7 @@ class _Binding:
                     isinstance(outcome, Landed) and (outcome.ttl is None or -outcome.ttl < stale)
                 ):
                     self.hits += 1
-                    self._seen[_digest(base)] = hash(reply)
+                    self._seen[_digest(base)] = _sha1(reply)
                     outcomes[key] = outcome
                     continue
             # Another worker's lock, or an entry to look at closer (rejected, expired, past
@@ -1986,7 +2004,7 @@ class _Binding:
         for key, reply, arg in zip(keys, replies, args[3::4], strict=True):
             value, at = values[key]
             if reply == 1:
-                self._seen[_digest(bases[key])] = hash(arg)
+                self._seen[_digest(bases[key])] = _sha1(arg)
                 outcomes[key] = Landed(value, self._remaining(at))
             else:
                 outcomes[key] = Landed(value, 0.0)  # fenced out
@@ -2068,54 +2086,74 @@ class _Binding:
     ) -> Any:
         """Recompute an entry that Redis holds, fleet-wide once: the worker that takes the
         key's refresh lock (`base:r`, not the load lock, so readers are never held up)
-        computes and stores it in place of the entry it saw, then broadcasts an
-        invalidation, so that every worker reads the new one; the others keep serving
-        what they have. A failed refresh leaves the entry in Redis as it was (a failure
-        that is negatively cached keeps the refresh lock as long: nobody retries meanwhile).
+        computes and stores it in place of the entry it saw (compare-and-set); workers
+        that find the lock taken mark it and wait, serving what they have, and adopt the
+        new entry when woken; a worker whose own refresh comes later finds an entry other
+        than the one it holds (by SHA-1) and adopts it. A failed refresh leaves the entry
+        in Redis as it was (a failure that is negatively cached keeps the refresh lock as
+        long: nobody retries meanwhile).
         `fallback`: the stale entry a caller waits for (stale_if_error): what it gets if
         the recomputation fails, or another worker's takes longer than a lease."""
         key, refresh_key = f"{base}:v", f"{base}:r"
         digest = _digest(base)
         lock = tier._new_lock()
-        try:
-            reply = await tier._call(
-                tier._script("refresh", [key, refresh_key], [lock, tier._probation_ms])
-            )
-            if not isinstance(reply, list) or not reply or reply[0] not in (0, 1, 2):
-                raise _BadReply(f"the refresh script answered {reply!r:.60}")
-        except _Unavailable as exc:
-            return await self._unshared(exc, compute)
-        except _BadReply as exc:
-            return await self._unshared(_Unavailable(exc), compute)
-        state = reply[0]
-        found = reply[1] if len(reply) > 1 else None
-        if state != 0 and isinstance(found, bytes) and hash(found) != self._seen.get(digest):
-            # Not the entry this process holds: another worker refreshed it (or set it).
-            if state == 1:
-                self._release(base, lock, "r")
-            outcome = self._open(key, found)
-            if isinstance(outcome, Landed) and (outcome.ttl is None or outcome.ttl > 0):
-                self.hits += 1
-                self._seen[digest] = hash(found)
-                return outcome
-            state = 0
-        if state == 0 or not isinstance(found, bytes):  # no entry (any more): a plain load
-            return await self._load_with(tier, base, compute, per_call)
-        if state == 2:  # another worker refreshes it: its invalidation tells us when
-            self.waits += 1
+        mark = tier._mark.encode()
+        waited = False
+        for _ in range(_REFRESH_ROUNDS):
             waiter = tier._expect(base)
-            try:  # a live refresher's broadcast comes first; a dead one's lock lapses by then
-                async with asyncio.timeout(tier._probation + _MARGIN):
-                    await waiter
-            except TimeoutError:
-                if fallback is not None:
-                    return fallback
+            try:
+                args = [lock, tier._probation_ms, self._seen.get(digest, "")]
+                try:
+                    reply = await tier._call(tier._script("refresh", [key, refresh_key], args))
+                    if not isinstance(reply, list) or not reply or reply[0] not in (0, 1, 2, 3):
+                        raise _Unavailable(_BadReply(f"the refresh script answered {reply!r:.60}"))
+                except _Unavailable as exc:
+                    return await self._unshared(exc, compute)
+                state = reply[0]
+                found = reply[1] if len(reply) > 1 else None
+                if state == 0 or not isinstance(found, bytes):  # no entry: a plain load
+                    return await self._load_with(tier, base, compute, per_call)
+                if state == 3:  # another worker refreshed (or set) it since: adopt that
+                    outcome = self._open(key, found)
+                    if not isinstance(outcome, Landed):
+                        return await self._load_with(tier, base, compute, per_call)
+                    self.hits += 1
+                    self._seen[digest] = _sha1(found)
+                    return outcome
+                if state == 1:
+                    break
+                # Another worker refreshes it: ask to be woken when it is done, and wait (a
+                # dead refresher's lock lapses within a probation), then look again.
+                if not waited:
+                    waited = True
+                    self.waits += 1
+                holder = reply[2] if len(reply) > 2 else None
+                if (
+                    tier._listening
+                    and isinstance(holder, bytes)
+                    and mark not in holder.split(b" ")[1:]
+                ):
+                    try:
+                        args = [holder, holder + b" " + mark]
+                        marked = await tier._call(tier._script("watch", [refresh_key], args))
+                    except _Unavailable as exc:
+                        return await self._unshared(exc, compute)
+                    if marked != 1:
+                        continue  # it changed meanwhile: look again at once
+                try:
+                    async with asyncio.timeout(tier._probation + _MARGIN):
+                        await waiter
+                except TimeoutError:
+                    if fallback is not None:
+                        return fallback
+                    outcome = self._open(key, found)  # still what we serve: keep it
+                    return outcome if isinstance(outcome, Landed) else await _compute(compute)
             finally:
                 tier._unexpect(base, waiter)
-            if fallback is not None:  # a caller waits: read what the other worker stored
-                return await self._load_with(tier, base, compute, per_call)
-            outcome = self._open(key, found)  # (dropped by the invalidation, if it came)
-            return outcome if isinstance(outcome, Landed) else await _compute(compute)
+        else:  # woken, and woken again, without a new entry: serve what there is
+            if fallback is not None:
+                return fallback
+            return await self._load_with(tier, base, compute, per_call)
         self.misses += 1
         renewal = tier._spawn(self._renew(refresh_key, lock), tier._renewals)
         cache = self.cache
@@ -2156,9 +2194,9 @@ class _Binding:
         if payload is None or len(payload) > tier._max_value_bytes:
             self._release(base, lock, "r")
             return Landed(value, ttl)
-        message = tier._signed(f"i {tier._worker} {base}")
+        message = tier._signed(f"d {base}")
         until = self._stored_until(at, VALUE)
-        args = [found, payload, until, tier._channel, message, lock]
+        args = [found, payload, until, tier._wake_prefix, message, lock, tier._probation_ms]
         try:
             stored = await tier._call(tier._script("refreshed", [key, refresh_key], args))
         except _Unavailable:
@@ -2167,7 +2205,7 @@ class _Binding:
             return Landed(value, ttl)
         if not stored:
             return Landed(value, 0.0)
-        self._seen[digest] = hash(payload)
+        self._seen[digest] = _sha1(payload)
         return Landed(value, self._remaining(at))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
@@ -2210,6 +2248,11 @@ async def _raise(error: BaseException) -> Any:
 
 async def _value(value: Any) -> Any:
     return value
+
+
+def _sha1(payload: bytes) -> str:
+    """What Lua's redis.sha1hex answers for `payload`."""
+    return hashlib.sha1(payload).hexdigest()
 
 
 def _digest(base: str) -> str:

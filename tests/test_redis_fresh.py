@@ -68,14 +68,13 @@ async def test_a_stale_entry_is_served_at_once_and_refreshed_once_for_the_fleet(
         for cache in caches:  # a stale hit: served at once, and a background refresh...
             assert await cache.get_or_compute("k", gate) == "old"
         await gate.started.wait()
-        # ...of which one runs; the others wait for its broadcast, holding no lock.
+        # ...of which one runs; the others mark its lock and wait, serving "old".
         await until(lambda: sum(c.stats().remote_waits for c in caches) == 2)
         assert await stored(control, tiers[0], "swr", "k") == "old"  # readers never blocked
+        assert await caches[1].get_or_compute("k", gate) == "old"
         gate.release.set()
-        for cache in caches:
-            # The refresher holds "new"; the others dropped "old" on its broadcast.
-            await until(lambda cache=cache: cache.get("k") == "new" or not len(cache))
-            assert await cache.get_or_compute("k", gate) == "new"
+        for cache in caches:  # woken by the refresher (no broadcast): they adopt its entry
+            await until(lambda cache=cache: cache.get("k") == "new")
     assert gate.calls == 1
     assert await stored(control, tiers[0], "swr", "k") == "new"
     assert await control.exists(tiers[0].key_of("swr", "k").removesuffix(":v") + ":r") == 0
@@ -131,10 +130,14 @@ async def test_refresh_after_refreshes_ahead_and_every_worker_drops_the_old_valu
         await gate.started.wait()
         gate.release.set()
         await until(lambda: caches[0].get("k") == "v2")
-        await until(lambda: not len(caches[1]))  # the refresher's broadcast
-        assert await caches[1].get_or_compute("k", gate) == "v2"
+        # Nothing is broadcast: the other worker serves v1 until its own refresh point,
+        # where it finds a newer entry than its own and adopts it without recomputing.
+        assert caches[1].get("k") is None  # (past its refresh point: not a blind hit)
+        assert await caches[1].get_or_compute("k", gate) == "v1"
+        await until(lambda: caches[1].get("k") == "v2")
     assert gate.calls == 1
     assert_stats(caches[0], refreshes=1, shared_misses=1)
+    assert_stats(caches[1], refreshes=1, shared_misses=0, shared_hits=2)
 
 
 async def test_stale_if_error_serves_what_redis_holds_when_the_reload_fails(
@@ -178,6 +181,32 @@ async def test_a_refresh_fenced_out_by_an_invalidation_stores_nothing(
         await until(lambda: not len(cache))  # the invalidation dropped it (and the refresh)
         await tier.settle()
     assert await control.exists(tier.key_of("fence", "k")) == 0  # not written back
+
+
+async def test_a_refresh_overtaken_by_a_set_puts_the_set_value_back(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, stale_ttl=60, shared=tier, name="overtaken")
+    other_tier = make_tier()
+    other = AsyncCache[str, str](ttl=60, stale_ttl=60, shared=other_tier, name="overtaken")
+    await put_stale(control, tier, "overtaken", "k", "old", stale_ms=1_000)
+    gate = Gate("refreshed")
+    redis_key = tier.key_of("overtaken", "k")
+    async with asyncio.timeout(10):
+        assert await cache.get_or_compute("k", gate) == "old"
+        assert await cache.get_or_compute("k", gate) == "old"
+        await gate.started.wait()
+        other.set("k", "set meanwhile")
+        await other_tier.settle()
+        written, expiry = await control.get(redis_key), await control.pttl(redis_key)
+        gate.release.set()
+        await until(lambda: not cache.loading())
+        await tier.settle()
+    assert await control.get(redis_key) == written  # the refresh's SET ... GET put it back
+    assert 0 < await control.pttl(redis_key) <= expiry
+    assert await stored(control, tier, "overtaken", "k") == "set meanwhile"
+    assert await control.exists(redis_key.removesuffix(":v") + ":r") == 0
 
 
 async def test_a_refresher_that_died_holds_the_fleet_back_one_probation_at_most(
