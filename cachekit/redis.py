@@ -189,17 +189,19 @@ end
 local function restore(key, v, probation)
   if string.sub(v, 1, 5) == 'lock:' then
     redis.call('SET', key, v, 'PX', probation)
+    return
   elseif #v >= 13 and string.sub(v, 1, 2) == 'ck' then
     local at = 0
     for i = 6, 13 do at = at * 256 + string.byte(v, i) end
+    local ok
     if at == 0 then
-      redis.call('SET', key, v)
-    else
-      redis.call('SET', key, v, 'PXAT', string.format('%.0f', at))
+      ok = redis.pcall('SET', key, v)
+    else  -- (an expiry Redis refuses, from a crafted header: deleted below instead)
+      ok = redis.pcall('SET', key, v, 'PXAT', string.format('%.0f', at))
     end
-  else
-    redis.call('DEL', key)
+    if type(ok) ~= 'table' or not ok.err then return end
   end
+  redis.call('DEL', key)
 end
 local function put(key, lock, payload, at, prefix, message, probation)
   local v

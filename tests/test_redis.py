@@ -1270,6 +1270,25 @@ async def test_a_load_publishes_its_end_only_to_the_workers_that_wait_for_it(
     assert_stats(caches[1], shared_hits=2, lock_takeovers=0)  # (-1 and 100)
 
 
+async def test_a_crafted_entry_with_an_expiry_redis_refuses_is_deleted_not_restored(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # While our load runs, someone writes a "ck" payload whose header expiry Redis refuses
+    # as a PXAT: the store must not fail half-way (a Lua error after the SET), and what it
+    # cannot put back is deleted.
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="crafted")
+    key = tier.key_of("crafted", "k")
+    gate = Gate("ours")
+    loading = asyncio.create_task(cache.get_or_compute("k", gate))
+    await gate.started.wait()
+    await control.set(key, b"ck" + bytes((2, ord("v"), 0)) + b"\xff" * 8 + b"junk")
+    gate.release.set()
+    assert await loading == "ours"
+    assert await control.exists(key) == 0
+    assert cache.stats().shared_errors == 0
+
+
 async def test_a_store_that_lost_its_lock_puts_back_what_it_replaced(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:

@@ -230,3 +230,20 @@ async def test_stale_keys_of_a_bulk_read_are_served_and_refreshed_once(
         assert await caches[1].get_many([1, 2], load) == {1: "old1", 2: "old2"}
         await until(lambda: caches[1].get(1) == "v1" and caches[1].get(2) == "v2")
     assert load.loaded() == [1, 2, 3]  # each key once, fleet-wide
+
+
+async def test_a_key_locked_by_a_dead_worker_is_taken_over_within_a_probation(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    tier = make_tier(op_timeout=0.25)  # a probation of 1 s
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="dead")
+    # A worker locked key 2 and was killed: its lock is never renewed nor released.
+    await control.set(tier.key_of("dead", 2), b"lock:dead:1", px=tier._probation_ms)
+    load = Bulk()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with asyncio.timeout(10):
+        assert await cache.get_many([1, 2, 3], load) == {1: "v1", 2: "v2", 3: "v3"}
+    assert loop.time() - began < 2.5
+    assert load.calls == [[1, 3], [2]]  # its own keys at once; the dead worker's after
+    assert_stats(cache, shared_misses=3, remote_waits=1, lock_takeovers=1)
