@@ -55,12 +55,13 @@ on each other loop running at the same time a sibling with its own client and su
 secrets (`_sibling`). Each lane has its own wake-up channel, so a load's end reaches the
 loop that waits for it. Invalidations, sets and clears run on the caller's lane, ordered
 per key across lanes (a command, or a read, waits for the commands of that key still in
-progress on any lane, through a thread-safe future: `_after`). Measured: a GET from a
-second loop on its own client costs 66-71 us; handed to the first loop's thread
-(run_coroutine_threadsafe), 124-129 us, 1.8-1.9x, and it would stall whenever that loop
-is busy or gone. When a lane's loop ends (asyncio.run cancels its tasks), the lane closes
-its connections and serves the next new loop; commands cut off by the end, and
-invalidations issued while no loop runs the tier, are queued and sent by that next lane.
+progress on any lane, through a thread-safe future: `_after`). Measured
+(`python -m benchmarks.loop_handoff`): a GET from a second loop on its own client costs
+66-71 us; handed to the first loop's thread (run_coroutine_threadsafe), 124-129 us,
+1.7-1.9x, and it would stall whenever that loop is busy or gone. When a lane's loop ends
+(asyncio.run cancels its tasks), the lane closes its connections and serves the next new
+loop; commands cut off by the end, and invalidations issued while no loop runs the tier,
+are queued and sent by that next lane.
 Never dropped. (A Cluster client cannot be copied for a lane: on a second loop at once,
 calls there stay in-process, logged once.)
 """
