@@ -1207,6 +1207,9 @@ class RedisTier:
                 if not self._closed:  # not aclose(): the loop is ending (asyncio.run)
                     await self._let_go(pubsub)
                 raise
+            except GeneratorExit:  # collected unfinished (its loop was closed under it)
+                pubsub = None  # nothing can be awaited now: its connection goes with it
+                raise  # (a closed loop leaves the lane idle: the next loop rebinds it)
             finally:
                 try:
                     if pubsub is not None:

@@ -651,6 +651,43 @@ async def test_aclose_closes_the_lane_of_a_loop_running_in_another_thread(
     assert await control.exists(tier.key_of("close2", "q")) == 0  # never shared
 
 
+@pytest.mark.timeout(60)
+async def test_a_loop_closed_without_cancelling_its_tasks_leaves_a_lane_the_next_loop_reuses(
+    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from .conftest import LOOP_ERRORS
+
+    unraisable: list[BaseException | None] = []  # (the closed loop's sockets warn on collection)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="rude")
+    await cache.get_or_compute("a", counting()("a"))
+
+    def rude() -> None:  # run_until_complete, then close: the lane's listener still pending
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(cache.get_or_compute("b", counting()("b")))
+        loop.close()
+
+    await asyncio.to_thread(rude)
+    assert await asyncio.to_thread(asyncio.run, cache.get_or_compute("c", counting()("c")))
+    assert len(tier._lanes) == 1  # the closed loop's lane served the next one
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="rude")
+    for key in "bc":  # both loops shared
+        assert await other.get_or_compute(key, counting(lambda k: "not shared")(key)) != (
+            "not shared"
+        )
+    # The old listener's coroutine, collected, is closed without awaiting anything (it
+    # used to raise "no running event loop" from its finally); what remains is asyncio's
+    # own report of a task destroyed with the loop the caller closed.
+    gc.collect()
+    errors = [str(e.get("message")) for e in LOOP_ERRORS]
+    assert all(m == "Task was destroyed but it is pending!" for m in errors), errors
+    LOOP_ERRORS.clear()
+    assert [e for e in unraisable if not isinstance(e, ResourceWarning)] == []
+
+
 # ---------------------------------------------------------------------- processes
 
 
