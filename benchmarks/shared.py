@@ -10,12 +10,15 @@ loader sleeps 5 ms. Measured per system:
     loader calls      against the ideal: the number of distinct keys requested
     cmds/req          Redis commands executed per request (INFO commandstats; commands a
                       Lua script calls count one each, so a script is several)
+    msgs/req          pub/sub messages delivered per request: each PUBLISH times the
+                      subscribers of its channel (every worker reads one channel)
     x GET             a Redis hit with a cold L1: a fresh worker asks for 200 keys already in
                       Redis one after another; its time over that of bare redis-py GETs of as
                       many keys, measured just before
 
-Then the same requests from 4 processes (one worker each, started together): loader calls
-summed over the processes against the distinct keys requested.
+Then the same requests from 4 and from 8 processes (one worker each, started together):
+loader calls summed over the processes against the distinct keys requested, and the
+commands and messages per request of the whole fleet.
 
 Systems: cachekit `@async_cached(ttl=60, shared=RedisTier)`; cashews `@cache(ttl=60)` on a
 redis:// backend, with and without `lock=True`; aiocache `@cached` and `@cached_stampede`
@@ -45,7 +48,8 @@ WORKERS = 4
 COLD_HITS = 200
 COLD_ROUNDS = 5
 FLEET_TIMEOUT = 600.0  # seconds one system may take for all its requests
-PROCESS_START = 3.0  # seconds the processes get to start and connect before the common start
+PROCESS_START = 3.0  # x20: seconds a process may take to start and connect (then it fails)
+PROCESSES = (4, 8)  # the process variants
 GET_TARGET = 1.3  # issue 7: a cold-L1 Redis hit within 1.3x a bare GET
 
 Fn = Callable[[int], Awaitable[Any]]
@@ -144,6 +148,180 @@ def _aiocache(stampede: bool) -> Build:
     return build
 
 
+# --- variants: bulk reads, stale serving -----------------------------------------------------
+
+BULK = 10  # keys per bulk request
+FRESH = 0.05  # seconds a value is fresh in the stale-serving variant; then served stale
+Bulk = Callable[[list[int]], Awaitable[Any]]
+VariantBuild = Callable[[str, str, Any], tuple[Any, Callable[[], Awaitable[None]]]]
+
+
+def _cachekit_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from cachekit import async_cached_many
+    from cachekit.redis import RedisTier
+
+    tier = RedisTier.from_url(url, namespace=namespace, secret=b"benchmark-secret-0123456789")
+
+    @async_cached_many(ttl=60, maxsize=10_000, shared=tier, name="bulk")
+    async def fn(keys: list[int]) -> Any:
+        return await loader(keys)
+
+    return fn, tier.aclose
+
+
+def _cashews_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from cashews import Cache
+
+    cache = Cache()
+    cache.setup(url)
+
+    @cache(ttl=60, key=namespace + ":{x}")
+    async def one(x: int) -> Any:
+        return (await loader([x]))[x]
+
+    async def fn(keys: list[int]) -> Any:  # no bulk decorator: what a user would write
+        values = await asyncio.gather(*(one(k) for k in keys))
+        return dict(zip(keys, values, strict=True))
+
+    return fn, cache.close
+
+
+def _aiocache_bulk(url: str, namespace: str, loader: Bulk) -> tuple[Any, Any]:
+    from aiocache import Cache, multi_cached
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    @multi_cached(
+        keys_from_attr="keys",
+        ttl=60,
+        cache=Cache.REDIS,
+        endpoint="127.0.0.1",
+        port=port,
+        namespace=namespace,
+    )
+    async def fn(keys: list[int]) -> Any:
+        return await loader(keys)
+
+    async def close() -> None:
+        await fn.cache.close()  # type: ignore[attr-defined]
+
+    return fn, close
+
+
+def _cachekit_stale(url: str, namespace: str, loader: Fn) -> tuple[Any, Any]:
+    from cachekit import async_cached
+    from cachekit.redis import RedisTier
+
+    tier = RedisTier.from_url(url, namespace=namespace, secret=b"benchmark-secret-0123456789")
+
+    @async_cached(ttl=FRESH, stale_ttl=60, maxsize=10_000, shared=tier, name="stale")
+    async def fn(x: int) -> Any:
+        return await loader(x)
+
+    return fn, tier.aclose
+
+
+def _cashews_stale(url: str, namespace: str, loader: Fn) -> tuple[Any, Any]:
+    from cashews import Cache
+
+    cache = Cache()
+    cache.setup(url)
+
+    @cache.early(ttl=60 + FRESH, early_ttl=FRESH, key=namespace + ":{x}")
+    async def fn(x: int) -> Any:
+        return await loader(x)
+
+    return fn, cache.close
+
+
+# (variant, row name, adapter, modules it needs, builder)
+VARIANTS: list[tuple[str, str, str, tuple[str, ...], VariantBuild]] = [
+    ("bulk", "cachekit get_many", "cachekit", ("cachekit.redis",), _cachekit_bulk),
+    ("bulk", "cashews gather", "cashews", ("cashews",), _cashews_bulk),
+    ("bulk", "aiocache multi_cached", "aiocache", ("aiocache",), _aiocache_bulk),
+    ("stale", "cachekit stale_ttl", "cachekit", ("cachekit.redis",), _cachekit_stale),
+    ("stale", "cashews early", "cashews", ("cashews",), _cashews_stale),
+]
+
+
+class _KeyLoader:
+    """A bulk loader counting the keys it loads (one call loads many)."""
+
+    def __init__(self) -> None:
+        self.keys = 0
+
+    async def __call__(self, keys: list[int]) -> dict[int, int]:
+        self.keys += len(keys)
+        await asyncio.sleep(SLEEP)
+        return {k: k * 2 for k in keys}
+
+
+async def _variant(
+    url: str, variant: str, name: str, build: VariantBuild, requests: list[Any], concurrency: int
+) -> dict[str, Any]:
+    """One variant's run over a fleet of WORKERS workers in this process: wall time, keys
+    loaded, wrong answers, commands and messages per request, and the slowest 1% of
+    requests (a request that waited for the loader takes SLEEP or more)."""
+    from redis.asyncio import Redis
+
+    control = Redis.from_url(url)
+    await control.flushall()
+    bulk = _KeyLoader()
+    single = _Loader()
+    loader: Any = bulk if variant == "bulk" else single
+    namespace = _namespace(f"bench-{variant}-", name)
+    workers = [build(url, namespace, loader) for _ in range(WORKERS)]
+    deliveries = _Deliveries(url)
+    await deliveries.start()
+    latencies: list[float] = []
+    errors = 0
+    try:
+        warm = zip([fn for fn, _ in workers], range(-1, -1 - WORKERS, -1), strict=True)
+        await asyncio.gather(*(fn([k]) if variant == "bulk" else fn(k) for fn, k in warm))
+        await deliveries.subscribers()
+        await control.execute_command("CONFIG", "RESETSTAT")
+        bulk.keys = single.calls = 0
+        calls = ((workers[i % WORKERS][0], r) for i, r in enumerate(requests))
+
+        async def caller() -> None:
+            nonlocal errors
+            for fn, request in calls:
+                began = time.perf_counter()
+                try:
+                    answer = await fn(request)
+                    if variant == "bulk":
+                        wrong = answer != {k: k * 2 for k in request}
+                    else:
+                        wrong = answer != request * 2
+                    errors += wrong
+                except Exception:
+                    errors += 1
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        wall = time.perf_counter() - began
+        commands = await _commands(control)
+        messages = await deliveries.stop()
+    finally:
+        for _, close in workers:
+            await close()
+        await control.aclose()
+    latencies.sort()
+    distinct = {k for r in requests for k in (r if variant == "bulk" else [r])}
+    return {
+        "system": f"{name} ({variant})",
+        "wall ms": wall * 1e3,
+        "loader calls": bulk.keys if variant == "bulk" else single.calls,
+        "ideal calls": len(distinct),
+        "errors": errors,
+        "cmds/req": commands / len(requests),
+        "msgs/req": messages / len(requests),
+        "note": f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.1f} ms"
+        + (", loader calls count keys" if variant == "bulk" else ", loads include refreshes"),
+    }
+
+
 # (row name, the adapter whose --systems name selects it, modules it needs, builder)
 SYSTEMS: list[tuple[str, str, tuple[str, ...], Build]] = [
     ("cachekit", "cachekit", ("cachekit.redis",), _cachekit),
@@ -181,15 +359,76 @@ async def _drive(calls: Iterator[tuple[Fn, int]], concurrency: int) -> int:
     return errors
 
 
+_IGNORED = {
+    "info",
+    "config|resetstat",
+    "flushall",
+    "ping",
+    "client|setinfo",
+    "hello",
+    "pubsub|numsub",
+    "pubsub|channels",
+    "psubscribe",
+}
+
+
 async def _commands(client: Any) -> int:
+    """Commands executed since the last CONFIG RESETSTAT."""
     stats = await client.info("commandstats")
-    ignored = {"info", "config|resetstat", "flushall", "ping", "client|setinfo", "hello"}
     total = 0
     for name, fields in stats.items():
         command = name.removeprefix("cmdstat_")
-        if command not in ignored:
+        if command not in _IGNORED:
             total += int(fields["calls"])
     return total
+
+
+class _Deliveries:
+    """Counts the pub/sub messages Redis delivers: a pattern subscription sees every
+    PUBLISH with its channel; each is delivered to that channel's subscribers (taken with
+    `subscribers()` while every worker listens; the pattern subscriber is not among them)."""
+
+    def __init__(self, url: str) -> None:
+        from redis.asyncio import Redis
+
+        self._client = Redis.from_url(url)
+        self._pubsub = self._client.pubsub()
+        self._seen: dict[bytes, int] = {}
+        self._numsub: dict[bytes, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._pubsub.psubscribe("*")
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "pmessage":
+                channel = message["channel"]
+                if channel == b"bench:end":
+                    self._ended.set()
+                else:
+                    self._seen[channel] = self._seen.get(channel, 0) + 1
+
+    async def subscribers(self) -> None:
+        channels = await self._client.execute_command("PUBSUB", "CHANNELS")
+        if channels:
+            counts = await self._client.execute_command("PUBSUB", "NUMSUB", *channels)
+            self._numsub = {c: int(n) for c, n in zip(counts[::2], counts[1::2], strict=True)}
+        self._seen.clear()
+
+    async def stop(self) -> int:
+        """Messages delivered since `subscribers()`."""
+        await self._client.publish("bench:end", b"")  # everything before it has been read
+        await asyncio.wait_for(self._ended.wait(), 10)
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._pubsub.aclose()
+        await self._client.aclose()
+        return sum(n * self._numsub.get(c, 0) for c, n in self._seen.items())
 
 
 class _Loader:
@@ -218,9 +457,12 @@ async def _fleet(
     load = _Loader()
     namespace = _namespace("bench-", name)
     workers = [build(url, namespace, load) for _ in range(WORKERS)]
+    deliveries = _Deliveries(url)
+    await deliveries.start()
     try:
         # Warm the clients (connections, subscriptions, scripts) outside the measurement.
         await asyncio.gather(*(fn(-1 - i) for i, (fn, _) in enumerate(workers)))
+        await deliveries.subscribers()
         await control.execute_command("CONFIG", "RESETSTAT")
         load.calls = 0
         began = time.perf_counter()
@@ -229,6 +471,7 @@ async def _fleet(
         )
         wall = time.perf_counter() - began
         commands = await _commands(control)
+        messages = await deliveries.stop()
         loads = load.calls
 
         # A Redis hit with a cold L1: a fresh worker per round, keys every worker has
@@ -267,6 +510,7 @@ async def _fleet(
         "ideal calls": len(set(requests)),
         "errors": errors,
         "cmds/req": commands / len(requests),
+        "msgs/req": messages / len(requests),
         "redis hit us": median(colds) * 1e6,
         "x GET": median(ratios),
         "note": f"{cold_loads} reloads in the cold-L1 pass" if cold_loads else "",
@@ -274,12 +518,12 @@ async def _fleet(
 
 
 def _in_process(
-    url: str, name: str, index: int, requests: list[int], concurrency: int, start_at: float
+    url: str, name: str, index: int, requests: list[int], concurrency: int, ready: Any, go: Any
 ) -> tuple[int, int]:
     """One of the processes: its own worker of system `name`, its share of the requests,
-    started at `start_at` (time.time()). Returns (loader calls, errors)."""
+    started when `go` is set (after it put itself on `ready`). Returns (loader calls, errors)."""
     build = next(b for n, _, _, b in SYSTEMS if n == name)
-    return asyncio.run(_process_worker(url, name, build, index, requests, concurrency, start_at))
+    return asyncio.run(_process_worker(url, name, build, index, requests, concurrency, ready, go))
 
 
 async def _process_worker(
@@ -289,7 +533,8 @@ async def _process_worker(
     index: int,
     requests: list[int],
     concurrency: int,
-    start_at: float,
+    ready: Any,
+    go: Any,
 ) -> tuple[int, int]:
     load = _Loader()
     namespace = _namespace("bench-procs-", name)
@@ -298,38 +543,54 @@ async def _process_worker(
     try:
         await fn(-1 - index)  # connect (and subscribe) before the common start
         load.calls = 0
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+        ready.put(index)
+        await asyncio.get_running_loop().run_in_executor(None, go.wait, PROCESS_START * 20)
         errors = await _drive(((fn, key) for key in requests), concurrency)
     finally:
         await close()
     return load.calls, errors
 
 
-async def _processes(url: str, name: str, requests: list[int], concurrency: int) -> dict[str, Any]:
+async def _processes(
+    url: str, name: str, requests: list[int], concurrency: int, count: int
+) -> dict[str, Any]:
+    """The requests split over `count` processes; Redis's counters are reset once every
+    process has connected (and subscribed), then they all start."""
     from redis.asyncio import Redis
 
     control = Redis.from_url(url)
+    context = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    deliveries = _Deliveries(url)
+    await deliveries.start()
     try:
         await control.flushall()
+        with context.Manager() as manager, context.Pool(count) as pool:
+            ready, go = manager.Queue(), manager.Event()
+            pending = [
+                pool.apply_async(
+                    _in_process,
+                    (url, name, i, requests[i::count], max(1, concurrency // count), ready, go),
+                )
+                for i in range(count)
+            ]
+            for _ in range(count):
+                await loop.run_in_executor(None, ready.get, True, PROCESS_START * 20)
+            await deliveries.subscribers()
+            await control.execute_command("CONFIG", "RESETSTAT")
+            go.set()
+            outcomes = [await loop.run_in_executor(None, p.get) for p in pending]
+        commands = await _commands(control)
+        messages = await deliveries.stop()
     finally:
         await control.aclose()
-    context = multiprocessing.get_context("spawn")
-    start_at = time.time() + PROCESS_START
-    loop = asyncio.get_running_loop()
-    with context.Pool(WORKERS) as pool:
-        pending = [
-            pool.apply_async(
-                _in_process,
-                (url, name, i, requests[i::WORKERS], max(1, concurrency // WORKERS), start_at),
-            )
-            for i in range(WORKERS)
-        ]
-        outcomes = [await loop.run_in_executor(None, p.get) for p in pending]
     return {
         "system": name,
         "loader calls": sum(calls for calls, _ in outcomes),
         "ideal calls": len(set(requests)),
         "errors": sum(errors for _, errors in outcomes),
+        "cmds/req": commands / len(requests),
+        "msgs/req": messages / len(requests),
     }
 
 
@@ -339,12 +600,12 @@ def _targets(rows: list[dict[str, Any]], processes: list[dict[str, Any]]) -> lis
         return []
     peers = [r for r in rows if r["system"] != "cachekit" and "wall ms" in r]
     targets = []
-    ck_procs = next((r for r in processes if r["system"] == "cachekit"), None)
     loads = f"{ck['loader calls']} of {ck['ideal calls']} ideal in one process"
     met = ck["loader calls"] == ck["ideal calls"]
-    if ck_procs is not None:
-        loads += f", {ck_procs['loader calls']} of {ck_procs['ideal calls']} in {WORKERS} processes"
-        met = met and ck_procs["loader calls"] == ck_procs["ideal calls"]
+    for row in processes:
+        if row["system"] == "cachekit" and "loader calls" in row:
+            loads += f", {row['loader calls']} in {row['processes']} processes"
+            met = met and row["loader calls"] == row["ideal calls"]
     targets.append(Target("shared: loads", "loader calls = distinct keys", loads, met))
     for column, label in (("cmds/req", "Redis commands per request"), ("wall ms", "wall time")):
         best = min(peers, key=lambda r: r[column], default=None)
@@ -388,9 +649,25 @@ def _available(ctx: Context) -> tuple[list[tuple[str, Build]], list[dict[str, An
     return available, skipped
 
 
+def _variants(ctx: Context) -> list[tuple[str, str, VariantBuild]]:
+    selected = {a.name for a in ctx.systems} | {a.name for a in ctx.skipped}
+    found = []
+    for variant, name, adapter, modules, build in VARIANTS:
+        if adapter not in selected:
+            continue
+        try:
+            for module in modules:
+                __import__(module)
+        except Exception:
+            continue  # (the main table reports the peer as skipped)
+        found.append((variant, name, build))
+    return found
+
+
 def steps(ctx: Context) -> int:
-    """The progress steps run() takes: one per fleet run, then one per 4-process run."""
-    return len(_available(ctx)[0]) * (REPEATS + 1)
+    """The progress steps run() takes: one per fleet run, then one per process run, then
+    one per variant run."""
+    return len(_available(ctx)[0]) * (REPEATS + len(PROCESSES)) + len(_variants(ctx))
 
 
 async def run(ctx: Context) -> Result:
@@ -433,18 +710,38 @@ async def run(ctx: Context) -> Result:
             rows.append(row)
         processes: list[dict[str, Any]] = []
         requests = _zipf_keys(n, keys, ctx.seed)
-        for name, _ in available:
+        for count in PROCESSES:
+            for name, _ in available:
+                try:
+                    row = await _processes(url, name, requests, concurrency, count)
+                except Exception as exc:  # a peer that fails across processes is reported
+                    row = {"system": name, "note": f"failed: {type(exc).__name__}: {exc}"}
+                processes.append(dict(row, processes=count))
+                ctx.progress.step(f"shared {name} x{count} processes")
+        variants: list[dict[str, Any]] = []
+        rng = random.Random(ctx.seed + 2)
+        keys_of = _zipf_keys(n, keys, ctx.seed + 3)
+        bulk_requests = [
+            sorted(set(keys_of[i : i + BULK])) for i in range(0, n // 2, BULK)
+        ]  # n/2 keys in requests of BULK
+        rng.shuffle(bulk_requests)
+        for variant, name, build in _variants(ctx):
+            requests_v: list[Any] = bulk_requests if variant == "bulk" else keys_of
+            callers = max(1, concurrency // BULK) if variant == "bulk" else concurrency
             try:
-                processes.append(await _processes(url, name, requests, concurrency))
-            except Exception as exc:  # a peer that fails across processes is reported
-                processes.append({"system": name, "note": f"failed: {type(exc).__name__}: {exc}"})
-            ctx.progress.step(f"shared {name} x{WORKERS} processes")
+                async with asyncio.timeout(FLEET_TIMEOUT):
+                    row = await _variant(url, variant, name, build, requests_v, callers)
+            except Exception as exc:  # a peer that fails is reported
+                row = {"system": f"{name} ({variant})", "note": f"failed: {exc!r:.80}"}
+            variants.append(row)
+            ctx.progress.step(f"shared {name} {variant}")
+    targets = _targets(rows, processes)
     for row in processes:
-        row["system"] = f"{row['system']} ({WORKERS} processes)"
+        row["system"] = f"{row['system']} ({row.pop('processes')} processes)"
     return Result(
         "shared",
         title,
-        rows + skipped + processes,
+        rows + skipped + processes + variants,
         notes=[
             f"{n:,} requests over {keys:,} keys (Zipf s=1.1), {concurrency} at a time, "
             f"round-robin over {WORKERS} workers (each its own client); one run each.",
@@ -452,8 +749,15 @@ async def run(ctx: Context) -> Result:
             "cmds/req counts every Redis command, those inside Lua scripts included.",
             f"x GET: a cold-L1 Redis hit over a bare redis-py GET ({COLD_HITS} sequential keys; "
             f"median of {COLD_ROUNDS} rounds, each a fresh worker).",
-            f"({WORKERS} processes): the same requests split over {WORKERS} processes, one "
-            "worker each, started together; loader calls summed over them.",
+            "(N processes): the same requests split over N processes, one worker each, "
+            "started together once all have connected; loader calls summed over them.",
+            "msgs/req: pub/sub messages delivered per request (PUBLISHes x subscribers).",
+            f"(bulk): requests of up to {BULK} Zipf keys, {BULK}x fewer callers; loader calls "
+            "count keys loaded. "
+            "cashews has no bulk decorator: a gather of its per-key function.",
+            f"(stale): values fresh for {FRESH * 1000:.0f} ms, then served stale while one "
+            "refresh runs (cashews: early_ttl); loads include refreshes; p99 = slowest 1% "
+            "of requests (aiocache has no stale serving).",
         ],
-        targets=_targets(rows, [dict(r, system=r["system"].split(" (")[0]) for r in processes]),
+        targets=targets,
     )

@@ -47,11 +47,11 @@ def async_cached_many(
     wrapper has `.cache`, `.invalidate(key)`, `.cache_clear()` (the entries and the
     counters) and `.cache_info()`.
 
-    AsyncCache's options (shared= is not supported yet: NotImplementedError):
+    With shared=, the fleet loads each key once: one round trip reads (and locks) every
+    key missing from L1, one call loads the keys no worker is loading, and the others are
+    joined. AsyncCache's options:
     {options}
     """
-    if options.get("shared") is not None:
-        raise NotImplementedError("async_cached_many does not load through shared= yet")
     if options.get("store") is None:
         CacheConfig(**options)  # bad options fail here, before any function is decorated
 

@@ -203,16 +203,6 @@ class AsyncCache(Generic[K, V]):
         self._shared: SharedBinding | None = None
         if config.shared is not None:
             assert config.name is not None  # CacheConfig requires it
-            unsupported = [
-                option
-                for option, value in (
-                    ("stale_ttl", config.stale_seconds),
-                    ("refresh_after", config.refresh_seconds),
-                )
-                if value
-            ]
-            if unsupported:
-                raise ValueError(f"shared= does not support {' or '.join(unsupported)} yet")
             self._shared = config.shared.attach(config.name, self)
 
     # ------------------------------------------------------------------ hit path
@@ -273,10 +263,6 @@ class AsyncCache(Generic[K, V]):
             raise TypeError(
                 f"compute_many must be a callable taking a list of keys, got {compute_many!r}"
             )
-        if self._shared is not None:
-            raise NotImplementedError(
-                "get_many does not load through shared= yet; use get_or_compute per key"
-            )
         wanted: list[K] = []
         for key in keys:
             try:
@@ -285,6 +271,8 @@ class AsyncCache(Generic[K, V]):
                 raise unhashable(key) from None
             wanted.append(key)
         wanted = list(dict.fromkeys(wanted))
+        if self._shared is not None:  # ask the shared tier first (TypeError: no stable key)
+            compute_many = self._shared.bind_many(wanted, compute_many)
         outcomes = await self._settle_many(wanted, compute_many)
         restarted = [key for key in wanted if outcomes[key] is _RESTART]
         if restarted:  # their bulk load was cancelled: one more try, as get_or_compute does
@@ -333,7 +321,10 @@ class AsyncCache(Generic[K, V]):
             self._drain()
         for group in (leads, refreshes):
             if group:
-                self._launch(group[0], compute_many)  # one call, one slot: the carrier's
+                loader: Callable[..., Awaitable[Any]] = compute_many
+                if group is refreshes and self._shared is not None:
+                    loader = self._shared.refreshing(compute_many)  # one per key, fleet-wide
+                self._launch(group[0], loader)  # one call, one slot: the carrier's
         if waiting:
             try:
                 await asyncio.wait(waiting.values())
@@ -529,6 +520,8 @@ class AsyncCache(Generic[K, V]):
         ):  # before the launch: an eager start may run compute() at once
             self._watch(flight, waiter, loop, computing)
         if launch is not None:
+            if self._shared is not None and launch.refresh:  # one refresh for the fleet
+                compute = self._shared.refreshing(compute)
             if self._limiter is None:
                 self._spawn(launch, compute)
             else:
@@ -868,7 +861,12 @@ class AsyncCache(Generic[K, V]):
             if error is None:
                 try:
                     value = found[flight.key]
-                    fresh_for = self._config.ttl_for(value)
+                    if type(value) is Landed:  # from the shared tier, with its ttl there
+                        value, fresh_for = value.value, value.ttl
+                    elif type(value) is SharedFailure:
+                        value, own_error, fresh_for = None, value.error, value.ttl
+                    else:
+                        fresh_for = self._config.ttl_for(value)
                 except KeyError:
                     own_error = KeyError(f"compute_many() returned no value for {flight.key!r}")
                 except Exception as exc:  # a ttl(value) or is_negative that raised
@@ -951,7 +949,11 @@ class AsyncCache(Generic[K, V]):
                 entry, ttl = Entry(key, value, NEVER), None
             else:
                 entry, ttl = self._config.make_entry(key, value, now, fresh_for)
-            if current and entry.expires_at > now:
+            if current and (
+                entry.expires_at > now
+                # (stale already, as read from a shared tier: kept while it can be served)
+                or (fresh_for is not None and fresh_for < 0 and entry.reclaim_at > now)
+            ):
                 self._insert_locked(entry, ttl, now)
             return entry
         if flight.refresh:
@@ -1179,6 +1181,11 @@ class AsyncCache(Generic[K, V]):
         """How long a load's `error` is cached (negative_ttl), or None: not cached."""
         seconds = self._config.failure_seconds
         return seconds if seconds and self._config.caches_failure(error) else None
+
+    def stale_windows(self) -> tuple[float, float]:
+        """(stale_ttl, stale_if_error) in seconds, 0.0 for none: how long past its fresh
+        time a value is served at once, and how long it is the fallback of a failed load."""
+        return self._config.stale_seconds, self._config.error_grace
 
     # ------------------------------------------------------------------ for the decorator
 

@@ -7,7 +7,15 @@ sees the cache at these points only:
     bind(key, compute)   on an L1 miss: wraps the computation so that it asks the shared
                          tier first (raises TypeError at once for a key with no stable
                          encoding); the wrapped computation returns `Landed` or raises
-                         `SharedFailure`, so the flight lands with the tier's ttl
+                         `SharedFailure`, so the flight lands with the tier's ttl (a
+                         negative one: the value is stale already, served and kept while
+                         the cache's stale windows last)
+    refreshing(bound)    for a background refresh (stale_ttl, refresh_after): what `bind`
+                         or `bind_many` returned, turned into one refresh for the fleet
+    bind_many(keys, compute_many)  get_many: wraps the bulk loader (TypeError at once for a
+                         key with no stable encoding); the wrapped loader, called with the
+                         keys to load, maps each to its value, a `Landed` or a
+                         `SharedFailure` (not raised: one key's failure is its own)
     stored(key, value, ttl)  after `set()`: write it through, drop it from other L1s
     invalidated(key)     after `invalidate(key)`: drop it everywhere, tell every worker
     cleared()            after `clear()`: drop the cache's keys everywhere, tell every worker
@@ -59,6 +67,10 @@ class SharedCache(Protocol):
         """How long a load's `error` is cached (negative caching), or None: not cached."""
         ...
 
+    def stale_windows(self) -> tuple[float, float]:
+        """(stale_ttl, stale_if_error) in seconds, 0.0 for none."""
+        ...
+
 
 @runtime_checkable
 class SharedTier(Protocol):
@@ -73,6 +85,12 @@ class SharedBinding(Protocol):
     def bind(
         self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]: ...
+
+    def refreshing(self, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]: ...
+
+    def bind_many(
+        self, keys: list[Any], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> Callable[[list[Any]], Awaitable[Any]]: ...
 
     def stored(self, key: Hashable, value: Any, ttl: float | None) -> None: ...
 

@@ -16,10 +16,15 @@ it was stored with): the L1 entry lands with what is left of it, measured agains
 bound of Redis's clock (`RedisTier._redis_now`), so it never outlives the Redis entry. The
 holder loads, renews its lock while loading (the first renewal, after probation/3, proves
 the load alive and extends the lock to a full lease; then every lease/3), and PUTs: the
-entry replaces the lock only if the lock is still its own (a fenced write) and `d <base>`
-is published, in one script (`set()` PUTs without the fence). Other workers wait on a
-future that the tier's one pub/sub subscription resolves on `d <base>` (no pool connection
-is held while waiting); they wake at the latest one probation later, and ask again: a dead
+entry replaces the lock only if the lock is still its own (a fenced write: one SET ... XX
+GET in a script, which puts back what it replaced in the rare case that was not its lock).
+A worker that finds the lock and waits appends its id to the lock's value (`_WATCH`); the
+PUT publishes `d <base>` to the wake-up channel of each worker so listed, and to nobody
+when nobody waits. So a load costs 3 commands as INFO commandstats counts them (SET NX GET,
+EVALSHA, SET), plus one message per waiting worker. Waiters wait on a future that the
+tier's one subscription (its events channel and its own wake-up channel) resolves on
+`d <base>` (no pool connection is held while waiting); they wake at the latest one
+probation later, and ask again: a dead
 holder's lock has lapsed by then, and exactly one of them takes it over (NX). If the
 subscription is down, waiters poll with backoff. An acquire that timed out may still run
 in Redis later, and a store that failed leaves its lock: either way the lock is released
@@ -44,16 +49,28 @@ Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SH
 header, key and body. A payload that fails the check is a miss and is deleted; it never
 reaches the serializer. Cached failures are cachekit's own JSON (type path and arguments).
 
-A tier binds to the event loop that first uses it; calls from another loop do not share
-(their invalidations are handed to the tier's loop). When that loop ends (asyncio.run
-cancels the tier's tasks), the tier closes its connections and the next loop to use it
-binds it afresh; commands cut off by the end, and invalidations issued while no loop runs
-the tier, are queued and sent by that next loop. Never dropped.
+Event loops. Every loop that uses the tier gets a lane: the tier itself on the first loop,
+on each other loop running at the same time a sibling with its own client and subscription
+(a connection belongs to the loop that opened it) and the same worker id, caches and
+secrets (`_sibling`). Each lane has its own wake-up channel, so a load's end reaches the
+loop that waits for it. Invalidations, sets and clears run on the caller's lane, ordered
+per key across lanes (a command, or a read, waits for the commands of that key still in
+progress on any lane, through a thread-safe future: `_after`). Measured
+(`python -m benchmarks.loop_handoff`): a GET from a second loop on its own client costs
+66-71 us; handed to the first loop's thread (run_coroutine_threadsafe), 124-129 us,
+1.7-1.9x, and it would stall whenever that loop is busy or gone. When a lane's loop ends
+(asyncio.run cancels its tasks), the lane closes its connections and serves the next new
+loop; commands cut off by the end, and invalidations issued while no loop runs the tier,
+are queued and sent by that next lane.
+Never dropped. (A Cluster client cannot be copied for a lane: on a second loop at once,
+calls there stay in-process, logged once.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import copy
 import hashlib
 import hmac
 import inspect
@@ -61,9 +78,10 @@ import itertools
 import logging
 import math
 import secrets
+import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final, final
 
@@ -128,6 +146,7 @@ _IDLE: Final = 2
 # Invalidations, sets and clears waiting for Redis to answer again, one per key (the
 # latest): past this many, each cache's are collapsed into one clear of that cache.
 _UNSENT_MAX: Final = 10_000
+_REFRESH_ROUNDS: Final = 3  # looks at a key another worker refreshes, before giving up
 _RESEND_BATCH: Final = 256  # commands resent at a time, each batch awaited before the next
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
@@ -139,8 +158,6 @@ _EXTENSIONS: Final = 3
 _PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
-_WATCHED: Final = b"+w"  # after a lock: a waiter wants to hear when its load ends
-
 # KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
 # ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
 _ACQUIRE: Final = """
@@ -149,51 +166,163 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
-# A lock is ours while the key holds it, or it followed by _WATCHED: a waiter in some
-# worker marked it (see _WATCH), so the load's end is published only then, and a load
-# costs O(waiters) messages, not one to every worker.
+# A waiter marks a lock it waits for by appending " <its worker id>" (see _WATCH): a load's
+# end is published to the wake-up channel of each worker listed there, and to nobody else,
+# so a load costs one message per waiting worker, none when nobody waits, whatever the
+# size of the fleet. Invalidations and clears stay broadcast on the one events channel.
 #
-# KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), channel,
-# message. A load's store: the entry replaces the lock only while the lock is still ours.
-# With lock '' (set()): the entry replaces whatever is there, a load's lock included, so
-# that load can no longer store; its message (an invalidation) is always published.
-_PUT: Final = """
-local v = false
-if ARGV[1] ~= '' then
-  v = redis.call('GET', KEYS[1])
-  if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+# Lua prelude of the scripts below. `ours(v, lock)`: the key holds the lock, marked or not.
+# `wake(v, lock, channel prefix, message)` publishes to every worker marked on `v`.
+# `restore(key, v, probation ms)` puts back a value a SET ... GET replaced although it was
+# not ours: a lock for one probation (its holder renews it, fenced by its value), an entry until
+# its own expiry (the header's bytes 6 to 13, big-endian unix ms; 0: none), anything else
+# deleted (deleting is always safe in a cache: it is reloaded).
+_LUA: Final = """
+local function ours(v, lock)
+  return v == lock or (v and string.sub(v, 1, #lock + 1) == lock .. ' ')
 end
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[2])
+local function wake(v, lock, prefix, message)
+  if not v or v == lock then return end
+  for worker in string.gmatch(string.sub(v, #lock + 2), '%S+') do
+    redis.call('PUBLISH', prefix .. worker, message)
+  end
+end
+local function restore(key, v, probation)
+  if string.sub(v, 1, 5) == 'lock:' then
+    redis.call('SET', key, v, 'PX', probation)
+    return
+  elseif #v >= 13 and string.sub(v, 1, 2) == 'ck' then
+    local at = 0
+    for i = 6, 13 do at = at * 256 + string.byte(v, i) end
+    local ok
+    if at == 0 then
+      ok = redis.pcall('SET', key, v)
+    else  -- (an expiry Redis refuses, from a crafted header: deleted below instead)
+      ok = redis.pcall('SET', key, v, 'PXAT', string.format('%.0f', at))
+    end
+    if type(ok) ~= 'table' or not ok.err then return end
+  end
+  redis.call('DEL', key)
+end
+local function put(key, lock, payload, at, prefix, message, probation)
+  local v
+  if at == '0' then
+    v = redis.call('SET', key, payload, 'XX', 'GET')
+  else
+    v = redis.call('SET', key, payload, 'XX', 'GET', 'PXAT', at)
+  end
+  if not v then return 0 end
+  if not ours(v, lock) then
+    restore(key, v, probation)
+    return 0
+  end
+  wake(v, lock, prefix, message)
+  return 1
+end
+"""
+# KEYS: key. ARGV: lock, payload, expiry (unix ms on Redis's clock; 0: none), wake-up
+# channel prefix, message, probation ms. A load's store: the entry replaces the lock only
+# while the lock is still ours. One SET ... XX GET: it replaces whatever is there and says
+# what that was; in the rare case it was not our lock, that is put back (or, gone, nothing
+# was written: XX). So a store costs 2 commands as Redis counts them, not 3.
+_PUT: Final = _LUA + "return put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])"
+# KEYS: the keys of a bulk load (one node: not on a Cluster). ARGV: wake-up channel prefix,
+# probation ms, then for each key: lock, payload, expiry, message. -> a list of 0/1, as
+# _PUT for each: a bulk load's stores in one command, plus one SET per key.
+_PUT_MANY: Final = (
+    _LUA
+    + """
+local out = {}
+for i = 1, #KEYS do
+  local at = 2 + 4 * (i - 1)
+  out[i] = put(KEYS[i], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[1], ARGV[at + 4], ARGV[2])
+end
+return out
+"""
+)
+# KEYS: key. ARGV: payload, expiry, channel, message. set(): the entry replaces whatever is
+# there, a load's lock included (so that load can no longer store); the message (an
+# invalidation) is broadcast.
+_WRITE: Final = """
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
 else
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 end
-if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
-# KEYS: key. ARGV: lock, channel, message. Gives the lock up without a value.
-_RELEASE: Final = """
+# KEYS: key. ARGV: lock, wake-up channel prefix, message. Gives the lock up without a value.
+_RELEASE: Final = (
+    _LUA
+    + """
 local v = redis.call('GET', KEYS[1])
-if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+if not ours(v, ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-if v ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+wake(v, ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
+)
 # KEYS: key. ARGV: lock, lease ms.
-_RENEW: Final = """
+_RENEW: Final = (
+    _LUA
+    + """
 local v = redis.call('GET', KEYS[1])
-if v ~= ARGV[1] and v ~= ARGV[1] .. '+w' then return 0 end
+if not ours(v, ARGV[1]) then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
-# KEYS: key. ARGV: the lock a waiter found. -> 1: it is still there, now marked (its end
-# will be published); else what the key holds now (an entry, another lock) or nil.
+)
+# KEYS: key. ARGV: the value a waiter found (a lock, maybe marked), that value with the
+# waiter's worker id appended. -> 1: it is now marked (its end will be published to that
+# worker); else what the key held (an entry, another lock, or nil), now put back.
 _WATCH: Final = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] .. '+w' then return 1 end
-if v ~= ARGV[1] then return v end
-redis.call('SET', KEYS[1], v .. '+w', 'KEEPTTL')
-return 1
+local v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'KEEPTTL')
+if v == ARGV[1] then return 1 end
+if v then redis.call('SET', KEYS[1], v, 'KEEPTTL') end
+return v
 """
+# KEYS: key, its refresh lock. ARGV: lock, probation ms, SHA-1 of the entry this worker
+# holds ('': none). -> {0}: no entry (nothing, or a load's lock); {3, entry}: not the one
+# this worker holds (another worker refreshed or set it since: adopt it); {1, entry}: the
+# refresh lock is ours; {2, entry, refresh lock}: another worker refreshes it.
+_REFRESH: Final = """
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 5) == 'lock:' then return {0} end
+if ARGV[3] ~= '' and redis.sha1hex(v) ~= ARGV[3] then return {3, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, v} end
+return {2, v, redis.call('GET', KEYS[2])}
+"""
+# KEYS: key, its refresh lock. ARGV: the entry the refresh saw, the new one, its expiry
+# (0: none), wake-up channel prefix, message, refresh lock, probation ms. The new entry
+# replaces the one seen only if it is still there (not invalidated, not set() since); as
+# in _PUT, one SET ... XX GET and one GETDEL, what they took by mistake put back: 3
+# commands as Redis counts them. Nothing is broadcast:
+# the workers waiting for this refresh (marked on its lock) are woken; every other worker
+# keeps what it serves until its own refresh finds the new entry ({3, ...} above), so a
+# refresh costs O(workers that use the key), not O(fleet).
+_REFRESHED: Final = (
+    _LUA
+    + """
+local stored = 1
+local v
+if ARGV[3] == '0' then
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET')
+else
+  v = redis.call('SET', KEYS[1], ARGV[2], 'XX', 'GET', 'PXAT', ARGV[3])
+end
+if v ~= ARGV[1] then  -- (rare) not the entry it saw: put that back
+  stored = 0
+  if v then restore(KEYS[1], v, ARGV[7]) end
+end
+local r = redis.call('GETDEL', KEYS[2])
+if ours(r, ARGV[6]) then
+  wake(r, ARGV[6], ARGV[4], ARGV[5])
+elseif r then
+  redis.call('SET', KEYS[2], r, 'PX', ARGV[7])
+end
+return stored
+"""
+)
 # KEYS: key. ARGV: channel, message. Entry or lock: a load in flight can no longer store.
 _INVALIDATE: Final = """
 redis.call('DEL', KEYS[1])
@@ -407,8 +536,11 @@ class RedisTier:
         self._raise = on_error == "raise"
         self._max_value_bytes = max_value_bytes
         self._cooldown = check_seconds("cooldown", cooldown, allow_none=False) or 0.0
-        self._channel = f"ck:{namespace}:events"
+        self._channel = f"ck:{namespace}:events"  # invalidations and clears, to every worker
         self._worker = secrets.token_hex(8)  # tells this tier's own broadcasts apart
+        # A load's end goes to the workers that wait for it only, each on its own channel.
+        self._wake_prefix = f"ck:{namespace}:wake:"
+        self._wake_channel = self._wake_prefix + self._worker  # (a lane's: `_sibling`)
         self._locks = itertools.count()  # with _worker: a lock value unique in the fleet
         self._native_acquire = True  # False once Redis turned SET NX GET down (< 7.0)
         slots = getattr(pool, "max_connections", None) or _MAX_SLOTS
@@ -418,11 +550,15 @@ class RedisTier:
             for name, text in (
                 ("acquire", _ACQUIRE),
                 ("put", _PUT),
+                ("put_many", _PUT_MANY),
+                ("write", _WRITE),
                 ("release", _RELEASE),
                 ("renew", _RENEW),
                 ("watch", _WATCH),
                 ("invalidate", _INVALIDATE),
                 ("discard", _DISCARD),
+                ("refresh", _REFRESH),
+                ("refreshed", _REFRESHED),
             )
         }
 
@@ -476,6 +612,15 @@ class RedisTier:
         self._notices = _Notices(time.monotonic)  # repeated warnings, one a minute per kind
         self._logged_foreign_loop = False
         self._logged_offline = False
+        # Every loop that uses the tier at the same time gets a lane: this tier on its first
+        # loop, a sibling (`_sibling`: its own client and subscription, the same worker id,
+        # caches and secrets) on each other one. A lane whose loop ended serves the next
+        # new loop. `_mark` names the lane in lock marks and its wake-up channel.
+        self._home = self
+        self._lanes: list[RedisTier] = []
+        self._lanes_lock = threading.Lock()
+        self._lane_ids = itertools.count(1)
+        self._mark = self._worker
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 50, **options: Any) -> RedisTier:
@@ -505,25 +650,66 @@ class RedisTier:
         return binding
 
     async def settle(self) -> None:
-        """Wait until every invalidation, clear and lock release sent so far is done."""
+        """Wait until every invalidation, clear and lock release sent so far, from any
+        event loop, is done."""
         while True:
             # Done tasks leave the set in a done callback, which runs only once the loop
             # turns; on 3.12+ gather() of done tasks returns without turning it, so waiting
             # for the set to empty would spin forever. Wait for the unfinished ones only.
-            pending = [task for task in self._background if not task.done()]
+            pending = [t for lane in self._everyone() for t in list(lane._background)]
+            pending = [task for task in pending if not task.done()]
             if not pending:
                 return
-            await asyncio.gather(*pending, return_exceptions=True)
+            for task in pending:
+                await _after(task, self._op_timeout * 4)
 
     async def aclose(self) -> None:
-        """Finish pending invalidations, stop listening, close the client if it is ours.
-        Caches keep working afterwards, in this process only."""
+        """Finish pending invalidations, stop listening on every loop, close the clients
+        that are the tier's own. Caches keep working afterwards, in this process only."""
+        home = self._home
+        if home is not self:
+            return await home.aclose()
         if self._closed:
             return
-        if self._loop is not None and self._loop.is_closed():
-            self._loop = None  # (its tasks went with it)
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            raise RuntimeError("aclose() must run on the event loop that used the tier")
+        for lane in self._everyone():
+            loop = lane._loop
+            if loop is None or loop.is_closed():
+                await lane._aclose_idle()
+            elif loop is asyncio.get_running_loop():
+                await lane._aclose_here()
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(lane._aclose_here(), loop)
+                try:
+                    async with asyncio.timeout(self._op_timeout * 8):
+                        await asyncio.wrap_future(future)
+                except TimeoutError:
+                    lane._closed = True
+            else:  # its loop is stopped, not closed: nothing can run there now
+                lane._closed = True
+
+    async def _aclose_idle(self) -> None:
+        """aclose() of a lane whose loop has ended (its end disconnected its connections,
+        `_let_go`): close its clients from here."""
+        self._closed = True
+        clients = [self._sub_client] if self._sub_client is not self._client else []
+        if self._owns_client:
+            clients.append(self._client)
+        for client in clients:
+            if client is not None:
+                try:
+                    await client.aclose(close_connection_pool=True)
+                except _ERRORS:
+                    pass
+
+    def _everyone(self) -> list[RedisTier]:
+        """The tier's lanes: itself and its siblings."""
+        home = self._home
+        return [home, *home._lanes]
+
+    async def _aclose_here(self) -> None:
+        """aclose() of one lane, on its own loop."""
+        if self._closed:
+            return
         if self._loop is not None:
             try:
                 async with asyncio.timeout(self._op_timeout * 4):
@@ -552,22 +738,100 @@ class RedisTier:
 
     # ------------------------------------------------------------------ commands
 
-    def _usable(self) -> bool:
-        """True when this call may use Redis: the tier is open and bound to this loop
-        (binding it here if it is bound to none, or to one that has closed)."""
+    def _here(self) -> RedisTier | None:
+        """The lane of the running loop (binding one if it has none), or None when this
+        call cannot use Redis: the tier is closed, or it is a second loop of a Cluster
+        client (which cannot be copied for a lane: logged once)."""
         loop = asyncio.get_running_loop()
-        if self._loop is loop:
-            return not self._closed
-        if not self._closed and (self._loop is None or self._loop.is_closed()):
-            self._bind(loop)
-            return True
-        if not self._logged_foreign_loop and not self._closed:
-            self._logged_foreign_loop = True
-            log.warning(
-                "cachekit: a RedisTier is used from a second event loop; "
-                "calls there stay in-process"
+        if loop is self._loop:
+            return None if self._closed else self
+        for lane in self._lanes:
+            if lane._loop is loop:
+                return None if lane._closed else lane
+        return self._lane_for(loop)
+
+    def _lane(self) -> RedisTier:
+        """The lane of the running loop, which has one (a task of it is running)."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return self
+        for lane in self._home._lanes:
+            if lane._loop is loop:
+                return lane
+        return self
+
+    def _lane_for(self, loop: asyncio.AbstractEventLoop) -> RedisTier | None:
+        """Bind a lane to `loop`: this tier if its loop has ended, else a sibling whose loop
+        has ended, else a new sibling. It takes over what idle lanes left unsent."""
+        with self._lanes_lock:
+            if self._closed:
+                return None
+            for lane in self._everyone():
+                if lane._loop is loop:
+                    return lane
+            idle = [lane for lane in self._everyone() if lane._idle()]
+            if self in idle:
+                lane = self
+            elif idle:
+                lane = idle[0]
+            elif getattr(self._client, "connection_pool", None) is None:
+                if not self._logged_foreign_loop:
+                    self._logged_foreign_loop = True
+                    log.warning(
+                        "cachekit: a RedisTier on a Redis Cluster client is used from a "
+                        "second event loop at once; calls there stay in-process"
+                    )
+                return None
+            else:
+                lane = self._sibling()
+                self._lanes.append(lane)
+            for other in idle:
+                if other is not lane and other._unsent:
+                    lane._unsent.update(other._unsent)
+                    other._unsent.clear()
+            lane._bind(loop)
+            return lane
+
+    def _client_is_one_node(self) -> bool:
+        """A client of one Redis (a multi-key script works); False for a Cluster client."""
+        return getattr(self._client, "connection_pool", None) is not None
+
+    def _idle(self) -> bool:
+        """No loop runs this lane now: its last one ended (or none ever bound it)."""
+        return self._loop is None or self._loop.is_closed()
+
+    def _sibling(self) -> RedisTier:
+        """A lane for another loop: the same worker, caches, secrets and options, over a
+        client of its own (a connection belongs to the loop that opened it)."""
+        pool = self._client.connection_pool
+        lane = copy.copy(self)
+        lane._home = self
+        lane._lanes = []
+        lane._mark = f"{self._worker}.{next(self._lane_ids)}"
+        lane._wake_channel = self._wake_prefix + lane._mark
+        lane._client = Redis(
+            connection_pool=ConnectionPool(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **pool.connection_kwargs,
             )
-        return False
+        )
+        lane._owns_client = True
+        lane._scripts = {
+            name: lane._client.register_script(script.script)
+            for name, script in self._scripts.items()
+        }
+        lane._loop = None
+        lane._closed = False
+        lane._unsent = {}
+        lane._listener = None
+        lane._sub_client = None
+        lane._listening = False
+        lane._read_unheard = False
+        lane._started = None
+        lane._outage = False
+        lane._logged_offline = False
+        return lane
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the tier to `loop`: its first, or the next one after the last ended. What
@@ -737,11 +1001,10 @@ class RedisTier:
             binding.errors += 1
             log.warning("cachekit: %s not sent to Redis: the tier is closed", tag)
             return
-        if running is not None and (self._loop is None or self._loop.is_closed()):
-            self._bind(running)
+        lane = self._here() if running is not None else None
         loop = self._loop
-        if loop is not None and running is loop:
-            self._issue(binding, tag, make, resend)
+        if lane is not None:  # on the lane of the caller's loop
+            lane._issue(binding, tag, make, resend)
         elif loop is not None and loop.is_running():
             loop.call_soon_threadsafe(self._issue, binding, tag, make, resend)
         else:  # no loop runs the tier (its own ended): the next one to use it sends this
@@ -785,14 +1048,21 @@ class RedisTier:
         task.add_done_callback(partial(self._unpend, tag))
 
     def _predecessors(self, tag: str) -> list[asyncio.Task[Any]]:
-        """The commands still in progress that Redis must apply before a new one for `tag`:
-        for a key (`base`), the last one for that key and the last clear of its cache; for
-        a clear (a cache prefix), the last one for each of the cache's keys."""
-        pending = self._pending
-        if "{" in tag:
-            prefix = tag.partition("{")[0]
-            return [t for t in (pending.get(tag), pending.get(prefix)) if t is not None]
-        return [task for other, task in pending.items() if other.startswith(tag)]
+        """The commands still in progress, on any loop's lane, that Redis must apply before
+        a new one for `tag`: for a key (`base`), the last one for that key and the last
+        clear of its cache; for a clear (a cache prefix), the last one for each of the
+        cache's keys."""
+        found: list[asyncio.Task[Any]] = []
+        for lane in self._everyone():
+            pending = lane._pending
+            if not pending:
+                continue
+            if "{" in tag:
+                prefix = tag.partition("{")[0]
+                found += [t for t in (pending.get(tag), pending.get(prefix)) if t is not None]
+            else:
+                found += [task for other, task in list(pending.items()) if other.startswith(tag)]
+        return found
 
     async def _in_order(
         self,
@@ -806,8 +1076,7 @@ class RedisTier:
         loop ends first (cancelled, not by aclose), the next loop sends it (`_bind`)."""
         try:
             for task in predecessors:
-                if not task.done():
-                    await asyncio.wait([task])  # its outcome is its own: only the order counts
+                await _after(task, self._op_timeout * 4)  # its outcome is its own: the order
             await make()
         except asyncio.CancelledError:
             if not self._closed and self._pending.get(tag) is asyncio.current_task():
@@ -875,12 +1144,17 @@ class RedisTier:
         if self._pending.get(tag) is task:
             del self._pending[tag]
 
+    def _unsettled(self) -> bool:
+        """Some lane has commands in progress."""
+        return any(lane._pending for lane in self._everyone())
+
     async def _settled(self, base: str, prefix: str) -> None:
-        """Wait for invalidations and clears of this key sent before the read."""
-        for tag in (prefix, base):
-            task = self._pending.get(tag)
-            if task is not None:
-                await asyncio.shield(task)
+        """Wait for invalidations and clears of this key sent before the read, on any loop."""
+        for lane in self._everyone():
+            for tag in (prefix, base):
+                task = lane._pending.get(tag)
+                if task is not None:
+                    await _after(task, self._op_timeout * 4)
 
     async def _listen(self) -> None:
         """The tier's one subscription: wakes waiters, applies others' invalidations."""
@@ -896,7 +1170,7 @@ class RedisTier:
                     if self._sub_client is self._client and hasattr(self._client, "initialize"):
                         await self._client.initialize()  # a cluster client learns its slots
                     pubsub = self._sub_client.pubsub()
-                    await pubsub.subscribe(self._channel)
+                    await pubsub.subscribe(self._channel, self._wake_channel)
                 pinged = False
                 idle = self._op_timeout * _IDLE
                 while not self._closed:
@@ -912,6 +1186,8 @@ class RedisTier:
                         continue
                     pinged = False
                     if message["type"] == "subscribe":
+                        if message["data"] != 2:  # listening once both channels are
+                            continue
                         self._listening = True
                         self._started.set()
                         delay = _POLL_MIN
@@ -931,6 +1207,9 @@ class RedisTier:
                 if not self._closed:  # not aclose(): the loop is ending (asyncio.run)
                     await self._let_go(pubsub)
                 raise
+            except GeneratorExit:  # collected unfinished (its loop was closed under it)
+                pubsub = None  # nothing can be awaited now: its connection goes with it
+                raise  # (a closed loop leaves the lane idle: the next loop rebinds it)
             finally:
                 try:
                     if pubsub is not None:
@@ -1028,6 +1307,32 @@ class RedisTier:
         )
 
 
+async def _after(task: asyncio.Task[Any], bound: float) -> None:
+    """Wait until `task` is done, whatever its outcome, on whichever loop it runs; at most
+    `bound` seconds for a task of another loop (that loop may be stopped)."""
+    if task.done():
+        return
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        await asyncio.wait([task])
+        return
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def finished(_: Any) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    try:
+        loop.call_soon_threadsafe(task.add_done_callback, finished)
+    except RuntimeError:  # its loop is closed: the task will never finish
+        return
+    try:
+        async with asyncio.timeout(bound):
+            await asyncio.wrap_future(done)
+    except TimeoutError:
+        pass
+
+
 def _finished(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
     tasks.discard(task)
     if not task.cancelled() and not isinstance(task.exception(), (type(None), _Unavailable)):
@@ -1079,6 +1384,9 @@ class _Binding:
         # worker's invalidation finds the key while it is in flight or in L1. May keep
         # keys that have gone; pruned to those still present when it doubles.
         self._keys: dict[str, Hashable] = {}
+        # digest -> SHA-1 (hex) of the payload this process's L1 entry came from, so that a
+        # refresh tells an entry another worker has refreshed since from the one it read.
+        self._seen: dict[str, str] = {}
         self._prune_at = 1024
         self.hits = 0
         self.misses = 0
@@ -1111,6 +1419,7 @@ class _Binding:
         for digest, key in list(self._keys.items()):
             if not holds(key):
                 self._keys.pop(digest, None)
+                self._seen.pop(digest, None)
         self._prune_at = max(1024, 2 * len(self._keys))
 
     def dropped(self, digest: str) -> None:
@@ -1153,15 +1462,16 @@ class _Binding:
         self.tier._schedule(self, base, partial(self._send_invalidate, base), resend)
 
     async def _send_write(self, base: str, body: bytes, ttl: float | None) -> None:
-        tier = self.tier
+        tier = self.tier._lane()
         key = f"{base}:v"
         try:
             await tier._clock_ready()
             at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
             payload = seal(tier._secret, key.encode(), VALUE, at, body)
             message = tier._signed(f"i {tier._worker} {base}")
-            args = ["", payload, at, tier._channel, message]  # unfenced
-            await tier._call(tier._script("put", [key], args))
+            args = [payload, self._stored_until(at, VALUE), tier._channel, message]  # unfenced
+            await tier._call(tier._script("write", [key], args))
+            self._seen[_digest(base)] = _sha1(payload)
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
@@ -1170,7 +1480,7 @@ class _Binding:
         self.tier._schedule(self, self.prefix, self._send_clear, resend)
 
     async def _send_invalidate(self, base: str, *, again: bool = False) -> None:
-        tier = self.tier
+        tier = self.tier._lane()
         message = tier._signed(f"i {tier._worker} {base}")
         try:
             await tier._call(tier._script("invalidate", [f"{base}:v"], [tier._channel, message]))
@@ -1183,10 +1493,10 @@ class _Binding:
         logged once, by the tier); sent again when Redis answers."""
         if not again:
             self.errors += 1
-        self.tier._resend_later(tag, resend)
+        self.tier._lane()._resend_later(tag, resend)
 
     async def _send_clear(self, *, again: bool = False) -> None:
-        tier = self.tier
+        tier = self.tier._lane()
         client = tier._client
         # The prefix and the hash tag's brace: cache "a" must not match cache "a:b"'s keys.
         match = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{*"
@@ -1220,9 +1530,20 @@ class _Binding:
     ) -> Any:
         """What the flight runs instead of `compute`: the entry from Redis, or another
         worker's load of it, or `compute()` under the fleet-wide lock."""
-        tier = self.tier
-        if not tier._usable():
+        tier = self.tier._here()
+        if tier is None:
             return await _compute(compute)
+        try:
+            if not await self._ready(tier, base):
+                return await _compute(compute)  # Redis may still hold what it would delete
+        except _Unavailable as exc:
+            return await self._unshared(exc, compute)
+        return await self._load_with(tier, base, compute, per_call)
+
+    async def _ready(self, tier: RedisTier, base: str) -> bool:
+        """Before a read of `base` on lane `tier`: the subscription started (once), the
+        commands for that key sent before it applied, Redis's clock known (_Unavailable if
+        it cannot be read). False: an invalidation of it is still queued, do not read."""
         assert tier._started is not None
         if not tier._started.is_set():  # once per process: let the subscription start
             try:
@@ -1230,18 +1551,27 @@ class _Binding:
                     await tier._started.wait()
             except TimeoutError:
                 pass
-        if tier._unsent and (base in tier._unsent or self.prefix in tier._unsent):
-            return await _compute(compute)  # Redis may still hold what it would delete
+        if any(base in t._unsent or self.prefix in t._unsent for t in tier._everyone()):
+            return False
         if not tier._listening:
             tier._read_unheard = True
-        if tier._pending:
+        if tier._unsettled():
             await tier._settled(base, self.prefix)
+        if asyncio.get_running_loop().time() - tier._clock_read_at > _RECALIBRATE:
+            await tier._clock_ready()
+        return True
+
+    async def _load_with(
+        self,
+        tier: RedisTier,
+        base: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any,
+        first: bytes | None = None,
+    ) -> Any:
+        """The load of `base` on lane `tier` (`first`: what a bulk read just found there, so
+        the first acquire is not sent again)."""
         loop = asyncio.get_running_loop()
-        if loop.time() - tier._clock_read_at > _RECALIBRATE:
-            try:
-                await tier._clock_ready()
-            except _Unavailable as exc:
-                return await self._unshared(exc, compute)
         key = f"{base}:v"
         lock = tier._new_lock()
         # Past wait_timeout a waiter still gives a dead holder's lease the time to lapse (so
@@ -1253,7 +1583,10 @@ class _Binding:
             waiter = tier._expect(base)
             try:
                 try:
-                    found = await tier._call(partial(tier._acquire, key, lock))
+                    if first is not None:
+                        found, first = first, None
+                    else:
+                        found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
                     if exc.cause is not None and not isinstance(exc.cause, ResponseError):
                         self._release(base, lock)  # sent, maybe: it may still take the lock
@@ -1274,18 +1607,27 @@ class _Binding:
                         except _Unavailable as exc:
                             return await self._unshared(exc, compute)
                         continue
-                    self.hits += 1
                     if isinstance(outcome, SharedFailure):
+                        self.hits += 1
                         raise outcome
+                    self._seen[_digest(base)] = _sha1(found)
+                    if outcome.ttl is not None and -outcome.ttl >= self.cache.stale_windows()[0]:
+                        # Past its stale window, within stale_if_error's: not served as it
+                        # is, but the fallback of a reload (under the refresh lock: the
+                        # entry holds the key, so nobody can take the load lock).
+                        return await self._refresh_with(tier, base, compute, per_call, outcome)
+                    self.hits += 1
                     return outcome
                 # Another worker is loading it: wait for its broadcast, or one probation
                 # (by then a dead holder's lock has lapsed; a live one renews it).
                 if not waited:
                     waited = True
                     self.waits += 1
-                if tier._listening and not found.endswith(_WATCHED):  # ask to be told
+                mark = tier._mark.encode()
+                if tier._listening and mark not in found.split(b" ")[1:]:  # ask to be told
                     try:
-                        marked = await tier._call(tier._script("watch", [key], [found]))
+                        args = [found, found + b" " + mark]
+                        marked = await tier._call(tier._script("watch", [key], args))
                     except _Unavailable as exc:
                         return await self._unshared(exc, compute)
                     if marked != 1:
@@ -1315,22 +1657,34 @@ class _Binding:
             raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
         return await _compute(compute)
 
-    def _remaining(self, expires_at: int) -> float | None:
-        """Seconds an entry stored until `expires_at` (0: no expiry) may live in L1."""
+    def _remaining(self, expires_at: int, negative: bool = False) -> float | None:
+        """Seconds an entry fresh until `expires_at` (0: no expiry) is fresh in L1 (past
+        it, with `negative`: minus how long it has been stale; else 0)."""
         if not expires_at:
             return None
-        return max(0.0, (expires_at - self.tier._redis_now()) / 1000)
+        left = (expires_at - self.tier._lane()._redis_now()) / 1000
+        return left if negative else max(0.0, left)
+
+    def _stored_until(self, fresh_until: int, kind: bytes) -> int:
+        """The PXAT of an entry fresh until `fresh_until` (unix ms; 0: never expires): a
+        value outlives it by the cache's stale windows, served or kept as a fallback."""
+        if not fresh_until or kind != VALUE:
+            return fresh_until
+        return fresh_until + math.ceil(max(self.cache.stale_windows()) * 1000)
 
     def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
         """The outcome a stored payload holds, or None if it must not be trusted or is
         past its own expiry (a copy written back after an invalidation, say)."""
-        tier = self.tier
+        tier = self.tier._lane()
         try:
             if len(payload) > tier._max_value_bytes + SEAL_OVERHEAD:  # before any work on it
                 raise BadPayload(f"{len(payload)} bytes, over max_value_bytes")
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
-            remaining = self._remaining(expires_at)
-            if remaining is not None and remaining <= 0:
+            remaining = self._remaining(expires_at, negative=True)
+            # A value is served stale, or kept as a fallback, for the cache's stale windows
+            # past its (signed) fresh time; a failure is not.
+            window = max(self.cache.stale_windows()) if kind == VALUE else 0.0
+            if remaining is not None and remaining + window <= 0:
                 return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
                 return Landed(tier._serializer.loads(body), remaining)
@@ -1344,12 +1698,17 @@ class _Binding:
             return None
 
     async def _lead(
-        self, base: str, lock: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+        self,
+        base: str,
+        lock: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any = None,
+        renew: bool = True,
     ) -> Any:
         """Load holding the lock; renew its lease meanwhile; store the outcome fenced."""
-        tier = self.tier
+        tier = self.tier._lane()
         cache = self.cache
-        renewal = tier._spawn(self._renew(f"{base}:v", lock), tier._renewals)
+        renewal = tier._spawn(self._renew(f"{base}:v", lock), tier._renewals) if renew else None
         try:
             try:
                 value = await _compute(compute)
@@ -1383,7 +1742,8 @@ class _Binding:
                 return Landed(value, ttl)
             return Landed(value, await self._put(base, lock, VALUE, body, ttl))
         finally:
-            renewal.cancel()
+            if renewal is not None:
+                renewal.cancel()
 
     async def _put(
         self, base: str, lock: str, kind: bytes, body: bytes, ttl: float | None
@@ -1392,7 +1752,7 @@ class _Binding:
         the outcome lands with in L1: what is left of the Redis entry; 0 when fenced out
         (the key was invalidated, or the lease lost); `ttl` when it is not shared (too big,
         too short, or Redis failed)."""
-        tier = self.tier
+        tier = self.tier._lane()
         key = f"{base}:v"
         at = 0
         if ttl is not None:
@@ -1404,9 +1764,13 @@ class _Binding:
         if len(payload) > tier._max_value_bytes:
             self._release(base, lock)
             return ttl
-        args = [lock, payload, at, tier._channel, tier._signed(f"d {base}")]
+        message = tier._signed(f"d {base}")
+        until = self._stored_until(at, kind)
+        args = [lock, payload, until, tier._wake_prefix, message, tier._probation_ms]
         try:
             stored = await tier._call(tier._script("put", [key], args))
+            if stored:
+                self._seen[_digest(base)] = _sha1(payload)
         except _Unavailable as exc:
             self.errors += 1
             self._release(base, lock)  # when Redis answers again; the entry is not stored
@@ -1418,19 +1782,442 @@ class _Binding:
             raise
         return self._remaining(at) if stored else 0.0
 
-    def _release(self, base: str, lock: str) -> None:
+    def _release(self, base: str, lock: str, suffix: str = "v") -> None:
         """Give the lock up without a value (in the background): waiters ask again. Fenced
-        by the lock's value, so it is safe at any time, even before the lock is taken."""
-        tier = self.tier
+        by the lock's value, so it is safe at any time, even before the lock is taken.
+        (`suffix` "r": the refresh lock.)"""
+        tier = self.tier._lane()
         if tier._closed:
             return
-        args = [lock, tier._channel, tier._signed(f"d {base}")]
-        tier._spawn(self._send_release(tier._script("release", [f"{base}:v"], args)))
+        args = [lock, tier._wake_prefix, tier._signed(f"d {base}")]
+        tier._spawn(self._send_release(tier._script("release", [f"{base}:{suffix}"], args)))
+
+    # ------------------------------------------------------------------ a refresh
+
+    def refreshing(self, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """What a background refresh (stale_ttl, refresh_after) runs instead of what bind()
+        or bind_many() returned: one refresh for the fleet, under a refresh lock of its own."""
+        if isinstance(bound, partial) and bound.func == self._load:
+            return partial(self._refresh, *bound.args)
+        if isinstance(bound, partial) and bound.func == self._load_many:
+            return partial(self._refresh_many, *bound.args)
+        return bound
+
+    # ------------------------------------------------------------------ a bulk load
+
+    def bind_many(
+        self, keys: list[Any], compute_many: Callable[[list[Any]], Awaitable[Any]]
+    ) -> Callable[[list[Any]], Awaitable[Any]]:
+        """`compute_many` behind the shared store, for get_many (see `_load_many`)."""
+        for key in keys:
+            self._keys[key_digest(self.name, key)] = key  # TypeError: no stable encoding
+        return partial(self._load_many, compute_many)
+
+    async def _load_many(
+        self,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        keys: list[Any],
+        refresh: bool = False,
+    ) -> dict[Any, Any]:
+        """What a bulk load runs instead of `compute_many(keys)`: one round trip (a
+        pipeline of SET NX GET, one per key) reads every key's entry and locks those no
+        worker is loading; one `compute_many` call loads exactly the keys locked here; the
+        keys another worker is loading are joined, each as a single load would. Returns
+        each key's Landed or SharedFailure (a key's failure is its own)."""
+        tier = self.tier._here()
+        if tier is None:
+            found: dict[Any, Any] = await _compute(partial(compute_many, keys))
+            return found
+        bases = {key: f"{self.prefix}{{{key_digest(self.name, key)}}}" for key in keys}
+        if refresh:  # each key's refresh is fleet-wide once (a refresh is per key anyway)
+            refreshed = await asyncio.gather(
+                *(self._one(tier, bases[k], self._single(compute_many, k), True) for k in keys),
+                return_exceptions=True,
+            )
+            return self._outcomes(dict(zip(keys, refreshed, strict=True)))
+        shared: list[Any] = []
+        alone: list[Any] = []  # an invalidation of it still queued: loaded here
+        try:
+            for key in keys:
+                (shared if await self._ready(tier, bases[key]) else alone).append(key)
+        except _Unavailable as exc:
+            return await self._unshared_many(exc, compute_many, keys)
+        if not tier._native_acquire:  # (Redis 6.2) one key at a time
+            each = await asyncio.gather(
+                *(self._one(tier, bases[k], self._single(compute_many, k), False) for k in keys),
+                return_exceptions=True,
+            )
+            return self._outcomes(dict(zip(keys, each, strict=True)))
+        locks = {key: tier._new_lock() for key in shared}
+
+        async def acquire_all() -> list[Any]:
+            pipe = tier._client.pipeline(transaction=False)
+            for key in shared:
+                pipe.execute_command(
+                    "SET", f"{bases[key]}:v", locks[key], "NX", "GET", "PX", tier._probation_ms
+                )
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        try:
+            replies = await tier._call(acquire_all) if shared else []
+        except _Unavailable as exc:
+            for key in shared:  # sent, maybe: they may still take their locks
+                self._release(bases[key], locks[key])
+            return await self._unshared_many(exc, compute_many, keys)
+        mine: list[Any] = []
+        outcomes: dict[Any, Any] = {}
+        joins: dict[Any, Awaitable[Any]] = {}
+        for key, reply in zip(shared, replies, strict=True):
+            base = bases[key]
+            if reply is None:
+                mine.append(key)
+                continue
+            single = self._single(compute_many, key)
+            if isinstance(reply, bytes) and not reply.startswith(_LOCK):
+                outcome = self._open(f"{base}:v", reply)
+                stale = self.cache.stale_windows()[0]
+                if isinstance(outcome, SharedFailure) or (
+                    isinstance(outcome, Landed) and (outcome.ttl is None or -outcome.ttl < stale)
+                ):
+                    self.hits += 1
+                    self._seen[_digest(base)] = _sha1(reply)
+                    outcomes[key] = outcome
+                    continue
+            # Another worker's lock, or an entry to look at closer (rejected, expired, past
+            # its stale window), or an error about this key: as a single load would.
+            first = reply if isinstance(reply, bytes) and reply.startswith(_LOCK) else None
+            joins[key] = self._load_with(tier, base, single, None, first)
+        for key in alone:
+            joins[key] = _compute(self._single(compute_many, key))
+        loaded = self._lead_many(tier, compute_many, mine, bases, locks)
+        results = await asyncio.gather(loaded, *joins.values(), return_exceptions=True)
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        outcomes.update(results[0])
+        outcomes.update(self._outcomes(dict(zip(joins, results[1:], strict=True))))
+        return outcomes
+
+    async def _refresh_many(
+        self, compute_many: Callable[[list[Any]], Awaitable[Any]], keys: list[Any]
+    ) -> dict[Any, Any]:
+        return await self._load_many(compute_many, keys, refresh=True)
+
+    async def _lead_many(
+        self,
+        tier: RedisTier,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        mine: list[Any],
+        bases: dict[Any, str],
+        locks: dict[Any, str],
+    ) -> dict[Any, Any]:
+        """Load the keys whose locks are ours with one `compute_many` call, renewing every
+        lock meanwhile, then store each outcome fenced (as `_lead` does for one)."""
+        if not mine:
+            return {}
+        self.misses += len(mine)
+        renewals = [
+            tier._spawn(self._renew(f"{bases[k]}:v", locks[k]), tier._renewals) for k in mine
+        ]
+        error: Exception | None = None
+        found: Any = {}
+        try:
+            try:
+                found = await _compute(partial(compute_many, mine))
+                if not isinstance(found, Mapping):
+                    raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+            except Exception as exc:
+                error = exc
+            except BaseException:
+                for key in mine:
+                    self._release(bases[key], locks[key])
+                raise
+        finally:
+            for renewal in renewals:
+                renewal.cancel()
+
+        def outcome_of(key: Any) -> Callable[[], Awaitable[Any]]:
+            if error is not None:
+                return partial(_raise, error)
+            if key not in found:
+                missing = KeyError(f"compute_many() returned no value for {key!r}")
+                return partial(_raise, missing)
+            return partial(_value, found[key])
+
+        outcomes: dict[Any, Any] = {}
+        rest = mine
+        if error is None and len(mine) > 1 and tier._client_is_one_node():
+            outcomes = await self._put_many(tier, found, mine, bases, locks)
+            rest = [key for key in mine if key not in outcomes]
+        stored = await asyncio.gather(
+            *(self._lead(bases[k], locks[k], outcome_of(k), None, renew=False) for k in rest),
+            return_exceptions=True,
+        )
+        outcomes.update(self._outcomes(dict(zip(rest, stored, strict=True))))
+        return outcomes
+
+    async def _put_many(
+        self,
+        tier: RedisTier,
+        found: Mapping[Any, Any],
+        mine: list[Any],
+        bases: dict[Any, str],
+        locks: dict[Any, str],
+    ) -> dict[Any, Any]:
+        """Store the plain values of a bulk load in one script (each fenced as `_put`
+        does); the keys it leaves out (missing, not kept, not shareable) go one by one."""
+        cache = self.cache
+        keys: list[Any] = []
+        values: dict[Any, tuple[Any, int]] = {}
+        args: list[Any] = [tier._wake_prefix, tier._probation_ms]
+        for key in mine:
+            if key not in found:
+                continue
+            value = found[key]
+            try:
+                ttl = cache.ttl_for(value)
+                if ttl is not None and ttl * 1000 < 1:
+                    continue
+                body = tier._serializer.dumps(value)
+            except Exception:
+                continue  # (the one-by-one store reports it)
+            body = body.encode() if isinstance(body, str) else body
+            redis_key = f"{bases[key]}:v"
+            at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
+            payload = seal(tier._secret, redis_key.encode(), VALUE, at, body)
+            if len(payload) > tier._max_value_bytes:
+                continue
+            keys.append(key)
+            values[key] = (value, at)
+            message = tier._signed(f"d {bases[key]}")
+            args += [locks[key], payload, self._stored_until(at, VALUE), message]
+        if not keys:
+            return {}
+        redis_keys = [f"{bases[key]}:v" for key in keys]
+        try:
+            replies = await tier._call(tier._script("put_many", redis_keys, args))
+            if not isinstance(replies, list) or len(replies) != len(keys):
+                raise _Unavailable(_BadReply(f"the bulk store answered {replies!r:.60}"))
+        except _Unavailable as exc:
+            self.errors += 1
+            for key in keys:
+                self._release(bases[key], locks[key])
+            if tier._raise:
+                failure = SharedFailure(exc.cause or _circuit_open(), 0.0)
+                return dict.fromkeys(keys, failure)
+            return {key: Landed(values[key][0], cache.ttl_for(values[key][0])) for key in keys}
+        outcomes: dict[Any, Any] = {}
+        for key, reply, arg in zip(keys, replies, args[3::4], strict=True):
+            value, at = values[key]
+            if reply == 1:
+                self._seen[_digest(bases[key])] = _sha1(arg)
+                outcomes[key] = Landed(value, self._remaining(at))
+            else:
+                outcomes[key] = Landed(value, 0.0)  # fenced out
+        return outcomes
+
+    async def _one(
+        self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], refresh: bool
+    ) -> Any:
+        if refresh:
+            return await self._refresh_with(tier, base, compute, None)
+        return await self._load_with(tier, base, compute, None)
+
+    def _single(
+        self, compute_many: Callable[[list[Any]], Awaitable[Any]], key: Any
+    ) -> Callable[[], Awaitable[Any]]:
+        """A computation of one key through the bulk loader."""
+
+        async def one() -> Any:
+            found = await _compute(partial(compute_many, [key]))
+            if not isinstance(found, Mapping):
+                raise TypeError(f"compute_many() must return a Mapping, got {found!r:.200}")
+            if key not in found:
+                raise KeyError(f"compute_many() returned no value for {key!r}")
+            return found[key]
+
+        return one
+
+    def _outcomes(self, results: dict[Any, Any]) -> dict[Any, Any]:
+        """Each key's Landed or SharedFailure, from what its load returned or raised: a
+        value computed without sharing lands with the cache's ttl, an error with its
+        negative-caching rule (as the cache itself would)."""
+        outcomes: dict[Any, Any] = {}
+        for key, result in results.items():
+            if isinstance(result, (Landed, SharedFailure)):
+                outcomes[key] = result
+            elif isinstance(result, Exception):
+                outcomes[key] = SharedFailure(result, self.cache.failure_ttl(result) or 0.0)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes[key] = Landed(result, self.cache.ttl_for(result))
+        return outcomes
+
+    async def _unshared_many(
+        self,
+        exc: _Unavailable,
+        compute_many: Callable[[list[Any]], Awaitable[Any]],
+        keys: list[Any],
+    ) -> dict[Any, Any]:
+        """Redis failed before this bulk load began: each key fails with the Redis error
+        (raise mode, never cached), or the load runs in-process (degrade)."""
+        self.errors += 1
+        if self.tier._raise:
+            failure = SharedFailure(exc.cause or _circuit_open(), 0.0)
+            return dict.fromkeys(keys, failure)
+        found: dict[Any, Any] = await _compute(partial(compute_many, keys))
+        return found
+
+    async def _refresh(
+        self, base: str, compute: Callable[[], Awaitable[Any]], per_call: Any = None
+    ) -> Any:
+        tier = self.tier._here()
+        if tier is None:
+            return await _compute(compute)
+        try:
+            if not await self._ready(tier, base):
+                return await _compute(compute)
+        except _Unavailable as exc:
+            return await self._unshared(exc, compute)
+        return await self._refresh_with(tier, base, compute, per_call)
+
+    async def _refresh_with(
+        self,
+        tier: RedisTier,
+        base: str,
+        compute: Callable[[], Awaitable[Any]],
+        per_call: Any,
+        fallback: Landed | None = None,
+    ) -> Any:
+        """Recompute an entry that Redis holds, fleet-wide once: the worker that takes the
+        key's refresh lock (`base:r`, not the load lock, so readers are never held up)
+        computes and stores it in place of the entry it saw (compare-and-set); workers
+        that find the lock taken mark it and wait, serving what they have, and adopt the
+        new entry when woken; a worker whose own refresh comes later finds an entry other
+        than the one it holds (by SHA-1) and adopts it. A failed refresh leaves the entry
+        in Redis as it was (a failure that is negatively cached keeps the refresh lock as
+        long: nobody retries meanwhile).
+        `fallback`: the stale entry a caller waits for (stale_if_error): what it gets if
+        the recomputation fails, or another worker's takes longer than a lease."""
+        key, refresh_key = f"{base}:v", f"{base}:r"
+        digest = _digest(base)
+        lock = tier._new_lock()
+        mark = tier._mark.encode()
+        waited = False
+        for _ in range(_REFRESH_ROUNDS):
+            waiter = tier._expect(base)
+            try:
+                args = [lock, tier._probation_ms, self._seen.get(digest, "")]
+                try:
+                    reply = await tier._call(tier._script("refresh", [key, refresh_key], args))
+                    if not isinstance(reply, list) or not reply or reply[0] not in (0, 1, 2, 3):
+                        raise _Unavailable(_BadReply(f"the refresh script answered {reply!r:.60}"))
+                except _Unavailable as exc:
+                    return await self._unshared(exc, compute)
+                state = reply[0]
+                found = reply[1] if len(reply) > 1 else None
+                if state == 0 or not isinstance(found, bytes):  # no entry: a plain load
+                    return await self._load_with(tier, base, compute, per_call)
+                if state == 3:  # another worker refreshed (or set) it since: adopt that
+                    outcome = self._open(key, found)
+                    if not isinstance(outcome, Landed):
+                        return await self._load_with(tier, base, compute, per_call)
+                    self.hits += 1
+                    self._seen[digest] = _sha1(found)
+                    return outcome
+                if state == 1:
+                    break
+                # Another worker refreshes it: ask to be woken when it is done, and wait (a
+                # dead refresher's lock lapses within a probation), then look again.
+                if not waited:
+                    waited = True
+                    self.waits += 1
+                holder = reply[2] if len(reply) > 2 else None
+                if (
+                    tier._listening
+                    and isinstance(holder, bytes)
+                    and mark not in holder.split(b" ")[1:]
+                ):
+                    try:
+                        args = [holder, holder + b" " + mark]
+                        marked = await tier._call(tier._script("watch", [refresh_key], args))
+                    except _Unavailable as exc:
+                        return await self._unshared(exc, compute)
+                    if marked != 1:
+                        continue  # it changed meanwhile: look again at once
+                try:
+                    async with asyncio.timeout(tier._probation + _MARGIN):
+                        await waiter
+                except TimeoutError:
+                    if fallback is not None:
+                        return fallback
+                    outcome = self._open(key, found)  # still what we serve: keep it
+                    return outcome if isinstance(outcome, Landed) else await _compute(compute)
+            finally:
+                tier._unexpect(base, waiter)
+        else:  # woken, and woken again, without a new entry: serve what there is
+            if fallback is not None:
+                return fallback
+            return await self._load_with(tier, base, compute, per_call)
+        self.misses += 1
+        renewal = tier._spawn(self._renew(refresh_key, lock), tier._renewals)
+        cache = self.cache
+        try:
+            try:
+                value = await _compute(compute)
+                ttl = cache.ttl_for(value, per_call)
+            except Exception as error:
+                negative = cache.failure_ttl(error)
+                if negative:  # nobody in the fleet asks the upstream again meanwhile
+                    hold = tier._script("renew", [refresh_key], [lock, math.ceil(negative * 1000)])
+                    tier._spawn(self._send_release(hold))
+                else:
+                    self._release(base, lock, "r")
+                if fallback is not None:
+                    return fallback
+                raise
+            except BaseException:
+                self._release(base, lock, "r")
+                raise
+        finally:
+            renewal.cancel()
+        body: bytes | None = None
+        if ttl is None or ttl > 0:
+            try:
+                dumped = tier._serializer.dumps(value)
+                body = dumped.encode() if isinstance(dumped, str) else dumped
+            except Exception as exc:
+                self.errors += 1
+                tier._notices.warn(
+                    "unserializable",
+                    "cachekit: a %s value could not be serialized (%s); kept in-process",
+                    type(value).__name__,
+                    exc,
+                )
+        at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
+        payload = None if body is None else seal(tier._secret, key.encode(), VALUE, at, body)
+        if payload is None or len(payload) > tier._max_value_bytes:
+            self._release(base, lock, "r")
+            return Landed(value, ttl)
+        message = tier._signed(f"d {base}")
+        until = self._stored_until(at, VALUE)
+        args = [found, payload, until, tier._wake_prefix, message, lock, tier._probation_ms]
+        try:
+            stored = await tier._call(tier._script("refreshed", [key, refresh_key], args))
+        except _Unavailable:
+            self.errors += 1
+            self._release(base, lock, "r")
+            return Landed(value, ttl)
+        if not stored:
+            return Landed(value, 0.0)
+        self._seen[digest] = _sha1(payload)
+        return Landed(value, self._remaining(at))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
         """Send the release until Redis answers, for at most one lease: by then the lock
         has lapsed anyway."""
-        tier = self.tier
+        tier = self.tier._lane()
         loop = asyncio.get_running_loop()
         give_up = loop.time() + tier._lease
         delay = _POLL_MIN
@@ -1448,7 +2235,7 @@ class _Binding:
             delay = min(delay * 2, _RESUBSCRIBE_MAX)
 
     async def _renew(self, key: str, lock: str) -> None:
-        tier = self.tier
+        tier = self.tier._lane()
         command = tier._script("renew", [key], [lock, tier._lease_ms])
         pause = tier._probation / 3  # the first renewal proves the load alive: a full lease
         while True:
@@ -1459,6 +2246,24 @@ class _Binding:
                     return  # the lock is gone (invalidated, or lost): the store will fail
             except _Unavailable:
                 self.errors += 1
+
+
+async def _raise(error: BaseException) -> Any:
+    raise error
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+def _sha1(payload: bytes) -> str:
+    """What Lua's redis.sha1hex answers for `payload`."""
+    return hashlib.sha1(payload).hexdigest()
+
+
+def _digest(base: str) -> str:
+    """The key digest in `base` (`<prefix>{<digest>}`)."""
+    return base[base.index("{") + 1 : -1]
 
 
 _ABSENT: Final = object()

@@ -49,8 +49,9 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
     if shared:  # empty when no redis-server is installed (the scenario says it skipped)
         assert row("shared")["loader calls"] == row("shared")["ideal calls"]
         assert row("shared")["errors"] == 0
-        fleet = row("shared", "cachekit (4 processes)")
-        assert fleet["loader calls"] == fleet["ideal calls"] and fleet["errors"] == 0
+        for count in (4, 8):
+            fleet = row("shared", f"cachekit ({count} processes)")
+            assert fleet["loader calls"] == fleet["ideal calls"] and fleet["errors"] == 0
     notes = " ".join(n for s in scenarios.values() for n in s["notes"])
     assert "failed" not in notes and "progress:" not in notes, notes
     # The progress bar (tqdm, on stderr) knows its total before the first step and ends on it.

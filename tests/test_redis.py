@@ -515,29 +515,177 @@ async def test_invalidation_reaches_another_process_within_100_ms(
         await watcher.wait()
 
 
-async def test_other_threads_stay_in_process_and_their_invalidations_still_reach_redis(
-    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+@pytest.mark.timeout(60)
+async def test_two_loops_in_two_threads_share_wait_and_invalidate_through_one_tier(
+    make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     import threading
 
     tier = make_tier()
     cache = AsyncCache[str, str](ttl=60, shared=tier, name="threads")
-    await cache.get_or_compute("k", counting()("k"))  # binds the tier to this loop
-    load = counting(lambda k: "from another loop")
-    result: list[str] = []
+    peer_tier = make_tier()  # another worker, on this loop
+    peer = AsyncCache[str, str](ttl=60, shared=peer_tier, name="threads")
+    await cache.get_or_compute("k", counting()("k"))  # the tier's first loop: this one
+    gate = Gate("from the peer")
+    steps = {name: threading.Event() for name in ("loaded", "peer loading", "waiting", "go")}
+    result: dict[str, Any] = {}
 
-    def other_thread() -> None:
-        result.append(asyncio.run(cache.get_or_compute("j", load("j"))))
-        cache.invalidate("k")  # no loop running here: handed to the tier's loop
+    async def second_loop() -> None:
+        # A load on this loop is shared with the fleet...
+        result["j"] = await cache.get_or_compute("j", counting(lambda k: "from loop 2")("j"))
+        steps["loaded"].set()
+        await asyncio.to_thread(steps["peer loading"].wait)
+        # ...a wait on this loop is woken by the peer's load (a probation is 10 s here)...
+        async with asyncio.timeout(5):
+            waiting = asyncio.ensure_future(cache.get_or_compute("w", counting()("w")))
+            steps["waiting"].set()
+            result["w"] = await waiting
+        # ...and an invalidation from this loop reaches Redis and every worker's L1.
+        await asyncio.to_thread(steps["go"].wait)
+        cache.invalidate("k")
+        await tier.settle()
 
-    thread = threading.Thread(target=other_thread)
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
     thread.start()
-    await asyncio.to_thread(thread.join)
-    assert result == ["from another loop"]
-    assert any("second event loop" in r.getMessage() for r in caplog.records)
-    await tier.settle()  # the invalidation was handed over before join() returned
+    try:
+        await asyncio.to_thread(steps["loaded"].wait, 10)
+        assert result["j"] == "from loop 2"
+        assert await peer.get_or_compute("j", counting()("j")) == "from loop 2"  # shared
+        loading = asyncio.create_task(peer.get_or_compute("w", gate))
+        await gate.started.wait()
+        steps["peer loading"].set()
+        await asyncio.to_thread(steps["waiting"].wait, 10)
+        await until(lambda: cache.stats().remote_waits == 1)
+        gate.release.set()
+        assert await loading == "from the peer"
+        assert await peer.get_or_compute("k", counting()("k")) == "value-k"
+        steps["go"].set()
+        async with asyncio.timeout(5):
+            await until(lambda: "k" not in peer)  # the broadcast of loop 2's invalidation
+    finally:
+        for step in steps.values():
+            step.set()
+        await asyncio.to_thread(thread.join, 10)
+    assert result["w"] == "from the peer"
     assert await control.exists(tier.key_of("threads", "k")) == 0
-    assert await control.exists(tier.key_of("threads", "j")) == 0  # never shared
+    assert_stats(cache, shared_misses=2, remote_waits=1, lock_takeovers=0)  # k, j; w woken
+    assert_stats(peer, shared_hits=2, shared_misses=1)  # j, k; w
+    # Loop 2 has ended: its lane serves the next loop instead of a new one.
+    lanes = list(tier._lanes)
+    assert len(lanes) == 1
+    await asyncio.to_thread(asyncio.run, cache.get_or_compute("q", counting()("q")))
+    assert tier._lanes == lanes
+    assert await control.exists(tier.key_of("threads", "q")) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_read_on_one_loop_waits_for_an_invalidation_sent_from_another(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    import threading
+
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="order2")
+    await cache.get_or_compute("k", counting(lambda k: "old")("k"))
+    invalidated, go = threading.Event(), threading.Event()
+
+    async def second_loop() -> None:
+        await cache.get_or_compute("j", counting()("j"))  # this loop's lane is listening
+        cache.invalidate("k")  # its DEL is a task of this loop...
+        invalidated.set()
+        go.wait(10)  # ...which cannot run until the other loop reads
+        await tier.settle()
+
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
+    thread.start()
+    try:
+        await asyncio.to_thread(invalidated.wait, 10)
+        read = asyncio.create_task(cache.get_or_compute("k", counting(lambda k: "new")("k")))
+        done, _ = await asyncio.wait([read], timeout=0.3)
+        assert not done  # waiting for the other loop's DEL, not reading what it deletes
+        go.set()
+        async with asyncio.timeout(5):
+            assert await read == "new"
+    finally:
+        go.set()
+        await asyncio.to_thread(thread.join, 10)
+
+
+@pytest.mark.timeout(60)
+async def test_aclose_closes_the_lane_of_a_loop_running_in_another_thread(
+    redis_server: RedisServer, control: Redis
+) -> None:
+    import threading
+
+    tier = RedisTier.from_url(redis_server.url, namespace="t", secret=SECRET, op_timeout=5.0)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="close2")
+    await cache.get_or_compute("k", counting()("k"))
+    shared, closed = threading.Event(), threading.Event()
+    after: list[str] = []
+
+    async def second_loop() -> None:
+        await cache.get_or_compute("j", counting()("j"))
+        shared.set()
+        await asyncio.to_thread(closed.wait, 10)
+        # Closed from the first loop: this loop's calls stay in-process now.
+        after.append(await cache.get_or_compute("q", counting()("q")))
+
+    thread = threading.Thread(target=lambda: asyncio.run(second_loop()))
+    thread.start()
+    try:
+        await asyncio.to_thread(shared.wait, 10)
+
+        async def subscribers() -> int:
+            return sum(int(c.get("sub", 0)) > 0 for c in await control.client_list())
+
+        await until(lambda: len(tier._lanes) == 1 and tier._lanes[0]._listening)
+        assert await subscribers() == 2  # one per loop
+        async with asyncio.timeout(10):
+            await tier.aclose()
+        assert all(lane._closed for lane in tier._everyone())
+        assert await subscribers() == 0
+    finally:
+        closed.set()
+        await asyncio.to_thread(thread.join, 10)
+    assert after == ["value-q"]
+    assert await control.exists(tier.key_of("close2", "q")) == 0  # never shared
+
+
+@pytest.mark.timeout(60)
+async def test_a_loop_closed_without_cancelling_its_tasks_leaves_a_lane_the_next_loop_reuses(
+    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from .conftest import LOOP_ERRORS
+
+    unraisable: list[BaseException | None] = []  # (the closed loop's sockets warn on collection)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(u.exc_value))
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="rude")
+    await cache.get_or_compute("a", counting()("a"))
+
+    def rude() -> None:  # run_until_complete, then close: the lane's listener still pending
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(cache.get_or_compute("b", counting()("b")))
+        loop.close()
+
+    await asyncio.to_thread(rude)
+    assert await asyncio.to_thread(asyncio.run, cache.get_or_compute("c", counting()("c")))
+    assert len(tier._lanes) == 1  # the closed loop's lane served the next one
+    other = AsyncCache[str, str](ttl=60, shared=make_tier(), name="rude")
+    for key in "bc":  # both loops shared
+        assert await other.get_or_compute(key, counting(lambda k: "not shared")(key)) != (
+            "not shared"
+        )
+    # The old listener's coroutine, collected, is closed without awaiting anything (it
+    # used to raise "no running event loop" from its finally); what remains is asyncio's
+    # own report of a task destroyed with the loop the caller closed.
+    gc.collect()
+    errors = [str(e.get("message")) for e in LOOP_ERRORS]
+    assert all(m == "Task was destroyed but it is pending!" for m in errors), errors
+    LOOP_ERRORS.clear()
+    assert [e for e in unraisable if not isinstance(e, ResourceWarning)] == []
 
 
 # ---------------------------------------------------------------------- processes
@@ -1124,16 +1272,21 @@ async def test_with_a_secret_an_unsigned_broadcast_is_ignored(
     assert "k" in cache  # ...and heard after the forgeries (one channel keeps its order)
 
 
-async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
+async def test_a_load_publishes_its_end_only_to_the_workers_that_wait_for_it(
     make_tier: Callable[..., RedisTier], control: Redis
 ) -> None:
     async def publishes() -> int:
         stats = await control.info("commandstats")
         return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
-    caches = [AsyncCache[int, str](ttl=60, shared=make_tier(), name="quiet") for _ in range(3)]
+    tiers = [make_tier() for _ in range(4)]
+    caches = [AsyncCache[int, str](ttl=60, shared=tier, name="quiet") for tier in tiers]
     for cache in caches:
         await cache.get_or_compute(-1, counting()(-1))  # every tier subscribed
+    # What every worker would hear: the broadcast channel must carry no load's end.
+    broadcast = control.pubsub()
+    await broadcast.subscribe("ck:t:events")
+    assert (await broadcast.get_message(timeout=1))["type"] == "subscribe"
     before = await publishes()
     for key in range(10):  # nobody waits: nothing to tell the other workers
         await caches[0].get_or_compute(key, counting()(key))
@@ -1141,10 +1294,67 @@ async def test_a_load_publishes_its_end_only_when_some_worker_waits_for_it(
     gate = Gate("slow")
     loading = asyncio.create_task(caches[0].get_or_compute(100, gate))
     await gate.started.wait()
-    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:]]
-    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:]))
+    # Two of the three other workers wait (the fourth never asks).
+    waiting = [asyncio.create_task(c.get_or_compute(100, counting()(100))) for c in caches[1:3]]
+    await until(lambda: all(c.stats().remote_waits == 1 for c in caches[1:3]))
     gate.release.set()
     assert await loading == "slow"
-    assert [await w for w in waiting] == ["slow", "slow"]  # woken, not timed out
-    assert await publishes() == before + 1  # one message for the two waiters
+    async with asyncio.timeout(5):  # woken, not timed out (a probation is 1 s)
+        assert [await w for w in waiting] == ["slow", "slow"]
+    assert await publishes() == before + 2  # one message to each waiting worker
+    assert await broadcast.get_message(timeout=0.05) is None
+    await broadcast.aclose()
     assert_stats(caches[1], shared_hits=2, lock_takeovers=0)  # (-1 and 100)
+
+
+async def test_a_crafted_entry_with_an_expiry_redis_refuses_is_deleted_not_restored(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # While our load runs, someone writes a "ck" payload whose header expiry Redis refuses
+    # as a PXAT: the store must not fail half-way (a Lua error after the SET), and what it
+    # cannot put back is deleted.
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="crafted")
+    key = tier.key_of("crafted", "k")
+    gate = Gate("ours")
+    loading = asyncio.create_task(cache.get_or_compute("k", gate))
+    await gate.started.wait()
+    await control.set(key, b"ck" + bytes((2, ord("v"), 0)) + b"\xff" * 8 + b"junk")
+    gate.release.set()
+    assert await loading == "ours"
+    assert await control.exists(key) == 0
+    assert cache.stats().shared_errors == 0
+
+
+async def test_a_store_that_lost_its_lock_puts_back_what_it_replaced(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    # The store is one SET ... XX GET: when the key no longer holds our lock (another
+    # worker's lock after ours lapsed, or a set()'s entry), what it replaced goes back,
+    # with its expiry, and our value is not stored.
+    tier = make_tier()
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="fence")
+    key = tier.key_of("fence", "k")
+    gate = Gate("late")
+    loading = asyncio.create_task(cache.get_or_compute("k", gate))
+    await gate.started.wait()
+    await control.set(key, b"lock:someone:1 abc", px=5_000)  # our lock lapsed, taken over
+    gate.release.set()
+    assert await loading == "late"
+    assert await control.get(key) == b"lock:someone:1 abc"
+    assert 0 < await control.pttl(key) <= tier._probation_ms  # back for one probation
+    assert "k" not in cache  # fenced out: answered, never kept
+
+    other_tier = make_tier()
+    other = AsyncCache[str, str](ttl=60, shared=other_tier, name="fence")
+    gate = Gate("late")
+    loading = asyncio.create_task(cache.get_or_compute("j", gate))
+    await gate.started.wait()
+    other.set("j", "newer")  # replaces the load's lock: the load can no longer store
+    await other_tier.settle()
+    written = await control.get(tier.key_of("fence", "j"))
+    expiry = await control.pttl(tier.key_of("fence", "j"))
+    gate.release.set()
+    assert await loading == "late"
+    assert await control.get(tier.key_of("fence", "j")) == written
+    assert 0 < await control.pttl(tier.key_of("fence", "j")) <= expiry

@@ -103,3 +103,32 @@ async def test_one_load_per_key_and_broadcasts_across_a_cluster(cluster_url: str
             await tier.aclose()
         for client in clients:
             await client.aclose()
+
+
+async def test_bulk_loads_across_a_cluster(cluster_url: str) -> None:
+    # The bulk read is a pipeline the cluster client splits by node; the stores go one
+    # script per key (a multi-key script would cross slots).
+    clients = [RedisCluster.from_url(cluster_url) for _ in range(2)]
+    tiers = [RedisTier(c, namespace="cb", secret=b"s" * 32, op_timeout=5.0) for c in clients]
+    try:
+        a, b = (AsyncCache[int, int](ttl=60, shared=t, name="m") for t in tiers)
+        loaded: list[int] = []
+
+        async def load(keys: list[int]) -> dict[int, int]:
+            loaded.extend(keys)
+            await asyncio.sleep(0.02)
+            return {k: k * 3 for k in keys}
+
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(
+                a.get_many(range(20), load), b.get_many(range(10, 30), load)
+            )
+        assert results == [{k: k * 3 for k in range(20)}, {k: k * 3 for k in range(10, 30)}]
+        assert sorted(loaded) == list(range(30))  # keys on three nodes, each loaded once
+        assert_stats(a, shared_errors=0)
+        assert_stats(b, shared_errors=0)
+    finally:
+        for tier in tiers:
+            await tier.aclose()
+        for client in clients:
+            await client.aclose()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from cachekit import AsyncCache, async_cached
+from cachekit import AsyncCache
 from cachekit._keys import make_key
 from cachekit._shared import (
     ERROR,
@@ -219,12 +219,7 @@ def test_cache_options_with_shared_fail_early() -> None:
         AsyncCache(shared=object(), name="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^name must be non-empty, without braces"):
         AsyncCache(shared=tier, name="a{b}")
-    with pytest.raises(ValueError, match=r"^shared= does not support stale_ttl yet$"):
-        AsyncCache(ttl=5, stale_ttl=5, shared=tier, name="x")
-    with pytest.raises(ValueError, match=r"^shared= does not support stale_ttl yet$"):
-
-        @async_cached(ttl=5, stale_ttl=5, shared=tier)
-        async def f() -> None: ...
+    AsyncCache(ttl=5, stale_ttl=5, refresh_after=1, stale_if_error=5, shared=tier, name="x")
 
 
 def test_cachekit_imports_without_redis_and_cachekit_redis_names_the_extra() -> None:
@@ -240,16 +235,6 @@ def test_cachekit_imports_without_redis_and_cachekit_redis_names_the_extra() -> 
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=True, text=True
     ).stdout
     assert "pip install 'cachekit-async[redis]'" in out
-
-
-async def test_get_many_refuses_a_shared_cache_rather_than_loading_per_process() -> None:
-    cache: AsyncCache[int, int] = AsyncCache(shared=make_tier(), name="bulk")
-
-    async def load(keys: list[int]) -> dict[int, int]:
-        return {k: k for k in keys}
-
-    with pytest.raises(NotImplementedError, match=r"^get_many does not load through shared="):
-        await cache.get_many([1], load)
 
 
 def test_a_tier_asks_the_cache_only_what_the_shared_cache_protocol_names(tmp_path: Path) -> None:
