@@ -1403,6 +1403,23 @@ class _Binding:
             "lock_takeovers": self.takeovers,
         }
 
+    def _dump(self, value: Any) -> bytes | None:
+        """`value` serialized for the shared store, or None (counted, warned once a period)
+        if the serializer refuses it: such a value is kept in-process only."""
+        tier = self.tier
+        try:
+            dumped = tier._serializer.dumps(value)
+            return dumped.encode() if isinstance(dumped, str) else dumped
+        except Exception as exc:  # the serializer's, or a str it made that cannot encode
+            self.errors += 1
+            tier._notices.warn(
+                "unserializable",
+                "cachekit: a %s value could not be serialized (%s); kept in-process",
+                type(value).__name__,
+                exc,
+            )
+            return None
+
     def bind(
         self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]:
@@ -1435,17 +1452,7 @@ class _Binding:
         tier = self.tier
         body: bytes | None = None
         if ttl is None or ttl * 1000 >= 1:
-            try:
-                dumped = tier._serializer.dumps(value)
-                body = dumped.encode() if isinstance(dumped, str) else dumped
-            except Exception as exc:
-                self.errors += 1
-                tier._notices.warn(
-                    "unserializable",
-                    "cachekit: a %s value could not be serialized (%s); kept in-process",
-                    type(value).__name__,
-                    exc,
-                )
+            body = self._dump(value)
         resend = partial(self._send_invalidate, base, again=True)
         if body is None or len(body) > tier._max_value_bytes:
             # Not shareable: other workers must at least stop serving the old value.
@@ -1726,18 +1733,8 @@ class _Binding:
             if ttl == 0:
                 self._release(base, lock)
                 return Landed(value, ttl)
-            try:
-                body = tier._serializer.dumps(value)
-                if isinstance(body, str):
-                    body = body.encode()
-            except Exception as exc:
-                self.errors += 1
-                tier._notices.warn(
-                    "unserializable",
-                    "cachekit: a %s value could not be serialized (%s); kept in-process",
-                    type(value).__name__,
-                    exc,
-                )
+            body = self._dump(value)
+            if body is None:
                 self._release(base, lock)
                 return Landed(value, ttl)
             return Landed(value, await self._put(base, lock, VALUE, body, ttl))
@@ -2184,17 +2181,7 @@ class _Binding:
             renewal.cancel()
         body: bytes | None = None
         if ttl is None or ttl > 0:
-            try:
-                dumped = tier._serializer.dumps(value)
-                body = dumped.encode() if isinstance(dumped, str) else dumped
-            except Exception as exc:
-                self.errors += 1
-                tier._notices.warn(
-                    "unserializable",
-                    "cachekit: a %s value could not be serialized (%s); kept in-process",
-                    type(value).__name__,
-                    exc,
-                )
+            body = self._dump(value)
         at = 0 if ttl is None else math.ceil(tier._redis_now() + ttl * 1000)
         payload = None if body is None else seal(tier._secret, key.encode(), VALUE, at, body)
         if payload is None or len(payload) > tier._max_value_bytes:

@@ -1358,3 +1358,29 @@ async def test_a_store_that_lost_its_lock_puts_back_what_it_replaced(
     assert await loading == "late"
     assert await control.get(tier.key_of("fence", "j")) == written
     assert 0 < await control.pttl(tier.key_of("fence", "j")) <= expiry
+
+
+async def test_a_value_the_serializer_cannot_give_as_bytes_stays_in_process(
+    make_tier: Callable[..., RedisTier], control: Redis
+) -> None:
+    """A serializer may return str (encoded as UTF-8); one that cannot be encoded is a value
+    that cannot be shared, like one the serializer refuses: kept in L1, counted, and the
+    load's lock released, whether it was loaded or set."""
+
+    class TextSerializer:
+        def dumps(self, value: Any) -> str:
+            return str(value)
+
+        def loads(self, data: bytes) -> Any:
+            return data.decode()
+
+    tier = make_tier(serializer=TextSerializer(), secret=SECRET)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="text")
+    lone = "\ud800"  # a lone surrogate: no UTF-8 encoding
+    assert await cache.get_or_compute("loaded", counting(lambda k: lone)("loaded")) == lone
+    cache.set("set", lone)
+    assert await cache.get_or_compute("plain", counting(lambda k: "ok")("plain")) == "ok"
+    await tier.settle()
+    assert (cache.get("loaded"), cache.get("set")) == (lone, lone)
+    assert await control.keys("*") == [tier.key_of("text", "plain").encode()]  # locks released
+    assert_stats(cache, shared_errors=2)
