@@ -473,6 +473,7 @@ async def _fleet(
         commands = await _commands(control)
         messages = await deliveries.stop()
         loads = load.calls
+        degraded = sum(_degraded(fn) for fn, _ in workers)
 
         # A Redis hit with a cold L1: a fresh worker per round, keys every worker has
         # loaded; each round's time over that of bare GETs timed just before it.
@@ -507,6 +508,7 @@ async def _fleet(
         "system": name,
         "wall ms": wall * 1e3,
         "loader calls": loads,
+        "degraded": degraded,
         "ideal calls": len(set(requests)),
         "errors": errors,
         "cmds/req": commands / len(requests),
@@ -515,6 +517,13 @@ async def _fleet(
         "x GET": median(ratios),
         "note": f"{cold_loads} reloads in the cold-L1 pass" if cold_loads else "",
     }
+
+
+def _degraded(fn: Any) -> int:
+    """Redis errors (op_timeout and the like) that cachekit's worker `fn` answered by loading
+    in-process, as its statistics count them; 0 for a peer, which does not say."""
+    info = getattr(fn, "cache_info", None)
+    return int(info().shared_errors) if info is not None else 0
 
 
 def _in_process(
@@ -547,8 +556,7 @@ async def _process_worker(
         ready.put(index)
         await asyncio.get_running_loop().run_in_executor(None, go.wait, PROCESS_START * 20)
         errors = await _drive(((fn, key) for key in requests), concurrency)
-        info = getattr(fn, "cache_info", None)  # cachekit: Redis errors it answered around
-        degraded = info().shared_errors if info is not None else 0
+        degraded = _degraded(fn)
     finally:
         await close()
     return load.calls, errors, degraded

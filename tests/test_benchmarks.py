@@ -47,11 +47,17 @@ def test_outcome_scenarios_run_and_cachekit_meets_them(tmp_path: Path) -> None:
     )
     shared = scenarios["shared"]["rows"]
     if shared:  # empty when no redis-server is installed (the scenario says it skipped)
-        assert row("shared")["loader calls"] == row("shared")["ideal calls"]
-        assert row("shared")["errors"] == 0
-        for count in (4, 8):
-            fleet = row("shared", f"cachekit ({count} processes)")
-            assert fleet["loader calls"] == fleet["ideal calls"] and fleet["errors"] == 0
+        for label in ("cachekit", "cachekit (4 processes)", "cachekit (8 processes)"):
+            fleet = row("shared", label)
+            # One load per key in the fleet, but for the Redis errors (op_timeout on a
+            # starved runner) that the tier answered by loading in-process, by design:
+            # each of those costs at most one more load.
+            ideal, loads, degraded = (
+                int(fleet[k])
+                for k in ("ideal calls", "loader calls", "degraded")  # type: ignore[call-overload]
+            )
+            assert ideal <= loads <= ideal + degraded, fleet
+            assert fleet["errors"] == 0
     notes = " ".join(n for s in scenarios.values() for n in s["notes"])
     assert "failed" not in notes and "progress:" not in notes, notes
     # The progress bar (tqdm, on stderr) knows its total before the first step and ends on it.
