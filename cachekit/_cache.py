@@ -33,7 +33,7 @@ import logging
 import sys
 import threading
 from asyncio import Future, InvalidStateError
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
 from types import CoroutineType
 from typing import Any, Final, Generic, NamedTuple, TypeVar, Unpack, final
@@ -128,6 +128,10 @@ class _Raised:
 _RESTART: Final = object()  # a key whose flight was cancelled under it, in a bulk result
 
 
+#: What `AsyncCache._join` hands a caller that missed: see there.
+Pending = Future[Any] | Entry | Coroutine[Any, Any, Any]
+
+
 class HitPath(NamedTuple):
     """What a decorated function's wrapper binds of its cache, once, at decoration: the hit
     path reads `entries` without the lock, appends to `touched`, and calls `drain` once it
@@ -139,7 +143,7 @@ class HitPath(NamedTuple):
     touched: list[Hashable]
     drain_at: int
     drain: Callable[[], None]
-    join: Callable[[Any, Callable[[], Awaitable[Any]]], Future[Any] | Entry]
+    join: Callable[[Any, Callable[[], Awaitable[Any]]], Pending]
     retry: Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
     timer: Callable[[], float] | None
 
@@ -204,6 +208,11 @@ class AsyncCache(Generic[K, V]):
         if config.shared is not None:
             assert config.name is not None  # CacheConfig requires it
             self._shared = config.shared.attach(config.name, self)
+        # A new flight's leader looks its key up in the shared tier in its own task, and
+        # starts the flight's task only for what is left (see `_lead_shared`).
+        self._looks_up_first = (
+            self._shared is not None and self._limiter is None and not self._cancel_abandoned
+        )
 
     # ------------------------------------------------------------------ hit path
 
@@ -476,11 +485,12 @@ class AsyncCache(Generic[K, V]):
 
     def _join(
         self, key: K, compute: Callable[[], Awaitable[V]], ttl: Any = None
-    ) -> Future[V] | Entry:
+    ) -> Future[V] | Entry | Coroutine[Any, Any, V]:
         """The miss path: a future of the caller's own that will hold the key's outcome,
         or, when the outcome is known at once, its Entry (served, or landed in the eager
         first step of the computation the caller leads): its `value` is the answer, or
-        raises the cached failure.
+        raises the cached failure. With a shared tier, a caller that leads a new flight
+        gets a coroutine instead, which looks the key up there first (`_lead_shared`).
 
         It leads a new flight or joins the current one, and returns at once; the caller
         awaits the future, which receives the value or the exception itself, so nothing is
@@ -503,9 +513,10 @@ class AsyncCache(Generic[K, V]):
             else:  # a plain miss: it leads a new flight
                 served = None
                 launch = flight = self._lead_locked(key, loop, ttl)
-                if self._self_answering and computing is None:
+                if computing is None and (self._self_answering or self._looks_up_first):
                     # Its computation may land in its eager first step: then the caller
                     # takes the answer from the flight, and needs no future (see Flight).
+                    # With a shared tier, it looks the key up there first (_lead_shared).
                     answers_itself = True
                     flight.live = 1
                     flight = None
@@ -520,6 +531,8 @@ class AsyncCache(Generic[K, V]):
         ):  # before the launch: an eager start may run compute() at once
             self._watch(flight, waiter, loop, computing)
         if launch is not None:
+            if answers_itself and self._looks_up_first:
+                return self._lead_shared(launch, compute, loop)
             if self._shared is not None and launch.refresh:  # one refresh for the fleet
                 compute = self._shared.refreshing(compute)
             if self._limiter is None:
@@ -541,6 +554,48 @@ class AsyncCache(Generic[K, V]):
         if served is not None:
             return served
         return waiter
+
+    async def _lead_shared(
+        self, flight: Flight, load: Callable[[], Awaitable[Any]], loop: asyncio.AbstractEventLoop
+    ) -> Any:
+        """A new flight's leader, with a shared tier: it looks the key up there in its own
+        task, so that an entry found there costs no task and no loop hop, and starts the
+        flight's task only for what is left (a load here, or the wait for another
+        worker's). The lookup is the tier's code, never the user's: the computation still
+        runs in a task of its own. Cancelled during the lookup, the leader hands the whole
+        `load` to the flight's task, so that the callers who joined meanwhile are answered.
+        Events are delivered by `_land`, and `_join` delivered the miss's."""
+        assert self._shared is not None
+        try:
+            found = await self._shared.look_up(load)
+        except GeneratorExit:  # its loop is gone: no task can start; joiners start over
+            self._land(flight, None, asyncio.CancelledError(), None)
+            raise
+        except asyncio.CancelledError:
+            self._spawn(flight, load)
+            raise
+        except BaseException as error:  # the tier's own bug, or KeyboardInterrupt
+            self._land(flight, None, error, None)
+            raise
+        if isinstance(found, Landed):
+            self._land(flight, found.value, None, found.ttl)
+        elif isinstance(found, SharedFailure):
+            self._land(flight, None, found.error, found.ttl)
+        else:
+            self._spawn(flight, found)
+        with self._lock:
+            waiters = flight.waiters
+            if waiters is not None:  # not landed (in the eager first step, say): wait
+                waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
+                waiters.append(waiter)
+        if waiters is not None:
+            return await waiter
+        answer = flight.answer
+        if type(answer) is Cancelled:
+            raise Restart
+        if type(answer) is Failure:  # as a waiter gets it: the error itself
+            raise answer.error
+        return answer.value
 
     def _watch(
         self,

@@ -14,6 +14,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine, Hashable
+from types import CoroutineType
 from typing import (
     Any,
     Concatenate,
@@ -43,8 +44,8 @@ _PREFIX: Final = "_ck_"
 
 # The generated hit path. `{now}` is `_ck_timer()` for an injected clock and
 # `_time.monotonic()` for the default one (looked up per call: freezegun replaces it).
-# A miss gets a future to await, or the entry itself when its outcome is known at once
-# (see AsyncCache._join).
+# A miss gets a future to await (a coroutine, when it leads with a shared tier), or the
+# entry itself when its outcome is known at once (see AsyncCache._join).
 _TEMPLATE: Final = """
 def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_join, _ck_retry, _ck_timer):
     _ck_get = _ck_entries.get
@@ -64,7 +65,7 @@ def _ck_factory(_ck_func, _ck_entries, _ck_touched, _ck_drain, _ck_join, _ck_ret
         _ck_compute = lambda: _ck_func({call})
         try:
             _ck_pending = _ck_join(_ck_key, _ck_compute)
-            if type(_ck_pending) is _ck_Future:
+            if type(_ck_pending) is _ck_Future or type(_ck_pending) is _ck_Coroutine:
                 return await _ck_pending
             return _ck_pending.value
         except _ck_Restart:
@@ -153,6 +154,7 @@ def _signature_wrapper(
             "_ck_unhashable": unhashable,
             "_ck_Restart": Restart,
             "_ck_Future": asyncio.Future,
+            "_ck_Coroutine": CoroutineType,
         },
         namespace,
     )

@@ -10,6 +10,12 @@ sees the cache at these points only:
                          `SharedFailure`, so the flight lands with the tier's ttl (a
                          negative one: the value is stale already, served and kept while
                          the cache's stale windows last)
+    look_up(bound)       by the caller that leads a new flight, in its own task, before
+                         any task is started: what `bind` returned, begun. It returns the
+                         outcome the tier holds (`Landed` or `SharedFailure`), or what the
+                         flight's task must run to finish (a load, or the wait for another
+                         worker's). Cancelled midway, it leaves nothing behind, and the
+                         flight's task runs `bound` afresh
     refreshing(bound)    for a background refresh (stale_ttl, refresh_after): what `bind`
                          or `bind_many` returned, turned into one refresh for the fleet
     bind_many(keys, compute_many)  get_many: wraps the bulk loader (TypeError at once for a
@@ -85,6 +91,10 @@ class SharedBinding(Protocol):
     def bind(
         self, key: Hashable, compute: Callable[[], Awaitable[Any]], ttl: Any = None
     ) -> Callable[[], Awaitable[Any]]: ...
+
+    async def look_up(
+        self, bound: Callable[[], Awaitable[Any]]
+    ) -> Landed | SharedFailure | Callable[[], Awaitable[Any]]: ...
 
     def refreshing(self, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]: ...
 

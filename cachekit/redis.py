@@ -96,6 +96,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "cachekit.redis needs redis-py: install the extra with  pip install 'cachekit-async[redis]'"
     ) from exc
 
+from ._bounds import Deadlines, Slots
 from ._options import check_seconds
 from ._shared import (
     ERROR,
@@ -150,14 +151,21 @@ _REFRESH_ROUNDS: Final = 3  # looks at a key another worker refreshes, before gi
 _RESEND_BATCH: Final = 256  # commands resent at a time, each batch awaited before the next
 _MAX_SLOTS: Final = 128  # concurrent commands when the client's pool is unbounded
 _RECALIBRATE: Final = 30.0  # seconds between readings of Redis's clock
-# A deadline that fires over this share of op_timeout late means the loop was too busy to
-# read a reply that may have come in time: the command gets op_timeout more, at most
-# _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
-_LATE: Final = 0.25
-_EXTENSIONS: Final = 3
 _PLAUSIBLE_MS: Final = 1_577_836_800_000  # 2020-01-01: a TIME reading before it is not one
 _DRIFT: Final = 1e-3  # how fast Redis's clock may run ahead of ours (NTP slews at most 5e-4)
 _LOCK: Final = b"lock:"  # a key holding this prefix is loading; payloads start with b"ck"
+
+
+@final
+class _Unopened:
+    """`_Binding._load_with`'s `opened` by default: the payload it starts from, if any, has
+    not been opened yet."""
+
+    __slots__ = ()
+
+
+_UNOPENED: Final = _Unopened()
+
 # KEYS: key. ARGV: lock, lease ms. -> the entry, another worker's lock, or nil: the lock is
 # ours. What `SET key lock NX GET PX lease` does natively from Redis 7.0; kept for 6.2.
 _ACQUIRE: Final = """
@@ -381,34 +389,6 @@ def _check_serializer(serializer: Any, signing: tuple[bytes, ...], namespace: st
 
 
 @final
-class _Deadline:
-    """Expires `scope` `seconds` from now, as counted by a loop that keeps up (see _LATE)."""
-
-    __slots__ = ("_extensions", "_handle", "_loop", "_scope", "_seconds")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, scope: Any, seconds: float) -> None:
-        self._loop = loop
-        self._scope = scope
-        self._seconds = seconds
-        self._extensions = 0
-        due = loop.time() + seconds
-        self._handle = loop.call_at(due, self._expire, due)
-
-    def _expire(self, due: float) -> None:
-        now = self._loop.time()
-        if now - due > self._seconds * _LATE and self._extensions < _EXTENSIONS:
-            self._extensions += 1
-            self._handle = self._loop.call_at(
-                now + self._seconds, self._expire, now + self._seconds
-            )
-        else:
-            self._scope.reschedule(now)  # the command is cancelled: TimeoutError
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-@final
 class _Notices:
     """Warnings that can repeat on every call (a payload rejected, a value that cannot be
     serialized): the first of each kind, then at most one per `period` of `clock`, saying
@@ -567,7 +547,8 @@ class RedisTier:
         self._closed = False
         # Bounds the commands in progress to the pool's size, so a stampede queues here
         # (op_timeout counts once a command has its turn) instead of exhausting the pool.
-        self._slots_free: asyncio.Semaphore | None = None
+        self._free: Slots | None = None  # the loop's connection slots
+        self._deadlines: Deadlines | None = None  # op_timeout for its commands
         self._sub_client: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = False  # the subscription is confirmed and reading
@@ -842,7 +823,8 @@ class RedisTier:
                 pool.reset()  # its connections belong to the closed loop: never reused
             self._read_unheard = True  # invalidations went unheard since it closed
         self._loop = loop
-        self._slots_free = asyncio.Semaphore(self._slots)
+        self._free = Slots(self._slots)
+        self._deadlines = Deadlines(loop, self._op_timeout)
         self._started = asyncio.Event()
         self._listening = False
         self._waiting = {}
@@ -871,19 +853,34 @@ class RedisTier:
         """Run one command within op_timeout, the wait for a connection slot included;
         _Unavailable if it fails or the circuit is open (in either on_error mode)."""
         loop = self._loop
-        assert loop is not None and self._slots_free is not None
+        assert loop is not None and self._free is not None and self._deadlines is not None
         if self._closed or loop.time() < self._open_until:
             raise _Unavailable(None)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        running = self._deadlines.start(task)
+        slots = self._free
         try:
-            async with asyncio.timeout(None) as scope:
-                deadline = _Deadline(loop, scope, self._op_timeout)
+            try:
+                if not slots.try_take():
+                    await slots.take()
                 try:
-                    async with self._slots_free:
-                        if loop.time() < self._open_until:  # it opened while we queued
-                            raise _Unavailable(None)
-                        result = await command()
+                    if loop.time() < self._open_until:  # it opened while we queued
+                        raise _Unavailable(None)
+                    result = await command()
                 finally:
-                    deadline.cancel()
+                    slots.give_back()
+            except asyncio.CancelledError:
+                if running.expired:  # (as asyncio.timeout does)
+                    running.expired = False
+                    if task.uncancel() <= cancelling:  # nobody else cancelled it: our deadline
+                        raise TimeoutError from None
+                raise
+            finally:
+                running.task = None
+                if running.expired:  # its cancellation was swallowed on the way: take it back
+                    task.uncancel()
         except _ERRORS as exc:
             if not _per_key(exc):
                 self._failed(exc, loop)
@@ -1547,6 +1544,54 @@ class _Binding:
             return await self._unshared(exc, compute)
         return await self._load_with(tier, base, compute, per_call)
 
+    async def look_up(
+        self, bound: Callable[[], Awaitable[Any]]
+    ) -> Landed | SharedFailure | Callable[[], Awaitable[Any]]:
+        """`_load` (`bound`, from bind()) up to its first acquire, run by the caller that
+        leads the flight, in its own task: an entry found is its answer, at the cost of a
+        bare read; anything else comes back as the rest of the load, for the flight's task.
+        Cancelled while the acquire may be on its way, it releases the lock that acquire
+        may have taken (fenced by its value, and waking whoever waits), so the load that
+        starts over does not wait for a holder that is gone."""
+        assert isinstance(bound, partial) and bound.func == self._load
+        base, compute, per_call = bound.args
+        tier = self.tier._here()
+        if tier is None:
+            return partial(_compute, compute)
+        try:
+            if not await self._ready(tier, base):
+                return partial(_compute, compute)  # Redis may still hold what it would delete
+        except _Unavailable as exc:
+            return partial(self._unshared, exc, compute)
+        key = f"{base}:v"
+        lock = tier._new_lock()
+        try:
+            found = await tier._call(partial(tier._acquire, key, lock))
+        except _Unavailable as exc:
+            if exc.cause is not None and not isinstance(exc.cause, ResponseError):
+                self._release(base, lock)  # sent, maybe: it may still take the lock
+            return partial(self._unshared, exc, compute)
+        except BaseException:
+            self._release(base, lock)
+            raise
+        if found is None:  # the lock is ours
+            self.misses += 1
+            return partial(self._lead, base, lock, compute, per_call)
+        if found.startswith(_LOCK):  # another worker loads it: wait for it in the task
+            return partial(self._load_with, tier, base, compute, per_call, found)
+        outcome = self._open(key, found)
+        if type(outcome) is SharedFailure:
+            self.hits += 1
+            return outcome
+        if outcome is not None and (
+            outcome.ttl is None or -outcome.ttl < self.cache.stale_windows()[0]
+        ):
+            self.hits += 1
+            self._seen[_digest(base)] = _sha1(found)
+            return outcome
+        # Rejected, expired, or past its stale window: as `_load_with` goes on from there.
+        return partial(self._load_with, tier, base, compute, per_call, found, outcome)
+
     async def _ready(self, tier: RedisTier, base: str) -> bool:
         """Before a read of `base` on lane `tier`: the subscription started (once), the
         commands for that key sent before it applied, Redis's clock known (_Unavailable if
@@ -1575,9 +1620,11 @@ class _Binding:
         compute: Callable[[], Awaitable[Any]],
         per_call: Any,
         first: bytes | None = None,
+        opened: Landed | SharedFailure | _Unopened | None = _UNOPENED,
     ) -> Any:
-        """The load of `base` on lane `tier` (`first`: what a bulk read just found there, so
-        the first acquire is not sent again)."""
+        """The load of `base` on lane `tier` (`first`: what a bulk read or `look_up` just
+        found there, so the first acquire is not sent again; `opened`: what `_open` made of
+        it, if it was asked already, so that a rejected payload is counted once)."""
         loop = asyncio.get_running_loop()
         key = f"{base}:v"
         lock = tier._new_lock()
@@ -1604,7 +1651,10 @@ class _Binding:
                         self.takeovers += 1
                     return await self._lead(base, lock, compute, per_call)
                 if not found.startswith(_LOCK):
-                    outcome = self._open(key, found)
+                    if isinstance(opened, _Unopened):
+                        outcome = self._open(key, found)
+                    else:  # opened by look_up: counted and warned of there
+                        outcome, opened = opened, _UNOPENED
                     if outcome is None:  # rejected or expired: delete it once, ask again
                         if discarded:
                             return await _compute(compute)

@@ -261,10 +261,16 @@ async def test_invalidations_queued_during_an_outage_are_coalesced_and_all_deliv
         while len(b):  # noqa: ASYNC110 - another worker's L1
             await asyncio.sleep(0.01)
     assert await control.keys("ck:f:q:*") == []
-    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+    # One warning when the outage begins, one when it ends. (With op_timeout 0.1 s, a
+    # CPU-starved runner may time out again once Redis is back: each such outage is logged
+    # the same way, once and once.)
+    messages = [r.getMessage().split(";")[0] for r in caplog.records]
+    outages = len(messages) // 2
+    assert outages >= 1
+    assert messages == [
         "cachekit: Redis failed (TimeoutError: )",
         "cachekit: Redis answers again",
-    ]
+    ] * outages
 
 
 # ---------------------------------------------------------------------- item 7

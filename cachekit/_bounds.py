@@ -1,0 +1,132 @@
+"""What bounds the commands of a RedisTier lane: a connection slot each, op_timeout for all.
+
+A Redis hit is one short command, and its bounds were a third of what cachekit added to it
+(#16): `asyncio.timeout` gives each command a timer of its own, pushed into the loop's heap
+and cancelled again, and `asyncio.Semaphore` takes three coroutine frames to hand out a
+free slot. Here every command of a lane has the same op_timeout, so their deadlines fall
+due in the order the commands started: a FIFO holds them, and one timer, armed for the
+oldest, expires the overdue ones. A free slot is taken in one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Final, final
+
+# A deadline that fires over this share of op_timeout late means the loop was too busy to
+# read a reply that may have come in time: the command gets op_timeout more, at most
+# _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
+LATE: Final = 0.25
+EXTENSIONS: Final = 3
+
+
+@final
+class Slots:
+    """At most `size` commands at once; the others wait in arrival order.
+
+    `busy` counts the slots taken; a slot given back goes to the first caller still
+    waiting (it stays taken), else it is freed. Loop-local, like the commands it bounds.
+    """
+
+    __slots__ = ("_waiting", "busy", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        """Take a free slot now, if there is one and nobody waits for it."""
+        if self.busy < self.size and not self._waiting:
+            self.busy += 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a slot, handed over by `give_back`."""
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():  # handed over as we were cancelled
+                self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        waiting = self._waiting
+        while waiting:
+            handed = waiting.popleft()
+            if not handed.done():  # (a waiter cancelled meanwhile is skipped)
+                handed.set_result(None)
+                return
+        self.busy -= 1
+
+
+@final
+class Running:
+    """One command under its deadline: `task` is None once it has finished."""
+
+    __slots__ = ("due", "expired", "extensions", "task")
+
+    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+        self.task: asyncio.Task[Any] | None = task
+        self.due = due
+        self.extensions = 0
+        self.expired = False  # its task was cancelled for it (taken back by the command)
+
+
+@final
+class Deadlines:
+    """op_timeout for every command of one lane, with one timer.
+
+    Invariant: `_running` is in order of `due` (commands start in order, and each gets the
+    same op_timeout; an extended one is due last of all); finished commands leave it from
+    the front, as new ones start or the timer fires. `_timer` is armed for the first
+    entry's due while there is one.
+    """
+
+    __slots__ = ("_loop", "_running", "_seconds", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._loop = loop
+        self._seconds = seconds
+        self._running: deque[Running] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[Any]) -> Running:
+        """`task` starts a command now: it is cancelled if that command outlasts op_timeout.
+        The command sets `running.task` to None when it ends, whatever the outcome."""
+        running = self._running
+        while running and running[0].task is None:
+            running.popleft()
+        entry = Running(task, self._loop.time() + self._seconds)
+        running.append(entry)
+        if self._timer is None:
+            self._timer = self._loop.call_at(entry.due, self._expire)
+        return entry
+
+    def _expire(self) -> None:
+        """Cancel the tasks of the commands past their deadline, but extend one whose
+        deadline fires late (see LATE); arm the timer for the next one."""
+        self._timer = None
+        now = self._loop.time()
+        running = self._running
+        seconds = self._seconds
+        while running:
+            first = running[0]
+            if first.task is None:
+                running.popleft()
+                continue
+            if first.due > now:
+                self._timer = self._loop.call_at(first.due, self._expire)
+                return
+            running.popleft()
+            if now - first.due > seconds * LATE and first.extensions < EXTENSIONS:
+                first.extensions += 1
+                first.due = now + seconds  # due last of all: the order holds
+                running.append(first)
+                continue
+            first.expired = True
+            first.task.cancel()

@@ -1,0 +1,95 @@
+"""The bounds of a RedisTier lane's commands (cachekit._bounds), without Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from cachekit._bounds import EXTENSIONS, Deadlines, Slots
+
+from .conftest import settle
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_slot_given_back_goes_to_the_first_waiter_still_waiting() -> None:
+    slots = Slots(2)
+    assert slots.try_take() and slots.try_take()
+    assert not slots.try_take()
+    order: list[str] = []
+
+    async def wait(name: str) -> None:
+        await slots.take()
+        order.append(name)
+
+    first = asyncio.create_task(wait("first"))
+    gone = asyncio.create_task(wait("gone"))
+    last = asyncio.create_task(wait("last"))
+    await settle()
+    gone.cancel()
+    await settle()
+    assert not slots.try_take()  # nobody jumps the queue, even with a waiter gone
+    slots.give_back()
+    slots.give_back()
+    await settle()
+    assert order == ["first", "last"] and slots.busy == 2
+    assert first.done() and last.done() and gone.cancelled()
+    slots.give_back()
+    slots.give_back()
+    assert slots.busy == 0 and slots.try_take()
+
+
+async def test_a_waiter_cancelled_as_its_slot_is_handed_over_passes_it_on() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    handed = asyncio.create_task(slots.take())
+    after = asyncio.create_task(slots.take())
+    await settle()
+    slots.give_back()  # to `handed`, whose step has not run yet
+    handed.cancel()
+    await settle()
+    assert handed.cancelled() and after.done() and not after.cancelled()
+    assert slots.busy == 1  # held by `after`, not lost
+
+
+async def test_a_command_past_its_deadline_has_its_task_cancelled_and_a_finished_one_never() -> (
+    None
+):
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 0.05)
+    quick = asyncio.create_task(forever())
+    slow = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    finished = deadlines.start(quick)
+    stuck = deadlines.start(slow)
+    finished.task = None  # its command ended in time
+    quick.cancel()  # (the test's own cleanup of the task)
+    async with asyncio.timeout(5):
+        await asyncio.gather(slow, return_exceptions=True)
+    assert slow.cancelled() and stuck.expired
+    assert not finished.expired
+
+
+async def test_a_deadline_that_fires_late_was_a_busy_loop_and_is_extended_three_times_at_most() -> (
+    None
+):
+    # A command's reply may come in time while CPU work holds the loop; the deadline then
+    # runs late, and expiring would blame Redis for the loop. A dead Redis still expires.
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 0.1)
+    task = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    running = deadlines.start(task)
+    for extensions in range(1, EXTENSIONS + 1):
+        time.sleep(0.5)  # noqa: ASYNC251 - the point: the loop is held past the deadline
+        await settle()  # the late deadline runs
+        assert (running.extensions, running.expired, task.cancelling()) == (extensions, False, 0)
+    time.sleep(0.5)  # noqa: ASYNC251
+    await settle()
+    assert running.expired
+    with pytest.raises(asyncio.CancelledError):
+        await task
