@@ -511,6 +511,9 @@ class RedisTier:
         # nobody would renew or release what it takes.
         self._probation = min(lease, max(_PROBATION, 4 * timeout))
         self._probation_ms = max(1, int(self._probation * 1000))
+        # The acquire's constant arguments, encoded once: redis-py encodes each str or int
+        # argument of every command anew (a hit is that one command, see `_acquire`).
+        self._acquire_tail = (b"NX", b"GET", b"PX", str(self._probation_ms).encode())
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -910,7 +913,7 @@ class RedisTier:
         if self._native_acquire:
             try:
                 reply = await self._client.execute_command(
-                    "SET", key, lock, "NX", "GET", "PX", self._probation_ms, get=True
+                    "SET", key.encode(), lock.encode(), *self._acquire_tail, get=True
                 )
                 return _bytes_or_none(reply, "SET NX GET")
             except ResponseError as exc:
@@ -1603,13 +1606,17 @@ class _Binding:
                     await tier._started.wait()
             except TimeoutError:
                 pass
-        if any(base in t._unsent or self.prefix in t._unsent for t in tier._everyone()):
-            return False
+        lanes = tier._everyone() if tier._home._lanes else (tier,)  # (one loop: most)
+        for lane in lanes:
+            unsent = lane._unsent
+            if unsent and (base in unsent or self.prefix in unsent):
+                return False
         if not tier._listening:
             tier._read_unheard = True
-        if tier._unsettled():
+        if any(lane._pending for lane in lanes):  # (RedisTier._unsettled)
             await tier._settled(base, self.prefix)
-        if asyncio.get_running_loop().time() - tier._clock_read_at > _RECALIBRATE:
+        assert tier._loop is not None
+        if tier._loop.time() - tier._clock_read_at > _RECALIBRATE:
             await tier._clock_ready()
         return True
 
