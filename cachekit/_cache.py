@@ -1237,6 +1237,11 @@ class AsyncCache(Generic[K, V]):
         seconds = self._config.failure_seconds
         return seconds if seconds and self._config.caches_failure(error) else None
 
+    def refreshes(self) -> bool:
+        """A value may be recomputed while an entry of it is held (stale_ttl,
+        stale_if_error or refresh_after)."""
+        return self._config.refreshes
+
     def stale_windows(self) -> tuple[float, float]:
         """(stale_ttl, stale_if_error) in seconds, 0.0 for none: how long past its fresh
         time a value is served at once, and how long it is the fallback of a failed load."""

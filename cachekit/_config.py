@@ -241,8 +241,10 @@ class CacheConfig:
     error_grace: float = field(init=False, repr=False, compare=False)
     # refresh_after
     refresh_seconds: float | None = field(init=False, repr=False, compare=False)
-    # an entry is its value and its expiry: no jitter, stale_ttl, stale_if_error or
-    # refresh_after (see make_entry)
+    # a value may be recomputed while an entry of it is held: stale_ttl, stale_if_error
+    # or refresh_after
+    refreshes: bool = field(init=False, repr=False, compare=False)
+    # an entry is its value and its expiry: no jitter, and nothing refreshes (make_entry)
     plain_entries: bool = field(init=False, repr=False, compare=False)
     # load_timeout
     timeout_seconds: float | None = field(init=False, repr=False, compare=False)
@@ -281,11 +283,8 @@ class CacheConfig:
                     f"{option} needs a ttl to count from, got ttl=None, {option}={value!r}"
                 )
         check_fraction("ttl_jitter", self.ttl_jitter)
-        derive(
-            self,
-            "plain_entries",
-            not (self.ttl_jitter or self.stale_seconds or grace or refresh is not None),
-        )
+        derive(self, "refreshes", bool(self.stale_seconds or grace or refresh is not None))
+        derive(self, "plain_entries", not (self.ttl_jitter or self.refreshes))
         derive(self, "rng", self.random if self.random is not None else Random())
         derive(self, "failure_seconds", check_seconds("negative_ttl", self.negative_ttl) or None)
         check_exception_types("negative_exceptions", self.negative_exceptions)

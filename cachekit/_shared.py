@@ -73,6 +73,11 @@ class SharedCache(Protocol):
         """How long a load's `error` is cached (negative caching), or None: not cached."""
         ...
 
+    def refreshes(self) -> bool:
+        """A value may be recomputed while an entry of it is held (stale_ttl,
+        stale_if_error or refresh_after)."""
+        ...
+
     def stale_windows(self) -> tuple[float, float]:
         """(stale_ttl, stale_if_error) in seconds, 0.0 for none."""
         ...

@@ -1386,7 +1386,9 @@ class _Binding:
         self._keys: dict[str, Hashable] = {}
         # digest -> SHA-1 (hex) of the payload this process's L1 entry came from, so that a
         # refresh tells an entry another worker has refreshed since from the one it read.
+        # (Kept only for a cache that refreshes: nothing else reads it.)
         self._seen: dict[str, str] = {}
+        self._tracks = cache.refreshes()
         self._prune_at = 1024
         self.hits = 0
         self.misses = 0
@@ -1430,6 +1432,11 @@ class _Binding:
             self._prune()
         keys[digest] = key
         return partial(self._load, f"{self.prefix}{{{digest}}}", compute, ttl)
+
+    def _saw(self, base: str, payload: bytes) -> None:
+        """This process's L1 entry of `base` now comes from `payload` (see `_seen`)."""
+        if self._tracks:
+            self._seen[_digest(base)] = _sha1(payload)
 
     def _prune(self) -> None:
         holds = self.cache.holds_key
@@ -1478,7 +1485,7 @@ class _Binding:
             message = tier._signed(f"i {tier._worker} {base}")
             args = [payload, self._stored_until(at, VALUE), tier._channel, message]  # unfenced
             await tier._call(tier._script("write", [key], args))
-            self._seen[_digest(base)] = _sha1(payload)
+            self._saw(base, payload)
         except _Unavailable:  # other workers must at least stop serving the old value
             self._missed(base, partial(self._send_invalidate, base, again=True), False)
 
@@ -1590,7 +1597,7 @@ class _Binding:
             outcome.ttl is None or -outcome.ttl < self.cache.stale_windows()[0]
         ):
             self.hits += 1
-            self._seen[_digest(base)] = _sha1(found)
+            self._saw(base, found)
             return outcome
         # Rejected, expired, or past its stale window: as `_load_with` goes on from there.
         return partial(self._load_with, tier, base, compute, per_call, found, outcome)
@@ -1674,7 +1681,7 @@ class _Binding:
                     if isinstance(outcome, SharedFailure):
                         self.hits += 1
                         raise outcome
-                    self._seen[_digest(base)] = _sha1(found)
+                    self._saw(base, found)
                     if outcome.ttl is not None and -outcome.ttl >= self.cache.stale_windows()[0]:
                         # Past its stale window, within stale_if_error's: not served as it
                         # is, but the fallback of a reload (under the refresh lock: the
@@ -1824,7 +1831,7 @@ class _Binding:
         try:
             stored = await tier._call(tier._script("put", [key], args))
             if stored:
-                self._seen[_digest(base)] = _sha1(payload)
+                self._saw(base, payload)
         except _Unavailable as exc:
             self.errors += 1
             self._release(base, lock)  # when Redis answers again; the entry is not stored
@@ -1935,7 +1942,7 @@ class _Binding:
                     isinstance(outcome, Landed) and (outcome.ttl is None or -outcome.ttl < stale)
                 ):
                     self.hits += 1
-                    self._seen[_digest(base)] = _sha1(reply)
+                    self._saw(base, reply)
                     outcomes[key] = outcome
                     continue
             # Another worker's lock, or an entry to look at closer (rejected, expired, past
@@ -2064,7 +2071,7 @@ class _Binding:
         for key, reply, arg in zip(keys, replies, args[3::4], strict=True):
             value, at = values[key]
             if reply == 1:
-                self._seen[_digest(bases[key])] = _sha1(arg)
+                self._saw(bases[key], arg)
                 outcomes[key] = Landed(value, self._remaining(at))
             else:
                 outcomes[key] = Landed(value, 0.0)  # fenced out
@@ -2178,7 +2185,7 @@ class _Binding:
                     if not isinstance(outcome, Landed):
                         return await self._load_with(tier, base, compute, per_call)
                     self.hits += 1
-                    self._seen[digest] = _sha1(found)
+                    self._saw(base, found)
                     return outcome
                 if state == 1:
                     break
@@ -2255,7 +2262,7 @@ class _Binding:
             return Landed(value, ttl)
         if not stored:
             return Landed(value, 0.0)
-        self._seen[digest] = _sha1(payload)
+        self._saw(base, payload)
         return Landed(value, self._remaining(at))
 
     async def _send_release(self, command: Callable[[], Awaitable[Any]]) -> None:
