@@ -563,7 +563,8 @@ class AsyncCache(Generic[K, V]):
         flight's task only for what is left (a load here, or the wait for another
         worker's). The lookup is the tier's code, never the user's: the computation still
         runs in a task of its own. Cancelled during the lookup, the leader hands the whole
-        `load` to the flight's task, so that the callers who joined meanwhile are answered.
+        `load` to the flight's task, so that the callers who joined meanwhile are answered;
+        with nobody left waiting, the flight lands cancelled (no task is started).
         Events are delivered by `_land`, and `_join` delivered the miss's."""
         assert self._shared is not None
         try:
@@ -572,7 +573,13 @@ class AsyncCache(Generic[K, V]):
             self._land(flight, None, asyncio.CancelledError(), None)
             raise
         except asyncio.CancelledError:
-            self._spawn(flight, load)
+            with self._lock:
+                waiters = flight.waiters
+                waited = waiters is not None and any(not w.done() for w in waiters)
+            if waited:  # those who joined meanwhile are answered by the flight's task
+                self._spawn(flight, load)
+            else:  # nobody to answer (a loop shutting down cancels every task at once)
+                self._land(flight, None, asyncio.CancelledError(), None)
             raise
         except BaseException as error:  # the tier's own bug, or KeyboardInterrupt
             self._land(flight, None, error, None)

@@ -550,6 +550,7 @@ class RedisTier:
         self._closed = False
         # Bounds the commands in progress to the pool's size, so a stampede queues here
         # (op_timeout counts once a command has its turn) instead of exhausting the pool.
+        self._ending = False  # the loop is ending: see _let_go
         self._free: Slots | None = None  # the loop's connection slots
         self._deadlines: Deadlines | None = None  # op_timeout for its commands
         self._sub_client: Any = None
@@ -682,8 +683,8 @@ class RedisTier:
             if client is not None:
                 try:
                     await client.aclose(close_connection_pool=True)
-                except _ERRORS:
-                    pass
+                except (*_ERRORS, RuntimeError):  # (a connection its ended loop opened late
+                    pass  # cannot be closed from here: "Event loop is closed")
 
     def _everyone(self) -> list[RedisTier]:
         """The tier's lanes: itself and its siblings."""
@@ -826,6 +827,7 @@ class RedisTier:
                 pool.reset()  # its connections belong to the closed loop: never reused
             self._read_unheard = True  # invalidations went unheard since it closed
         self._loop = loop
+        self._ending = False
         self._free = Slots(self._slots)
         self._deadlines = Deadlines(loop, self._op_timeout)
         self._started = asyncio.Event()
@@ -1223,6 +1225,16 @@ class RedisTier:
         """The tier's loop is ending: close what belongs to it, so that the next loop to
         use the tier binds it afresh (see `_bind`). Commands cancelled meanwhile queued
         themselves in `_unsent` (`_in_order`)."""
+        self._ending = True  # no release is started from now on
+        # Commands still on their way would outlive the loop, pending: each is cancelled
+        # and waited for, those started meanwhile too (a release is dropped, and its lock
+        # lapses; an invalidation queues itself in `_unsent`).
+        while pending := [task for task in self._background if not task.done()]:
+            for task in pending:
+                task.cancel()
+            _, stuck = await asyncio.wait(pending, timeout=self._op_timeout)
+            if stuck:  # (one that ignores its cancellation: leave it)
+                break
         connections = [pubsub] if pubsub is not None else []
         for client in (self._sub_client, self._client):
             pool = getattr(client, "connection_pool", None)
@@ -1848,7 +1860,7 @@ class _Binding:
         by the lock's value, so it is safe at any time, even before the lock is taken.
         (`suffix` "r": the refresh lock.)"""
         tier = self.tier._lane()
-        if tier._closed:
+        if tier._closed or tier._ending:  # (its lock lapses after its probation)
             return
         args = [lock, tier._wake_prefix, tier._signed(f"d {base}")]
         tier._spawn(self._send_release(tier._script("release", [f"{base}:{suffix}"], args)))

@@ -218,14 +218,44 @@ async def test_a_leader_cancelled_after_its_acquire_took_the_lock_leaves_no_lock
     load = counting()
     leader = asyncio.create_task(cache.get_or_compute("k", load("k")))
     await asyncio.sleep(0)  # its first step: the acquire is sent; its reply not yet read
+    joiner = asyncio.create_task(cache.get_or_compute("k", load("k")))  # joins next step
     time.sleep(0.2)  # noqa: ASYNC251 - the loop must not read the reply: Redis runs the acquire
     leader.cancel()
-    joiner = asyncio.create_task(cache.get_or_compute("k", load("k")))
     async with asyncio.timeout(10):
         assert await joiner == "value-k"
         await asyncio.gather(leader, return_exceptions=True)
     assert load.calls == 1
     assert_stats(cache, coalesced=1, shared_errors=0)
+
+
+@pytest.mark.timeout(30)
+async def test_a_loop_that_ends_under_a_leaders_redis_lookup_leaves_no_task_behind(
+    make_tier: Callable[..., RedisTier], redis_server: RedisServer, control: Redis
+) -> None:
+    import gc
+
+    from .conftest import LOOP_ERRORS
+
+    cache = AsyncCache[str, str](ttl=60, shared=make_tier(), name="ended")
+    tasks: list[asyncio.Task[str]] = []
+
+    async def main() -> None:
+        await cache.get_or_compute("warm", counting()("warm"))  # this loop's lane, connected
+        pauser = Redis.from_url(redis_server.url)
+        await pauser.execute_command("CLIENT", "PAUSE", 2000, "WRITE")  # the lookup stalls
+        await pauser.aclose()
+        tasks.append(asyncio.create_task(cache.get_or_compute("k", counting()("k"))))
+        await settle()
+        # main returns: asyncio.run cancels the leader in its lookup, nobody else waits
+
+    try:
+        await asyncio.to_thread(asyncio.run, main())
+    finally:
+        await control.execute_command("CLIENT", "UNPAUSE")
+    gc.collect()
+    assert tasks[0].cancelled()
+    assert [e.get("message") for e in LOOP_ERRORS] == []  # no task left pending, nothing raised
+    assert not cache.holds_key("k")  # the flight landed (cancelled), and left its key
 
 
 async def test_a_shared_hit_lands_in_l1_with_what_is_left_of_the_redis_entry(

@@ -267,10 +267,14 @@ async def test_invalidations_queued_during_an_outage_are_coalesced_and_all_deliv
     messages = [r.getMessage().split(";")[0] for r in caplog.records]
     outages = len(messages) // 2
     assert outages >= 1
-    assert messages == [
-        "cachekit: Redis failed (TimeoutError: )",
-        "cachekit: Redis answers again",
-    ] * outages
+    assert (
+        messages
+        == [
+            "cachekit: Redis failed (TimeoutError: )",
+            "cachekit: Redis answers again",
+        ]
+        * outages
+    )
 
 
 # ---------------------------------------------------------------------- item 7
