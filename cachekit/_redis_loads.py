@@ -1,4 +1,4 @@
-"""One cache's loads through a RedisTier: a flight's load, a refresh and a bulk load, each
+"""One cache's loads through a RedisTier lane: a flight's load, a refresh, a bulk load, each
 fleet-wide once, with the counters the cache reports. See the design note in
 `cachekit.redis`; `RedisTier.attach` makes one `_Binding` per cache.
 """
@@ -11,10 +11,11 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, final
 
 from redis.exceptions import ResponseError
 
+from ._redis_lanes import Lane
 from ._redis_protocol import (
     _ERRORS,
     _LOCK,
@@ -44,9 +45,6 @@ from ._shared import (
     unseal,
 )
 
-if TYPE_CHECKING:
-    from .redis import RedisTier
-
 
 @final
 class _Unopened:
@@ -73,7 +71,7 @@ class _Binding:
     Counters are written on the tier's loop only.
     """
 
-    def __init__(self, tier: RedisTier, name: str, cache: SharedCache) -> None:
+    def __init__(self, tier: Lane, name: str, cache: SharedCache) -> None:
         self.tier = tier
         self.name = name
         self.cache = cache
@@ -300,7 +298,7 @@ class _Binding:
         # Rejected, expired, or past its stale window: as `_load_with` goes on from there.
         return partial(self._load_with, tier, base, compute, per_call, found, outcome)
 
-    async def _ready(self, tier: RedisTier, base: str) -> bool:
+    async def _ready(self, tier: Lane, base: str) -> bool:
         """Before a read of `base` on lane `tier`: the subscription started (once), the
         commands for that key sent before it applied, Redis's clock known (_Unavailable if
         it cannot be read). False: an invalidation of it is still queued, do not read."""
@@ -318,7 +316,7 @@ class _Binding:
                 return False
         if not tier._listening:
             tier._read_unheard = True
-        if any(lane._pending for lane in lanes):  # (RedisTier._unsettled)
+        if any(lane._pending for lane in lanes):  # (Lane._unsettled)
             await tier._settled(base, self.prefix)
         assert tier._loop is not None
         if tier._loop.time() - tier._clock_read_at > _RECALIBRATE:
@@ -327,7 +325,7 @@ class _Binding:
 
     async def _load_with(
         self,
-        tier: RedisTier,
+        tier: Lane,
         base: str,
         compute: Callable[[], Awaitable[Any]],
         per_call: Any,
@@ -664,7 +662,7 @@ class _Binding:
 
     async def _lead_many(
         self,
-        tier: RedisTier,
+        tier: Lane,
         compute_many: Callable[[list[Any]], Awaitable[Any]],
         mine: list[Any],
         bases: dict[Any, str],
@@ -717,7 +715,7 @@ class _Binding:
 
     async def _put_many(
         self,
-        tier: RedisTier,
+        tier: Lane,
         found: Mapping[Any, Any],
         mine: list[Any],
         bases: dict[Any, str],
@@ -776,7 +774,7 @@ class _Binding:
         return outcomes
 
     async def _one(
-        self, tier: RedisTier, base: str, compute: Callable[[], Awaitable[Any]], refresh: bool
+        self, tier: Lane, base: str, compute: Callable[[], Awaitable[Any]], refresh: bool
     ) -> Any:
         if refresh:
             return await self._refresh_with(tier, base, compute, None)
@@ -843,7 +841,7 @@ class _Binding:
 
     async def _refresh_with(
         self,
-        tier: RedisTier,
+        tier: Lane,
         base: str,
         compute: Callable[[], Awaitable[Any]],
         per_call: Any,

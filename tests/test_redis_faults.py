@@ -194,9 +194,9 @@ async def test_an_outage_queues_invalidations_bounded_logs_once_and_resends_in_s
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import cachekit.redis
+    import cachekit._redis_lanes
 
-    monkeypatch.setattr(cachekit.redis, "_UNSENT_MAX", 2_000)  # the default is 10,000
+    monkeypatch.setattr(cachekit._redis_lanes, "_UNSENT_MAX", 2_000)  # the default is 10,000
     caplog.set_level(logging.WARNING, logger="cachekit.redis")
     tier = make_tier(op_timeout=0.1, cooldown=0.05)
     cache = AsyncCache[int, str](ttl=60, maxsize=None, shared=tier, name="flood")
