@@ -9,8 +9,9 @@ Round 3 (issue 18, third session; none kept, figures in the changelog and the is
 jump when main is stale, a density veto on jumps, jumps scaled by the lead's z-score),
 `Depth` (the window grows to where the shadow's extra hits were), `Drop` (a sudden hit-ratio
 drop halves the sketch), `AgeClimb` (the aging speed hill-climbs, after Caffeine's
-simulator), `Dither` (sample lengths vary, against phase-locking with periodic traces) and
-`MinWindow` (a window of at least one entry). Tie rules in the contest (a candidate as
+simulator), `Dither` (sample lengths vary, against phase-locking with periodic traces),
+`MinWindow` (a window of at least one entry) and `WarmShadow` (the shadow LRU fed while the
+cache fills, so it starts warm). Tie rules in the contest (a candidate as
 frequent as the victim wins while the shadow LRU leads, at low counts, or while main is
 stale) need a change inside the inlined contest and were measured with a temporary one.
 """
@@ -349,6 +350,7 @@ def parse(spec: str) -> Callable[[int], Any]:
         "fixed": Fixed,
         "shadow": Shadow,
         "steer": Steer,
+        "warm": WarmShadow,
         "minwindow": MinWindow,
         "dither": Dither,
         "ageclimb": AgeClimb,
@@ -683,3 +685,41 @@ class MinWindow(TinyLFUCache[Any, Any]):
 
     def _resize_window(self, window_max: float) -> None:
         super()._resize_window(max(window_max, min(self.least, self._maxsize / 2)))
+
+
+class WarmShadow(TinyLFUCache[Any, Any]):
+    """Round 3: the shadow LRU is fed while the cache fills up too (without counting), so
+    that it starts warm, holding what the cache holds, when the cache is full. Shipped, it
+    starts empty then: in a large cache it needs tens of thousands of accesses before it
+    can hit as the cache does, and meanwhile it reports the cache ahead."""
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+
+    def _warm_shadow(self) -> None:
+        shadow = self._shadow
+        size = self._shadow_size
+        for h in self._sampled:
+            if h < 0:
+                h = ~h
+            if h in shadow:
+                shadow.move_to_end(h)
+            else:
+                shadow[h] = None
+                if len(shadow) > size:
+                    shadow.popitem(False)
+        self._sampled.clear()
+
+    def _filled(self) -> None:
+        self._warm_shadow()
+        super()._filled()
+
+    def _end_sample(self) -> None:
+        if not self._full_sample:
+            self._warm_shadow()
+        super()._end_sample()
+
+
+VARIANTS["warm"] = lambda size: WarmShadow(size)
