@@ -489,6 +489,7 @@ class Sub(TinyLFUCache[Any, Any]):
     jump_min = 0.1
     veto = 1e9  # no jump while the window's density is below main's by this (log ratio)
     zscale = 0.0  # > 0: the jump is multiplied by max(1, z / zscale), z the lead's z-score
+    subz = 1.0  # the lead's z-score a jump needs at a sub-sample that ends no full sample
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
         for name, value in kw.items():
@@ -521,7 +522,8 @@ class Sub(TinyLFUCache[Any, Any]):
         sampled = self._shadow_sampled
         behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
         lo, oo = self._shadow_only, self._own_only
-        if behind > 0.01 and lo - oo > math.sqrt(lo + oo) and error > -self.veto:
+        bar = 1.0 if full else self.subz
+        if behind > 0.01 and lo - oo > bar * math.sqrt(lo + oo) and error > -self.veto:
             jump = max(self.jump_min, self.jump_gain * behind)
             if self.zscale:
                 jump *= max(1.0, (lo - oo) / math.sqrt(lo + oo) / self.zscale)
