@@ -4,6 +4,8 @@ theine, with a third of the trace families held out while tuning.
 
     python -m benchmarks.adapt baseline [--full]      # OPT/LRU/LFU/theine, cached in results/
     python -m benchmarks.adapt run VARIANT... [--full] # TinyLFU variants (see VARIANTS)
+    python -m benchmarks.adapt run current --set _SAMPLE_MIN=2000  # a constant replaced
+    python -m benchmarks.adapt detail VARIANT [--full] # per cell, misses flagged
 
 The baselines need theine (the bench venv, `make bench`). Sizes: 1%, 2.5%, 5%, 10%, 25% and 50%
 of the distinct keys in the replayed prefix (at least 16). "full" is the whole trace, capped at
@@ -211,7 +213,21 @@ def main() -> None:
     parser.add_argument("variants", nargs="*")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", default="")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="NAME=VALUE: replace a constant of cachekit._tinylfu (e.g. _MAIN_MIN=0.005)",
+    )
     args = parser.parse_args()
+    if args.set:
+        from cachekit import _tinylfu
+
+        for item in args.set:
+            key, _, value = item.partition("=")
+            if not hasattr(_tinylfu, key):
+                sys.exit(f"cachekit._tinylfu has no {key}")
+            setattr(_tinylfu, key, type(getattr(_tinylfu, key))(float(value)))
     if args.command == "baseline":
         baseline(args.full)
         return
@@ -228,7 +244,8 @@ def main() -> None:
             variants[name] = adapt_variants.parse(name)
         if name not in variants:
             sys.exit(f"unknown variant {name}; known: {', '.join(variants)}")
-        evaluate(name, variants[name], args.full, only)
+        label = name + "".join(f"+{item}" for item in args.set)
+        evaluate(label, variants[name], args.full, only)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,17 @@
 Each variant is a TinyLFUCache subclass whose `_end_sample` (called by the hot paths after
 every `_sample_size` accesses) decides the window; `_set_periods` sets the sample and aging
 periods. Window hits are counted by a `__getitem__` wrapper (cost is not measured here).
+
+Round 3 (issue 18, third session; none kept, figures in the changelog and the issue's note):
+`Sub` (the shadow LRU judged several times per density sample; also a sketch halving on a
+jump when main is stale, a density veto on jumps, jumps scaled by the lead's z-score),
+`Depth` (the window grows to where the shadow's extra hits were), `Drop` (a sudden hit-ratio
+drop halves the sketch), `AgeClimb` (the aging speed hill-climbs, after Caffeine's
+simulator), `Dither` (sample lengths vary, against phase-locking with periodic traces),
+`MinWindow` (a window of at least one entry) and `WarmShadow` (the shadow LRU fed while the
+cache fills, so it starts warm). Tie rules in the contest (a candidate as
+frequent as the victim wins while the shadow LRU leads, at low counts, or while main is
+stale) need a change inside the inlined contest and were measured with a temporary one.
 """
 
 from __future__ import annotations
@@ -339,6 +350,13 @@ def parse(spec: str) -> Callable[[int], Any]:
         "fixed": Fixed,
         "shadow": Shadow,
         "steer": Steer,
+        "warm": WarmShadow,
+        "minwindow": MinWindow,
+        "dither": Dither,
+        "ageclimb": AgeClimb,
+        "drop": Drop,
+        "depth": Depth,
+        "sub": Sub,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -451,3 +469,259 @@ class Steer(TinyLFUCache[Any, Any]):
 
 
 VARIANTS["steer"] = lambda size: Steer(size)
+
+
+class Sub(TinyLFUCache[Any, Any]):
+    """Round 3: the shadow LRU judged `sub` times per density sample (each sub-sample), so
+    a lead is acted on sooner; density still steps once per full sample. `after`: what a
+    jump does to the shadow's counts (0 keep, 1 halve, 2 zero), so the evidence behind one
+    jump does not make the next. `age`: 1 = a jump also halves the sketch when main's
+    density is below the window's by `stale` (log ratio): main holds what the counts
+    remember, not what is used. `veto`: no jump while the window's density is below main's
+    by this much (log ratio). `zscale`: a jump times max(1, z / zscale), z the lead's number
+    of standard errors. `sub=1, after=0` replays the shipped policy exactly."""
+
+    sub = 4
+    after = 2
+    age = 0
+    stale = 2.0
+    jump_gain = 2.0
+    jump_min = 0.1
+    veto = 1e9  # no jump while the window's density is below main's by this (log ratio)
+    zscale = 0.0  # > 0: the jump is multiplied by max(1, z / zscale), z the lead's z-score
+    subz = 1.0  # the lead's z-score a jump needs at a sub-sample that ends no full sample
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._acc_hits = self._acc_window = self._n = 0
+        super().__init__(maxsize, seed=1)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._sample_size = max(self._sample_size // int(self.sub), 1)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        self._acc_hits += hits
+        self._acc_window += window_hits
+        self._n += 1
+        maxsize = self._maxsize
+        window = self._window_max
+        main = maxsize - window
+        target = window
+        error = 0.0
+        full = self._n >= self.sub
+        if full:
+            hits, window_hits = self._acc_hits, self._acc_window
+            floor = 1 / maxsize
+            error = math.log(
+                (window_hits / window + floor) / ((hits - window_hits) / max(main, 1) + floor)
+            )
+            target = window + math.copysign(min(0.3, abs(error) * 0.03), error) * maxsize
+            self._acc_hits = self._acc_window = self._n = 0
+        sampled = self._shadow_sampled
+        behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
+        lo, oo = self._shadow_only, self._own_only
+        bar = 1.0 if full else self.subz
+        if behind > 0.01 and lo - oo > bar * math.sqrt(lo + oo) and error > -self.veto:
+            jump = max(self.jump_min, self.jump_gain * behind)
+            if self.zscale:
+                jump *= max(1.0, (lo - oo) / math.sqrt(lo + oo) / self.zscale)
+            jump = min(jump, 0.9)
+            target = max(target, window + jump * maxsize)
+            if self.age and full and error > self.stale:
+                self._sketch.halve()
+            if self.after == 1:
+                full = True
+            elif self.after == 2:
+                self._shadow_sampled = self._shadow_hits = self._shadow_missed = 0
+                self._shadow_only = self._own_only = 0
+                full = False
+        if full:
+            self._shadow_sampled >>= 1
+            self._shadow_hits >>= 1
+            self._shadow_missed >>= 1
+            self._shadow_only >>= 1
+            self._own_only >>= 1
+        return target
+
+
+VARIANTS["sub1"] = lambda size: Sub(size, sub=1, after=0)  # = current
+VARIANTS["sub4"] = lambda size: Sub(size, sub=4, after=2)
+VARIANTS["sub4-halve"] = lambda size: Sub(size, sub=4, after=1)
+VARIANTS["sub2"] = lambda size: Sub(size, sub=2, after=2)
+
+
+class Depth(TinyLFUCache[Any, Any]):
+    """Round 3: the shadow LRU also says *how far back* the hits it had and this cache
+    missed were (their stack depth, scaled by the sampling rate: the LRU size that would
+    have hit them). On a significant lead the window grows to the `q` quantile of those
+    depths (times `scale`), if that is more than the shipped jump."""
+
+    q = 0.75
+    scale = 1.0
+    keep = 0  # 1: the depths of the last two samples, else the last one
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._depths: list[int] = []
+        self._old_depths: list[int] = []
+        super().__init__(maxsize, seed=1)
+
+    def _replay_shadow(self) -> None:
+        shadow = self._shadow
+        depths = self._depths
+        for h in self._sampled:
+            if h < 0 and ~h in shadow:
+                keys = list(shadow)
+                depths.append(len(keys) - keys.index(~h))
+        super()._replay_shadow()
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        lo, oo = self._shadow_only, self._own_only
+        s = self._shadow_sampled
+        behind = (self._shadow_hits - s + self._shadow_missed) / s if s else 0
+        target = super()._steer(hits, window_hits)
+        depths = self._depths + (self._old_depths if self.keep else [])
+        if behind > 0.01 and lo - oo > math.sqrt(lo + oo) and depths:
+            depths.sort()
+            d = depths[min(int(self.q * len(depths)), len(depths) - 1)]
+            want = d * (self._shadow_mask + 1) * self.scale
+            target = max(target, want)
+        self._old_depths = self._depths
+        self._depths = []
+        return target
+
+
+class Drop(TinyLFUCache[Any, Any]):
+    """Round 3: a sample whose hit ratio fell by more than `drop` (absolute) below the
+    previous one's halves the sketch (`halve` times): a shift of the popular keys shows as
+    a sudden drop, and the counts of the old ones then keep the new ones out."""
+
+    drop = 0.05
+    halve = 1
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._last_rate = -1.0
+        super().__init__(maxsize, seed=1)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        rate = hits / self._sample_size
+        if self._last_rate >= 0 and rate < self._last_rate - self.drop:
+            for _ in range(int(self.halve)):
+                self._sketch.halve()
+            self._unaged = 0
+        self._last_rate = rate
+        return super()._steer(hits, window_hits)
+
+
+class AgeClimb(TinyLFUCache[Any, Any]):
+    """Round 3, after the adaptive-reset sketches of Caffeine's simulator: the sketch ages
+    `speed` times faster (1, 2, 4, ... `top`), and the speed hill-climbs on the sample's miss
+    ratio (one step per full sample, turning back when the last step made it worse by more
+    than `noise`)."""
+
+    top = 16
+    noise = 0.0
+    start = 1
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._speed = int(self.start)
+        self._dir = 1
+        self._prev = -1.0
+        super().__init__(maxsize, seed=1)
+
+    def _end_sample(self) -> None:
+        accesses = self._hits + self._misses
+        self._unaged += accesses * (self._speed - 1)
+        if self._full_sample and accesses:
+            rate = self._misses / accesses
+            if self._prev >= 0:
+                if rate > self._prev + self.noise:
+                    self._dir = -self._dir
+                self._speed = int(min(max(self._speed * 2**self._dir, 1), self.top))
+            self._prev = rate
+        super()._end_sample()
+
+
+class Dither(TinyLFUCache[Any, Any]):
+    """Round 3: each sample's length varies by up to +-`spread` of its base (a golden-ratio
+    sequence, so deterministic), so a workload with a period near the sample's cannot lock
+    the climber into a jump-and-shrink cycle (zigzag at 100: a burst every 2,000 accesses,
+    samples of 1,000)."""
+
+    spread = 0.25
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._phase = 0.0
+        super().__init__(maxsize, seed=1)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._base_sample = self._sample_size
+
+    def _end_sample(self) -> None:
+        super()._end_sample()
+        self._phase = (self._phase + 0.6180339887) % 1.0
+        self._sample_size = int(self._base_sample * (1 + self.spread * (2 * self._phase - 1)))
+
+
+class MinWindow(TinyLFUCache[Any, Any]):
+    """Round 3: the window holds at least `least` entries (1% of a cache of 16 is 0.16:
+    every new key contests at once, before it can be used a second time)."""
+
+    least = 1.0
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+        self._resize_window(self._window_max)
+
+    def _resize_window(self, window_max: float) -> None:
+        super()._resize_window(max(window_max, min(self.least, self._maxsize / 2)))
+
+
+class WarmShadow(TinyLFUCache[Any, Any]):
+    """Round 3: the shadow LRU is fed while the cache fills up too (without counting), so
+    that it starts warm, holding what the cache holds, when the cache is full. Shipped, it
+    starts empty then: in a large cache it needs tens of thousands of accesses before it
+    can hit as the cache does, and meanwhile it reports the cache ahead."""
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+
+    def _warm_shadow(self) -> None:
+        shadow = self._shadow
+        size = self._shadow_size
+        for h in self._sampled:
+            if h < 0:
+                h = ~h
+            if h in shadow:
+                shadow.move_to_end(h)
+            else:
+                shadow[h] = None
+                if len(shadow) > size:
+                    shadow.popitem(False)
+        self._sampled.clear()
+
+    def _filled(self) -> None:
+        self._warm_shadow()
+        super()._filled()
+
+    def _end_sample(self) -> None:
+        if not self._full_sample:
+            self._warm_shadow()
+        super()._end_sample()
+
+
+VARIANTS["warm"] = lambda size: WarmShadow(size)
