@@ -28,73 +28,13 @@ from typing import Any
 
 from . import traces
 from .hitratio import lfu_replay
+from .traces import (  # the trace catalogue, shared with the hitratio scenario
+    HELD_OUT,
+    cells,
+    family_of,
+)
 
-QUICK = 200_000
-FULL = 1_000_000
-FRACTIONS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 RESULTS = Path(__file__).resolve().parent / "results"
-
-# Trace families. HELD_OUT is fixed before any tuning: a third of the families (4 of 12),
-# replayed only to report, never looked at to choose a constant.
-FAMILIES: dict[str, list[str]] = {
-    "zipf": ["zipf-0.7", "zipf-0.9", "zipf-1.1"],
-    "scan": ["scan-polluted"],
-    "loop": ["loop-1500", "lirs/loop"],
-    "lirs-synthetic": ["lirs/zigzag", "lirs/scan"],
-    "shifting": ["shifting"],
-    "lirs-app": ["lirs/sprite", "lirs/gli", "lirs/cpp", "lirs/cs", "lirs/ps"],
-    "lirs-pools": ["lirs/2_pools"],
-    "orm": ["cache2k/orm-busy"],
-    "arc": ["arc/OLTP", "arc/P3", "arc/P6"],
-    "web": ["cache2k/web07", "cache2k/web12"],
-    "lirs-multi": ["lirs/multi1", "lirs/multi2", "lirs/multi3"],
-    "scarab": ["scarab/recs"],
-}
-HELD_OUT = {"arc", "web", "lirs-multi", "scarab"}
-
-
-SYNTHETIC = {"zipf-0.7", "zipf-0.9", "zipf-1.1", "scan-polluted", "loop-1500", "shifting"}
-
-
-def family_of(name: str) -> str:
-    return next(f for f, names in FAMILIES.items() if name in names)
-
-
-def load(name: str, length: int) -> list[int]:
-    if name.startswith("zipf-"):
-        return traces.zipf(float(name[5:]), 50_000, length, seed=7).keys
-    if name == "scan-polluted":
-        return traces.scan_polluted(20_000, length, seed=7).keys
-    if name == "loop-1500":
-        return traces.loop(1_500, length).keys
-    if name == "shifting":
-        return traces.shifting(20_000, length, seed=7).keys
-    return traces.real(name, length).keys
-
-
-def sizes_for(keys: list[int]) -> list[int]:
-    distinct = len(set(keys))
-    return sorted({max(16, int(distinct * f)) for f in FRACTIONS})
-
-
-_CELLS: dict[bool, list[tuple[str, list[int], list[int]]]] = {}
-
-
-def cells(full: bool) -> list[tuple[str, list[int], list[int]]]:
-    if full in _CELLS:
-        return _CELLS[full]
-    length = FULL if full else QUICK
-    out = []
-    for names in FAMILIES.values():
-        for name in names:
-            if full and name in SYNTHETIC:
-                continue  # generated: 200k requests is their length
-            keys = load(name, length)
-            if full and len(keys) <= QUICK:
-                continue  # the whole trace is in the quick run already
-            out.append((name, keys, sizes_for(keys)))
-    _CELLS[full] = out
-    return out
 
 
 def _replay(cache: Any, keys: list[int]) -> int:

@@ -127,22 +127,20 @@ def policies() -> tuple[dict[str, Replay], dict[str, str]]:
 def workload(quick: bool) -> tuple[list[tuple[traces.Trace, list[int]]], dict[str, str]]:
     """(trace, cache sizes) pairs, and the traces skipped with the reason.
 
-    Full: every trace (benchmarks/adapt.py's families), its first 200,000 requests, at six
-    sizes over its useful range (1%, 2.5%, 5%, 10%, 25% and 50% of its distinct keys).
+    Full: every trace of the catalogue (benchmarks/traces.py), its first 200,000 requests,
+    at six sizes over its useful range (1%, 2.5%, 5%, 10%, 25% and 50% of its distinct keys).
     Quick: a few traces, 30,000 requests, one size each."""
     if not quick:
-        from . import adapt
-
         chosen_full: list[tuple[traces.Trace, list[int]]] = []
         skipped_full: dict[str, str] = {}
-        for names in adapt.FAMILIES.values():
+        for names in traces.FAMILIES.values():
             for name in names:
                 try:
-                    keys = adapt.load(name, adapt.QUICK)
+                    keys = traces.load(name, traces.QUICK)
                 except traces.TraceUnavailable as exc:
                     skipped_full[name] = str(exc)
                     continue
-                chosen_full.append((traces.Trace(name, keys), adapt.sizes_for(keys)))
+                chosen_full.append((traces.Trace(name, keys), traces.sizes_for(keys)))
         return chosen_full, skipped_full
     length = 30_000
     chosen: list[tuple[traces.Trace, list[int]]] = []
