@@ -520,7 +520,7 @@ async def _fleet(
                 cold_loads += load.calls
             finally:
                 await close_fresh()
-            wides.append(cold / bare if bare else float("nan"))
+            wides.append(cold / bare if bare else float("nan"))  # NaN: calls failed
     finally:
         for _, close in workers:
             await close()
@@ -536,22 +536,28 @@ async def _fleet(
         "msgs/req": messages / len(requests),
         "redis hit us": median(colds) * 1e6,
         "x GET": median(ratios),
-        "x GET c64": median(wides),
+        "x GET c64": median(wides) if all(w == w for w in wides) else float("nan"),
         "note": f"{cold_loads} reloads in the cold-L1 pass" if cold_loads else "",
     }
 
 
 async def _at_once(fn: Callable[[Any], Awaitable[Any]], items: Any) -> float:
-    """Seconds `fn` takes over `items` with COLD_CALLERS callers at once."""
+    """Seconds `fn` takes over `items` with COLD_CALLERS callers at once; NaN if any call
+    failed (a peer whose pool is smaller than COLD_CALLERS may refuse calls)."""
     pending = iter(items)
+    failed = False
 
     async def caller() -> None:
+        nonlocal failed
         for item in pending:
-            await fn(item)
+            try:
+                await fn(item)
+            except Exception:
+                failed = True
 
     began = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(COLD_CALLERS)))
-    return time.perf_counter() - began
+    return float("nan") if failed else time.perf_counter() - began
 
 
 def _degraded(fn: Any) -> int:
