@@ -375,10 +375,11 @@ class Lane:
                 except (*_ERRORS, RuntimeError):  # (a connection its ended loop opened late
                     pass  # cannot be closed from here: "Event loop is closed")
 
-    def _everyone(self) -> list[Lane]:
-        """The tier's lanes: itself and its siblings."""
+    def _everyone(self) -> tuple[Lane, ...]:
+        """The tier's lanes: itself and its siblings (read on every Redis read: with one
+        loop, most often, no list is built)."""
         home = self._home
-        return [home, *home._lanes]
+        return (home, *home._lanes) if home._lanes else (home,)
 
     async def _aclose_here(self) -> None:
         """aclose() of one lane, on its own loop."""

@@ -240,15 +240,12 @@ class _Binding:
     ) -> Any:
         """What the flight runs instead of `compute`: the entry from Redis, or another
         worker's load of it, or `compute()` under the fleet-wide lock."""
-        tier = self.tier._here()
-        if tier is None:
-            return await _compute(compute)
-        try:
-            if not await self._ready(tier, base):
-                return await _compute(compute)  # Redis may still hold what it would delete
-        except _Unavailable as exc:
-            return await self._unshared(exc, compute)
-        return await self._load_with(tier, base, compute, per_call)
+        found = await self.look_up(partial(self._load, base, compute, per_call))
+        if isinstance(found, Landed):
+            return found
+        if isinstance(found, SharedFailure):
+            raise found
+        return await found()
 
     async def look_up(
         self, bound: Callable[[], Awaitable[Any]]
@@ -309,14 +306,13 @@ class _Binding:
                     await tier._started.wait()
             except TimeoutError:
                 pass
-        lanes = tier._everyone() if tier._home._lanes else (tier,)  # (one loop: most)
-        for lane in lanes:
+        for lane in tier._everyone():
             unsent = lane._unsent
             if unsent and (base in unsent or self.prefix in unsent):
                 return False
         if not tier._listening:
             tier._read_unheard = True
-        if any(lane._pending for lane in lanes):  # (Lane._unsettled)
+        if tier._unsettled():
             await tier._settled(base, self.prefix)
         assert tier._loop is not None
         if tier._loop.time() - tier._clock_read_at > _RECALIBRATE:
