@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 
 from ._bounds import Deadlines, Slots
 from ._options import check_seconds
+from ._redis_direct import DirectAcquire
 from ._redis_protocol import (
     _ACQUIRE,
     _DISCARD,
@@ -210,6 +211,7 @@ class Lane:
         # The acquire's constant arguments, encoded once: redis-py encodes each str or int
         # argument of every command anew (a hit is that one command, see `_acquire`).
         self._acquire_tail = (b"NX", b"GET", b"PX", str(self._probation_ms).encode())
+        self._direct = DirectAcquire.of(client, self._probation_ms)  # None: execute_command
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -492,6 +494,7 @@ class Lane:
             )
         )
         lane._owns_client = True
+        lane._direct = DirectAcquire.of(lane._client, self._probation_ms)
         lane._scripts = {
             name: lane._client.register_script(script.script)
             for name, script in self._scripts.items()
@@ -604,9 +607,13 @@ class Lane:
         now ours, for one lease. One native command: a hit costs what a GET costs."""
         if self._native_acquire:
             try:
-                reply = await self._client.execute_command(
-                    "SET", key.encode(), lock.encode(), *self._acquire_tail, get=True
-                )
+                direct = self._direct
+                if direct is not None:
+                    reply = await direct(key.encode(), lock.encode())
+                else:
+                    reply = await self._client.execute_command(
+                        "SET", key.encode(), lock.encode(), *self._acquire_tail, get=True
+                    )
                 return _bytes_or_none(reply, "SET NX GET")
             except ResponseError as exc:
                 if "syntax" not in str(exc).lower():

@@ -175,6 +175,59 @@ async def test_a_redis_hit_with_a_cold_l1_starts_no_task(
     assert_stats(cache, misses=12, shared_hits=10, shared_misses=2)
 
 
+class _Traced(Redis):
+    """A client whose execute_command is its own (as tracing instrumentation's would be)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await Redis.execute_command(self, *args, **options)
+
+
+@pytest.mark.parametrize(
+    ("kind", "retries", "through_execute_command"),
+    [(Redis, 0, 0), (Redis, 2, 3), (_Traced, 0, 3)],
+    ids=["plain-client-retrying-nothing", "plain-client-that-retries", "client-subclass"],
+)
+async def test_a_redis_hit_bypasses_execute_command_only_where_it_would_add_nothing(
+    redis_server: RedisServer,
+    make_tier: Callable[..., RedisTier],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: type[Redis],
+    retries: int,
+    through_execute_command: int,
+) -> None:
+    # A plain client that retries nothing has its hits read on a connection of its pool,
+    # without execute_command (#16: that layer cost a hit more than cachekit's own work).
+    # A client that retries, or overrides execute_command, has every acquire through it.
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    loaded = AsyncCache[int, str](ttl=60, shared=make_tier(), name="route")
+    for key in range(3):
+        await loaded.get_or_compute(key, counting()(key))
+    client = kind.from_url(redis_server.url, retry=Retry(NoBackoff(), retries))
+    acquires: list[tuple[Any, ...]] = []
+    original = Redis.execute_command
+
+    async def recording(self: Redis, *args: Any, **options: Any) -> Any:
+        if self is client and args[0] == "SET" and b"NX" in args:
+            acquires.append(args)
+        return await original(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", recording)
+    tier = RedisTier(client, namespace="t", secret=SECRET, op_timeout=5.0)
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="route")
+    try:
+        load = counting()
+        for key in range(3):
+            assert await cache.get_or_compute(key, load(key)) == f"value-{key}"
+        assert load.calls == 0
+        assert_stats(cache, misses=3, shared_hits=3, shared_errors=0)
+        assert len(acquires) == through_execute_command
+    finally:
+        await tier.aclose()
+        await client.aclose()
+
+
 @pytest.mark.timeout(30)
 async def test_a_leader_cancelled_during_its_redis_lookup_hands_it_to_the_flight(
     make_tier: Callable[..., RedisTier], control: Redis

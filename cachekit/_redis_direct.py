@@ -1,0 +1,80 @@
+"""The acquire (`SET key lock NX GET PX ms`), the one command of a Redis hit, sent on a
+connection of the client's own pool without redis-py's client layer around it.
+
+That layer (`Redis.execute_command`: retries, response callbacks, and from redis-py 8
+per-command metrics) costs a hit more CPU than cachekit's own work on it. Where it would
+do nothing for this command, the route below does what it does, and no more: take a
+connection from the pool, send the packed command, read the reply, give the connection
+back. redis-py's connection still does the rest: connecting (and reconnecting a dropped
+connection), health checks, socket timeouts, RESP2 or RESP3, and dropping a connection
+whose command was interrupted (a cancellation included), so a reply is never left unread
+on a connection that goes back to the pool.
+
+It is taken only for a client where `execute_command` would add nothing this command
+needs: a plain `redis.asyncio.Redis` (no subclass changing `execute_command`), over a
+connection pool, not in single-connection mode, that retries nothing (as `from_url`
+builds it; the tier's op_timeout and circuit bound each command instead). Any other
+client keeps `execute_command`. Instrumentation that wraps `execute_command` (tracing,
+say) does not see these reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+_SET: Final = b"*7\r\n$3\r\nSET\r\n"  # an array of 7 bulk strings: SET key lock NX GET PX ms
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+class DirectAcquire:
+    """`SET key lock NX GET PX probation_ms` on a connection of `client`'s pool."""
+
+    __slots__ = ("_pool", "_pool_args", "_tail")
+
+    def __init__(self, pool: Any, probation_ms: int) -> None:
+        self._pool = pool
+        # redis-py 5 asks get_connection() for a command name; 6 and later deprecate it.
+        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+        takes_name = parameter is not None and parameter.default is inspect.Parameter.empty
+        self._pool_args: tuple[str, ...] = ("SET",) if takes_name else ()
+        self._tail = b"".join(_bulk(a) for a in (b"NX", b"GET", b"PX", b"%d" % probation_ms))
+
+    @classmethod
+    def of(cls, client: Any, probation_ms: int) -> DirectAcquire | None:
+        """The route for `client`, or None where `execute_command` must stay (see above)."""
+        if type(client).execute_command is not Redis.execute_command:
+            return None
+        pool = getattr(client, "connection_pool", None)
+        if pool is None or client.single_connection_client or client.connection is not None:
+            return None
+        if _retries(client) != 0:
+            return None
+        return cls(pool, probation_ms)
+
+    async def __call__(self, key: bytes, lock: bytes) -> Any:
+        """The reply: the value `key` held (bytes) or None; raises what the command raises
+        (a ResponseError for an error reply, as `execute_command` does)."""
+        packed = _SET + _bulk(key) + _bulk(lock) + self._tail
+        pool = self._pool
+        connection = await pool.get_connection(*self._pool_args)
+        try:
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
+
+
+def _retries(client: Any) -> int | None:
+    """How many times `client` retries a failed command; None if it cannot be told."""
+    retry = client.get_retry()
+    if retry is None:  # redis-py 5: the connections' own default, which may retry
+        return None
+    count = getattr(retry, "get_retries", None)  # redis-py 6 and later
+    retries = count() if count is not None else getattr(retry, "_retries", None)
+    return retries if isinstance(retries, int) else None
