@@ -568,7 +568,7 @@ class AsyncCache(Generic[K, V]):
         Events are delivered by `_land`, and `_join` delivered the miss's."""
         assert self._shared is not None
         try:
-            found = await self._shared.look_up(load)
+            found = await self._shared.look_up(load, loop)
         except GeneratorExit:  # its loop is gone: no task can start; joiners start over
             self._land(flight, None, asyncio.CancelledError(), None)
             raise

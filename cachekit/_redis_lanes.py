@@ -415,11 +415,13 @@ class Lane:
 
     # ------------------------------------------------------------------ commands
 
-    def _here(self) -> Lane | None:
+    def _here(self, loop: asyncio.AbstractEventLoop | None = None) -> Lane | None:
         """The lane of the running loop (binding one if it has none), or None when this
         call cannot use Redis: the tier is closed, or it is a second loop of a Cluster
-        client (which cannot be copied for a lane: logged once)."""
-        loop = asyncio.get_running_loop()
+        client (which cannot be copied for a lane: logged once). `loop`: the running one,
+        if the caller has it at hand (asking for it costs a system call on Python 3.11)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if loop is self._loop:
             return None if self._closed else self
         for lane in self._lanes:
@@ -554,7 +556,7 @@ class Lane:
         assert loop is not None and self._free is not None and self._deadlines is not None
         if self._closed or loop.time() < self._open_until:
             raise _Unavailable(None)
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)  # (with its loop: no getpid() on Python 3.11)
         assert task is not None
         cancelling = task.cancelling()
         running = self._deadlines.start(task)

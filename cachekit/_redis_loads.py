@@ -85,6 +85,8 @@ class _Binding:
         # (Kept only for a cache that refreshes: nothing else reads it.)
         self._seen: dict[str, str] = {}
         self._tracks = cache.refreshes()
+        # (stale_ttl, stale_if_error): asked once, as the cache's options never change.
+        self._stale_windows = cache.stale_windows()
         self._prune_at = 1024
         self.hits = 0
         self.misses = 0
@@ -248,7 +250,7 @@ class _Binding:
         return await found()
 
     async def look_up(
-        self, bound: Callable[[], Awaitable[Any]]
+        self, bound: Callable[[], Awaitable[Any]], loop: asyncio.AbstractEventLoop | None = None
     ) -> Landed | SharedFailure | Callable[[], Awaitable[Any]]:
         """`_load` (`bound`, from bind()) up to its first acquire, run by the caller that
         leads the flight, in its own task: an entry found is its answer, at the cost of a
@@ -258,7 +260,7 @@ class _Binding:
         starts over does not wait for a holder that is gone."""
         assert isinstance(bound, partial) and bound.func == self._load
         base, compute, per_call = bound.args
-        tier = self.tier._here()
+        tier = self.tier._here(loop)  # `loop`: the running one, if the caller has it
         if tier is None:
             return partial(_compute, compute)
         try:
@@ -282,13 +284,11 @@ class _Binding:
             return partial(self._lead, base, lock, compute, per_call)
         if found.startswith(_LOCK):  # another worker loads it: wait for it in the task
             return partial(self._load_with, tier, base, compute, per_call, found)
-        outcome = self._open(key, found)
+        outcome = self._open(key, found, tier)
         if type(outcome) is SharedFailure:
             self.hits += 1
             return outcome
-        if outcome is not None and (
-            outcome.ttl is None or -outcome.ttl < self.cache.stale_windows()[0]
-        ):
+        if outcome is not None and (outcome.ttl is None or -outcome.ttl < self._stale_windows[0]):
             self.hits += 1
             self._saw(base, found)
             return outcome
@@ -374,7 +374,7 @@ class _Binding:
                         self.hits += 1
                         raise outcome
                     self._saw(base, found)
-                    if outcome.ttl is not None and -outcome.ttl >= self.cache.stale_windows()[0]:
+                    if outcome.ttl is not None and -outcome.ttl >= self._stale_windows[0]:
                         # Past its stale window, within stale_if_error's: not served as it
                         # is, but the fallback of a reload (under the refresh lock: the
                         # entry holds the key, so nobody can take the load lock).
@@ -420,12 +420,15 @@ class _Binding:
             raise SharedFailure(exc.cause or _circuit_open(), 0.0) from None
         return await _compute(compute)
 
-    def _remaining(self, expires_at: int, negative: bool = False) -> float | None:
+    def _remaining(
+        self, expires_at: int, negative: bool = False, tier: Lane | None = None
+    ) -> float | None:
         """Seconds an entry fresh until `expires_at` (0: no expiry) is fresh in L1 (past
-        it, with `negative`: minus how long it has been stale; else 0)."""
+        it, with `negative`: minus how long it has been stale; else 0). `tier`: the
+        running loop's lane, if the caller has it at hand."""
         if not expires_at:
             return None
-        left = (expires_at - self.tier._lane()._redis_now()) / 1000
+        left = (expires_at - (tier or self.tier._lane())._redis_now()) / 1000
         return left if negative else max(0.0, left)
 
     def _stored_until(self, fresh_until: int, kind: bytes) -> int:
@@ -433,20 +436,24 @@ class _Binding:
         value outlives it by the cache's stale windows, served or kept as a fallback."""
         if not fresh_until or kind != VALUE:
             return fresh_until
-        return fresh_until + math.ceil(max(self.cache.stale_windows()) * 1000)
+        return fresh_until + math.ceil(max(self._stale_windows) * 1000)
 
-    def _open(self, key: str, payload: bytes) -> Landed | SharedFailure | None:
+    def _open(
+        self, key: str, payload: bytes, tier: Lane | None = None
+    ) -> Landed | SharedFailure | None:
         """The outcome a stored payload holds, or None if it must not be trusted or is
-        past its own expiry (a copy written back after an invalidation, say)."""
-        tier = self.tier._lane()
+        past its own expiry (a copy written back after an invalidation, say). `tier`: the
+        running loop's lane, if the caller has it at hand."""
+        if tier is None:
+            tier = self.tier._lane()
         try:
             if len(payload) > tier._max_value_bytes + SEAL_OVERHEAD:  # before any work on it
                 raise BadPayload(f"{len(payload)} bytes, over max_value_bytes")
             kind, expires_at, body = unseal(tier._secret, key.encode(), payload)
-            remaining = self._remaining(expires_at, negative=True)
+            remaining = self._remaining(expires_at, True, tier)
             # A value is served stale, or kept as a fallback, for the cache's stale windows
             # past its (signed) fresh time; a failure is not.
-            window = max(self.cache.stale_windows()) if kind == VALUE else 0.0
+            window = max(self._stale_windows) if kind == VALUE else 0.0
             if remaining is not None and remaining + window <= 0:
                 return None  # expired by its own (signed) clock: a miss, not an error
             if kind == VALUE:
@@ -629,7 +636,7 @@ class _Binding:
             single = self._single(compute_many, key)
             if isinstance(reply, bytes) and not reply.startswith(_LOCK):
                 outcome = self._open(f"{base}:v", reply)
-                stale = self.cache.stale_windows()[0]
+                stale = self._stale_windows[0]
                 if isinstance(outcome, SharedFailure) or (
                     isinstance(outcome, Landed) and (outcome.ttl is None or -outcome.ttl < stale)
                 ):

@@ -159,6 +159,21 @@ def test_sealed_payloads_open_only_at_their_key_and_with_their_secret() -> None:
     assert unseal(None, b"key", seal(None, b"key", ERROR, 0, b"e")) == (ERROR, 0, b"e")
 
 
+@pytest.mark.parametrize("length", [16, 32, 63, 64, 65, 200])
+def test_the_signature_is_hmac_sha256_over_header_key_and_body(length: int) -> None:
+    # The format other workers (and other releases) read: computed here from the hash's
+    # padded states (#16), it must stay the standard HMAC, for secrets of any length.
+    import hashlib
+    import hmac
+
+    secret = bytes(range(length))
+    at = 1_764_000_000_123
+    sealed = seal(secret, b"key", VALUE, at, b"body")
+    header = sealed[:13]
+    expected = hmac.new(secret, header + b"key" + b"\0" + b"body", hashlib.sha256).digest()
+    assert sealed == header + expected + b"body"
+
+
 def test_a_cached_failure_comes_back_as_its_own_type_and_never_imports() -> None:
     error = decode_error(encode_error(KeyError("user", 7)))
     assert type(error) is KeyError and error.args == ("user", 7)
