@@ -60,6 +60,9 @@ log = logging.getLogger("cachekit.redis")
 
 
 _TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
+# seconds a connection of a tier's own client may take to open or to close (closing waits for
+# what is still buffered to be sent, which a stalled Redis never reads)
+_CONNECT_TIMEOUT: Final = 5.0
 _PROBATION: Final = 1.0  # seconds a new lock lasts (at least 4 op_timeouts) until renewed
 # op_timeouts of silence after which the subscription is PINGed; as long again without
 # any answer and it counts as broken (a peer that vanished without closing the connection):
@@ -308,9 +311,17 @@ class Lane:
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 50, **options: Any) -> Self:
         """A tier over its own client for `url` (closed by `aclose()`): at most
-        `max_connections` connections, no client-side retries (op_timeout bounds each
-        command instead)."""
-        client = Redis.from_url(url, max_connections=max_connections, retry=Retry(NoBackoff(), 0))
+        `max_connections` connections, no client-side retries and no socket timeout
+        (op_timeout bounds each command instead: redis-py 8's default of 5 s adds a timer,
+        and on Python 3.11 a task, to every send and read). Connecting and closing a
+        connection stay bounded by `_CONNECT_TIMEOUT`."""
+        client = Redis.from_url(
+            url,
+            max_connections=max_connections,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=None,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+        )
         tier = cls(client, **options)
         tier._owns_client = True
         return tier
