@@ -617,23 +617,29 @@ class Lane:
 
     async def _acquire(self, key: str, lock: str) -> bytes | None:
         """The entry at `key`, or the lock another worker holds on it, or None: `lock` is
-        now ours, for one lease. One native command: a hit costs what a GET costs."""
+        now ours, for one lease. One native command: a hit costs what a GET costs.
+        Finding `lock` itself (marked or not) means it is ours: a client that retries
+        sent the command again after a reply was lost, and the first one took it."""
+        ours = lock.encode()
         if self._native_acquire:
             try:
                 direct = self._direct
                 if direct is not None:
-                    reply = await direct(key.encode(), lock.encode())
+                    reply = await direct(key.encode(), ours)
                 else:
                     reply = await self._client.execute_command(
-                        "SET", key.encode(), lock.encode(), *self._acquire_tail, get=True
+                        "SET", key.encode(), ours, *self._acquire_tail, get=True
                     )
-                return _bytes_or_none(reply, "SET NX GET")
+                found = _bytes_or_none(reply, "SET NX GET")
             except ResponseError as exc:
                 if "syntax" not in str(exc).lower():
                     raise
                 self._native_acquire = False  # Redis < 7.0: NX and GET do not combine there
+            else:
+                return None if found is not None and _is_own(found, ours) else found
         reply = await self._scripts["acquire"](keys=[key], args=[lock, self._probation_ms])
-        return _bytes_or_none(reply, "the acquire script")
+        found = _bytes_or_none(reply, "the acquire script")
+        return None if found is not None and _is_own(found, ours) else found
 
     def _redis_now(self) -> float:
         """An upper bound of Redis's clock now, in unix ms. A reading that answered T was
@@ -1076,3 +1082,8 @@ def _per_key(error: BaseException) -> bool:
     """An error about one key (another client stored something else there), not about
     Redis: it fails that call only, and never opens the circuit."""
     return isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE")
+
+
+def _is_own(found: bytes, lock: bytes) -> bool:
+    """`found` is `lock`, or `lock` marked by the workers waiting for it (see _WATCH)."""
+    return found.startswith(lock) and (len(found) == len(lock) or found[len(lock)] == 0x20)

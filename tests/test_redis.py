@@ -526,6 +526,49 @@ async def test_the_acquire_script_for_redis_before_7_does_what_set_nx_get_does(
     assert_stats(c, shared_hits=1, shared_misses=0)
 
 
+class _LostFirstReply(Redis):
+    """Sends every acquire twice, answering with the second reply: as a client that
+    retries does when the first reply is lost after Redis ran the command."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        reply = await super().execute_command(*args, **options)
+        if args[0] == "SET" and b"NX" in args:
+            reply = await super().execute_command(*args, **options)
+        return reply
+
+
+@pytest.mark.timeout(10)  # without the fix: the leader waits ~20 s for its own lock to lapse
+async def test_an_acquire_sent_again_after_a_lost_reply_finds_its_lock_ours(
+    redis_server: RedisServer, control: Redis
+) -> None:
+    client = _LostFirstReply.from_url(redis_server.url)
+    tier = RedisTier(client, namespace="t", secret=SECRET, op_timeout=5.0, lock_lease=30.0)
+    cache = AsyncCache[str, str](ttl=60, shared=tier, name="lost")
+    try:
+        load = counting()
+        assert await cache.get_or_compute("k", load("k")) == "value-k"
+        assert load.calls == 1
+        assert_stats(cache, shared_misses=1, remote_waits=0, lock_takeovers=0)
+        assert (await control.get(tier.key_of("lost", "k")) or b"").startswith(b"ck")
+        # and as the script of Redis before 7.0 does it
+        tier._native_acquire = False
+        tier._scripts["acquire"] = _twice(tier._scripts["acquire"])
+        assert await cache.get_or_compute("j", load("j")) == "value-j"
+        assert load.calls == 2
+        assert_stats(cache, shared_misses=2, remote_waits=0, lock_takeovers=0)
+    finally:
+        await tier.aclose()
+        await client.aclose()
+
+
+def _twice(script: Any) -> Any:
+    async def sent_twice(**kwargs: Any) -> Any:
+        await script(**kwargs)
+        return await script(**kwargs)
+
+    return sent_twice
+
+
 async def test_a_waiter_gives_up_after_wait_timeout_plus_one_lease_and_loads_itself(
     make_tier: Callable[..., RedisTier],
 ) -> None:
