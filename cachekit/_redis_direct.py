@@ -24,6 +24,7 @@ import inspect
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 _SET: Final = b"*7\r\n$3\r\nSET\r\n"  # an array of 7 bulk strings: SET key lock NX GET PX ms
 
@@ -59,8 +60,20 @@ class DirectAcquire:
 
     async def __call__(self, key: bytes, lock: bytes) -> Any:
         """The reply: the value `key` held (bytes) or None; raises what the command raises
-        (a ResponseError for an error reply, as `execute_command` does)."""
+        (a ResponseError for an error reply, as `execute_command` does).
+
+        A connection the server closed while it sat in the pool (Redis's idle `timeout`, a
+        restart) fails its next command: redis-py 8's pool does not notice before sending.
+        The command is then sent once more, on a new connection. That is safe for this
+        command only because the tier takes finding its own lock as holding it (a first
+        send that did run took the lock); no other command is sent twice."""
         packed = _SET + _bulk(key) + _bulk(lock) + self._tail
+        try:
+            return await self._send(packed)
+        except RedisConnectionError:
+            return await self._send(packed)
+
+    async def _send(self, packed: bytes) -> Any:
         pool = self._pool
         connection = await pool.get_connection(*self._pool_args)
         try:

@@ -526,6 +526,27 @@ async def test_the_acquire_script_for_redis_before_7_does_what_set_nx_get_does(
     assert_stats(c, shared_hits=1, shared_misses=0)
 
 
+async def test_a_pooled_connection_the_server_closed_costs_a_hit_nothing(
+    make_tier: Callable[..., RedisTier], control: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis's idle `timeout` (or a restart) closes connections that sit in the pool; with
+    # redis-py 8 the next command on one fails, which cost a shared error, a load of a
+    # value Redis holds, and an outage in the log. The acquire is sent once more instead.
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    loaded = AsyncCache[int, str](ttl=60, shared=make_tier(), name="idle")
+    for key in range(4):
+        await loaded.get_or_compute(key, counting()(key))
+    cache = AsyncCache[int, str](ttl=60, shared=make_tier(), name="idle")
+    load = counting()
+    assert await cache.get_or_compute(0, load(0)) == "value-0"  # its connection, pooled
+    assert await control.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    for key in range(1, 4):
+        assert await cache.get_or_compute(key, load(key)) == f"value-{key}"
+    assert load.calls == 0
+    assert_stats(cache, shared_hits=4, shared_errors=0)
+    assert not any("Redis failed" in r.getMessage() for r in caplog.records)
+
+
 class _LostFirstReply(Redis):
     """Sends every acquire twice, answering with the second reply: as a client that
     retries does when the first reply is lost after Redis ran the command."""
