@@ -78,8 +78,10 @@ async def test_a_stale_entry_is_served_at_once_and_refreshed_once_for_the_fleet(
     assert gate.calls == 1
     assert await stored(control, tiers[0], "swr", "k") == "new"
     assert await control.exists(tiers[0].key_of("swr", "k").removesuffix(":v") + ":r") == 0
-    # The new entry outlives its fresh time by the stale window in Redis.
-    assert 100_000 < await control.pttl(tiers[0].key_of("swr", "k")) <= 120_000
+    # The new entry outlives its fresh time by the stale window in Redis. (Its expiry is
+    # set from an upper bound of Redis's clock: the last reading's send time, plus 0.1%
+    # drift, so it may lie a few ms past 120 s from now on a loaded machine.)
+    assert 100_000 < await control.pttl(tiers[0].key_of("swr", "k")) <= 120_000 + 500
 
 
 async def test_a_failed_refresh_leaves_the_shared_value_servable_and_quiet(
