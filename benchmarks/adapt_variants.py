@@ -260,7 +260,7 @@ class MiniSim(Research):
         self._mini_hits = [0] * len(self.shares)
 
 
-def _v(cls: type[Research], **kw: Any) -> Callable[[int], Any]:
+def _v(cls: type[Any], **kw: Any) -> Callable[[int], Any]:
     return lambda size: cls(size, **kw)
 
 
@@ -357,6 +357,7 @@ def parse(spec: str) -> Callable[[int], Any]:
         "drop": Drop,
         "depth": Depth,
         "sub": Sub,
+        "mini2": MiniSim2,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -725,3 +726,135 @@ class WarmShadow(TinyLFUCache[Any, Any]):
 
 
 VARIANTS["warm"] = lambda size: WarmShadow(size)
+
+
+# ----------------------------------------------------------------------------- round 4
+
+#: Window shares the mini-simulation may pick from (`shareset` selects one).
+SHARE_SETS: tuple[tuple[float, ...], ...] = (
+    (0.01, 0.1, 0.25, 0.5, 0.8, 0.99),
+    (0.01, 0.99),
+    (0.01, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 0.99),
+    (0.01, 0.2, 0.5, 0.99),
+    (0.01, 0.1, 0.5, 0.99),
+)
+
+
+class _FixedMini(TinyLFUCache[Any, Any]):
+    """A shadow W-TinyLFU whose window share never moves: it only ages its sketch."""
+
+    def __init__(self, maxsize: int, share: float, seed: int) -> None:
+        super().__init__(maxsize, seed=seed)
+        self._resize_window(share * maxsize)
+
+    def _end_sample(self) -> None:
+        self._unaged += self._hits + self._misses
+        if self._unaged >= self._age_period:
+            self._sketch.halve()
+            self._unaged = 0
+        self._hits = self._misses = self._window_hits = 0
+        self._sampled.clear()
+
+
+class MiniSim2(TinyLFUCache[Any, Any]):
+    """Round 4: the paper's mini-simulation (Einziger et al., Middleware 2018) on top of the
+    shipped policy. The keys whose salted hash (the sketch's second index, as the shadow
+    LRU's) is 0 modulo `rate` feed one fixed-window W-TinyLFU per share of the share set,
+    each of maxsize / rate entries; rate is the power of two that makes those about
+    `target` entries, between `rate_min` and `rate_max`. Every `period` x mini-size sampled
+    accesses (at least `period_min`, at most `period_max`), once the minis are full, the minis' hits (the older
+    ones weighed by `decay`) name the best share.
+    `mode` 0: the window goes `smooth` of the way to the best share, and the shipped climber
+    is off. `mode` 1 (hybrid): the shipped climber runs, and the window goes to the best
+    share only when that mini beat the one nearest the current share by `margin` (a share of
+    the sampled accesses) and by `z` standard errors of the accesses only one of the two hit
+    (approximated by their hit counts' difference over the root of their sum)."""
+
+    shareset = 0
+    target = 64.0
+    rate_min = 1
+    rate_max = 64
+    period = 4.0
+    period_min = 256
+    period_max = 1 << 62
+    decay = 0.5
+    smooth = 1.0
+    mode = 0
+    margin = 0.01
+    z = 0.0
+    mini_seed = 7
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+        shares = SHARE_SETS[int(self.shareset)]
+        rate = max(1, int(maxsize) // max(int(self.target), 1))
+        rate = 1 << (rate - 1).bit_length() if rate > 1 else 1
+        rate = min(max(rate, int(self.rate_min)), int(self.rate_max))
+        self._mini_mask = rate - 1
+        size = max(int(maxsize) // rate, 1)
+        self._mini_size = size
+        self._shares = shares
+        self._minis = [_FixedMini(size, s, int(self.mini_seed)) for s in shares]
+        self._mini_hits = [0.0] * len(shares)
+        self._mini_fed = 0
+        self._mini_period = min(
+            max(int(self.period * size), int(self.period_min)), int(self.period_max)
+        )
+        self._decisions = 0
+
+    def _feed(self, key: Any) -> None:
+        h = hash((key, self._salt))
+        if (h >> 32) & self._mini_mask:
+            return
+        for i, mini in enumerate(self._minis):
+            if h in mini:
+                mini[h]
+                self._mini_hits[i] += 1
+            else:
+                mini[h] = None
+        self._mini_fed += 1
+        if self._mini_fed >= self._mini_period:
+            self._mini_fed = 0
+            if len(self._minis[0]) >= self._mini_size:
+                self._judge()
+            else:
+                self._mini_hits = [0.0] * len(self._shares)
+
+    def _judge(self) -> None:
+        hits = self._mini_hits
+        shares = self._shares
+        best = max(range(len(shares)), key=lambda i: (hits[i], -abs(shares[i] - 0.01)))
+        current = self._window_max / self._maxsize
+        if int(self.mode) == 0:
+            share = current + self.smooth * (shares[best] - current)
+            self._resize_window(share * self._maxsize)
+        else:
+            near = min(range(len(shares)), key=lambda i: abs(shares[i] - current))
+            lead = hits[best] - hits[near]
+            n = self._mini_period / (1 - self.decay) if self.decay < 1 else self._mini_period
+            if lead > self.margin * n and lead > self.z * math.sqrt(hits[best] + hits[near]):
+                self._resize_window(shares[best] * self._maxsize)
+        self._decisions += 1
+        self._mini_hits = [h * self.decay for h in hits]
+
+    def __getitem__(self, key: Any) -> Any:
+        self._feed(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._data:
+            self._feed(key)
+        super().__setitem__(key, value)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        target = super()._steer(hits, window_hits)
+        return self._window_max if int(self.mode) == 0 else target
+
+
+for _name, _kw in {
+    "mini": {},
+    "mini-hybrid": {"mode": 1},
+}.items():
+    VARIANTS[_name] = _v(MiniSim2, **_kw)
