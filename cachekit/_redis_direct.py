@@ -13,9 +13,10 @@ on a connection that goes back to the pool.
 It is taken only for a client where `execute_command` would add nothing this command
 needs: a plain `redis.asyncio.Redis` (no subclass changing `execute_command`), over a
 connection pool, not in single-connection mode, that retries nothing (as `from_url`
-builds it; the tier's op_timeout and circuit bound each command instead). Any other
-client keeps `execute_command`. Instrumentation that wraps `execute_command` (tracing,
-say) does not see these reads.
+builds it; the tier's op_timeout and circuit bound each command instead; the one resend
+after a closed connection is this route's own, see `__call__`). Any other client keeps
+`execute_command`. Instrumentation that patches `redis.asyncio.Redis.execute_command`
+itself (rather than a subclass) does not see these reads.
 """
 
 from __future__ import annotations
