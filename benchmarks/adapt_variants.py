@@ -70,6 +70,25 @@ from typing import Any
 from cachekit import TinyLFUCache
 
 
+class _SeesEveryAccess:
+    """A variant that looks at every access once (a hit, or the miss that inserts) through
+    `_see(key)` before the policy handles it. First among the bases."""
+
+    _data: dict[Any, Any]
+
+    def _see(self, key: Any) -> None:
+        raise NotImplementedError
+
+    def __getitem__(self, key: Any) -> Any:
+        self._see(key)
+        return super().__getitem__(key)  # type: ignore[misc]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self._data:
+            self._see(key)
+        super().__setitem__(key, value)  # type: ignore[misc]
+
+
 class Research(TinyLFUCache[Any, Any]):
     sample_factor = 10.0
     sample_min = 1
@@ -222,7 +241,7 @@ class Density(Research):
         self.set_share(w / self._maxsize + step)
 
 
-class Indicator(Research):
+class Indicator(_SeesEveryAccess, Research):
     """The paper's indicator: mean sketch estimate of the accessed keys (hint) times
     (1 - skew^3), skew from the top-k keys' counts in the sample; window = 80% x that."""
 
@@ -235,16 +254,7 @@ class Indicator(Research):
         self._count = 0
         self._keys: Counter[Any] = Counter()
 
-    def __getitem__(self, key: Any) -> Any:
-        self._record(key)
-        return super().__getitem__(key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if key not in self._data:
-            self._record(key)
-        super().__setitem__(key, value)
-
-    def _record(self, key: Any) -> None:
+    def _see(self, key: Any) -> None:
         self._hint += self._sketch.estimate(hash((key, self._salt)))
         self._count += 1
         self._keys[key] += 1
@@ -265,7 +275,7 @@ class Indicator(Research):
         self.set_share(indicator * self.scale)
 
 
-class MiniSim(Research):
+class MiniSim(_SeesEveryAccess, Research):
     """Mini-simulation: fixed-window W-TinyLFU caches of maxsize/rate fed the keys whose
     salted hash is 0 mod rate; each sample, the window takes the best one's share."""
 
@@ -278,7 +288,7 @@ class MiniSim(Research):
         self._minis = [Fixed(mini, share=s, age_factor=self.age_factor) for s in self.shares]
         self._mini_hits = [0] * len(self.shares)
 
-    def _feed(self, key: Any) -> None:
+    def _see(self, key: Any) -> None:
         if self._rate > 1 and hash((key, 12345)) % self._rate:
             return
         for i, mini in enumerate(self._minis):
@@ -287,15 +297,6 @@ class MiniSim(Research):
                 self._mini_hits[i] += 1
             else:
                 mini[key] = None
-
-    def __getitem__(self, key: Any) -> Any:
-        self._feed(key)
-        return super().__getitem__(key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if key not in self._data:
-            self._feed(key)
-        super().__setitem__(key, value)
 
     def climb(self, hits: int, misses: int, window_hits: int, main_hits: int) -> None:
         best = max(range(len(self.shares)), key=lambda i: self._mini_hits[i])
@@ -800,7 +801,7 @@ class _FixedMini(TinyLFUCache[Any, Any]):
         self._sampled.clear()
 
 
-class MiniSim2(TinyLFUCache[Any, Any]):
+class MiniSim2(_SeesEveryAccess, TinyLFUCache[Any, Any]):
     """Round 4: the paper's mini-simulation (Einziger et al., Middleware 2018) on top of the
     shipped policy. The keys whose salted hash (the sketch's second index, as the shadow
     LRU's) is 0 modulo `rate` feed one fixed-window W-TinyLFU per share of the share set,
@@ -855,7 +856,7 @@ class MiniSim2(TinyLFUCache[Any, Any]):
         )
         self._decisions = 0
 
-    def _feed(self, key: Any) -> None:
+    def _see(self, key: Any) -> None:
         if self.boot:
             self._seen = getattr(self, "_seen", 0) + 1
             if self._seen > self.boot * self._maxsize:
@@ -893,15 +894,6 @@ class MiniSim2(TinyLFUCache[Any, Any]):
                 self._resize_window(shares[best] * self._maxsize)
         self._decisions += 1
         self._mini_hits = [h * self.decay for h in hits]
-
-    def __getitem__(self, key: Any) -> Any:
-        self._feed(key)
-        return super().__getitem__(key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if key not in self._data:
-            self._feed(key)
-        super().__setitem__(key, value)
 
     def _steer(self, hits: int, window_hits: int) -> float:
         target = super()._steer(hits, window_hits)
