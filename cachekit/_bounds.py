@@ -16,7 +16,8 @@ from typing import Any, Final, final
 
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
 # read a reply that may have come in time: the command gets op_timeout more, at most
-# _EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait).
+# EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait). So does one
+# due while Redis showed signs of life (see Deadlines.alive).
 LATE: Final = 0.25
 EXTENSIONS: Final = 3
 
@@ -25,8 +26,9 @@ EXTENSIONS: Final = 3
 class Slots:
     """At most `size` commands at once; the others wait in arrival order.
 
-    `busy` counts the slots taken; a slot given back goes to the first caller still
-    waiting (it stays taken), else it is freed. Loop-local, like the commands it bounds.
+    `busy` counts the slots taken, `size` plus those `keep` took; a slot given back goes
+    to the first caller still waiting (it stays taken) unless more than `size` are taken,
+    else it is freed. Loop-local, like the commands it bounds.
     """
 
     __slots__ = ("_waiting", "busy", "size")
@@ -54,9 +56,15 @@ class Slots:
                 self.give_back()
             raise
 
+    def keep(self) -> None:
+        """Take one more slot, now, even past `size`: for something a command started that
+        goes on after it (a connection being opened), until that gives it back. The
+        command's own slot, given back next, is then freed rather than handed on."""
+        self.busy += 1
+
     def give_back(self) -> None:
         waiting = self._waiting
-        while waiting:
+        while waiting and self.busy <= self.size:
             handed = waiting.popleft()
             if not handed.done():  # (a waiter cancelled meanwhile is skipped)
                 handed.set_result(None)
@@ -68,11 +76,12 @@ class Slots:
 class Running:
     """One command under its deadline: `task` is None once it has finished."""
 
-    __slots__ = ("due", "expired", "extensions", "task")
+    __slots__ = ("alive", "due", "expired", "extensions", "task")
 
-    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+    def __init__(self, task: asyncio.Task[Any], due: float, alive: int) -> None:
         self.task: asyncio.Task[Any] | None = task
         self.due = due
+        self.alive = alive  # Deadlines.alive as its current op_timeout began
         self.extensions = 0
         self.expired = False  # its task was cancelled for it (taken back by the command)
 
@@ -87,10 +96,14 @@ class Deadlines:
     entry's due while there is one.
     """
 
-    __slots__ = ("_loop", "_running", "_seconds", "_timer")
+    __slots__ = ("_loop", "_running", "_seconds", "_timer", "alive")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self._loop = loop
+        # Redis's signs of life on this lane (replies, connections opened), counted: a
+        # command due while it grew since its op_timeout began is waiting on this process
+        # (its queue, a busy loop, connections being opened in a burst), not on Redis.
+        self.alive = 0
         self._seconds = seconds
         self._running: deque[Running] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -101,7 +114,7 @@ class Deadlines:
         running = self._running
         while running and running[0].task is None:
             running.popleft()
-        entry = Running(task, self._loop.time() + self._seconds)
+        entry = Running(task, self._loop.time() + self._seconds, self.alive)
         running.append(entry)
         if self._timer is None:
             self._timer = self._loop.call_at(entry.due, self._expire)
@@ -109,7 +122,8 @@ class Deadlines:
 
     def _expire(self) -> None:
         """Cancel the tasks of the commands past their deadline, but extend one whose
-        deadline fires late (see LATE); arm the timer for the next one."""
+        deadline fires late (see LATE) or that Redis is not to blame for (see `alive`);
+        arm the timer for the next one."""
         self._timer = None
         now = self._loop.time()
         running = self._running
@@ -123,9 +137,12 @@ class Deadlines:
                 self._timer = self._loop.call_at(first.due, self._expire)
                 return
             running.popleft()
-            if now - first.due > seconds * LATE and first.extensions < EXTENSIONS:
+            if first.extensions < EXTENSIONS and (
+                now - first.due > seconds * LATE or first.alive != self.alive
+            ):
                 first.extensions += 1
                 first.due = now + seconds  # due last of all: the order holds
+                first.alive = self.alive
                 running.append(first)
                 continue
             first.expired = True

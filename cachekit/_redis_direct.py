@@ -10,6 +10,10 @@ connection), health checks, socket timeouts, RESP2 or RESP3, and dropping a conn
 whose command was interrupted (a cancellation included), so a reply is never left unread
 on a connection that goes back to the pool.
 
+A connection that must be opened first (the pool has no open one idle) is opened by the
+tier (`Lane._new_connection`), so that it outlives the deadline of the command that asked
+for it.
+
 It is taken only for a client where `execute_command` would add nothing this command
 needs: a plain `redis.asyncio.Redis` (no subclass changing `execute_command`), over a
 connection pool, not in single-connection mode, that retries nothing (as `from_url`
@@ -22,10 +26,14 @@ itself (rather than a subclass) does not see these reads.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+# How the tier opens a connection of a pool, given the arguments of `get_connection`.
+Opener = Callable[[Any, tuple[str, ...]], Awaitable[Any]]
 
 _SET: Final = b"*7\r\n$3\r\nSET\r\n"  # an array of 7 bulk strings: SET key lock NX GET PX ms
 
@@ -37,10 +45,11 @@ def _bulk(data: bytes) -> bytes:
 class DirectAcquire:
     """`SET key lock NX GET PX probation_ms` on a connection of `client`'s pool."""
 
-    __slots__ = ("_pool", "_pool_args", "_tail")
+    __slots__ = ("_open", "_pool", "_pool_args", "_tail")
 
-    def __init__(self, pool: Any, probation_ms: int) -> None:
+    def __init__(self, pool: Any, probation_ms: int, opener: Opener) -> None:
         self._pool = pool
+        self._open = opener
         # redis-py 5 asks get_connection() for a command name; 6 and later deprecate it.
         parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
         takes_name = parameter is not None and parameter.default is inspect.Parameter.empty
@@ -48,16 +57,18 @@ class DirectAcquire:
         self._tail = b"".join(_bulk(a) for a in (b"NX", b"GET", b"PX", b"%d" % probation_ms))
 
     @classmethod
-    def of(cls, client: Any, probation_ms: int) -> DirectAcquire | None:
+    def of(cls, client: Any, probation_ms: int, opener: Opener) -> DirectAcquire | None:
         """The route for `client`, or None where `execute_command` must stay (see above)."""
         if type(client).execute_command is not Redis.execute_command:
             return None
         pool = getattr(client, "connection_pool", None)
         if pool is None or client.single_connection_client or client.connection is not None:
             return None
-        if _retries(client) != 0:
+        if _retries(client) != 0 or not isinstance(
+            getattr(pool, "_available_connections", None), list
+        ):  # (the idle connections, last out first, of redis-py 5 to 8's pool)
             return None
-        return cls(pool, probation_ms)
+        return cls(pool, probation_ms, opener)
 
     async def __call__(self, key: bytes, lock: bytes) -> Any:
         """The reply: the value `key` held (bytes) or None; raises what the command raises
@@ -76,7 +87,11 @@ class DirectAcquire:
 
     async def _send(self, packed: bytes) -> Any:
         pool = self._pool
-        connection = await pool.get_connection(*self._pool_args)
+        idle = pool._available_connections  # (redis-py 5 to 8: checked by `of`)
+        if idle and idle[-1].is_connected:  # the one get_connection takes next
+            connection = await pool.get_connection(*self._pool_args)
+        else:
+            connection = await self._open(pool, self._pool_args)
         try:
             await connection.send_packed_command(packed)
             return await connection.read_response()

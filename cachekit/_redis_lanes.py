@@ -23,6 +23,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._bounds import Deadlines, Slots
 from ._options import check_seconds
@@ -59,6 +60,7 @@ from ._shared import (
 log = logging.getLogger("cachekit.redis")
 
 
+_TIMEOUTS: Final = (TimeoutError, RedisTimeoutError)  # op_timeout's, or the client's own
 _TRIP: Final = 3  # consecutive failures that open the circuit (degrade mode)
 # seconds a connection of a tier's own client may take to open or to close (closing waits for
 # what is still buffered to be sent, which a stalled Redis never reads)
@@ -214,7 +216,7 @@ class Lane:
         # The acquire's constant arguments, encoded once: redis-py encodes each str or int
         # argument of every command anew (a hit is that one command, see `_acquire`).
         self._acquire_tail = (b"NX", b"GET", b"PX", str(self._probation_ms).encode())
-        self._direct = DirectAcquire.of(client, self._probation_ms)  # None: execute_command
+        self._direct = DirectAcquire.of(client, self._probation_ms, self._new_connection)
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -276,7 +278,7 @@ class Lane:
         # Tasks started and not yet seen to finish: invalidations, clears, releases
         # (`_background`, awaited by settle()) and lease renewals (cancelled by their loads).
         self._background: set[asyncio.Task[Any]] = set()
-        self._renewals: set[asyncio.Task[Any]] = set()  # and the resender: never settled
+        self._renewals: set[asyncio.Task[Any]] = set()  # the resender, openings: never settled
         # tag -> how to send again an invalidation, clear or set() that missed Redis (a
         # set() is resent as an invalidation): at most one per tag, the latest, and at most
         # _UNSENT_MAX (then a cache's keys give way to one clear of its prefix, and a key
@@ -507,7 +509,7 @@ class Lane:
             )
         )
         lane._owns_client = True
-        lane._direct = DirectAcquire.of(lane._client, self._probation_ms)
+        lane._direct = DirectAcquire.of(lane._client, self._probation_ms, lane._new_connection)
         lane._scripts = {
             name: lane._client.register_script(script.script)
             for name, script in self._scripts.items()
@@ -570,7 +572,8 @@ class Lane:
         task = asyncio.current_task(loop)  # (with its loop: no getpid() on Python 3.11)
         assert task is not None
         cancelling = task.cancelling()
-        running = self._deadlines.start(task)
+        deadlines = self._deadlines
+        running = deadlines.start(task)
         slots = self._free
         try:
             try:
@@ -593,16 +596,22 @@ class Lane:
                 if running.expired:  # its cancellation was swallowed on the way: take it back
                     task.uncancel()
         except _ERRORS as exc:
-            if not _per_key(exc):
+            if _per_key(exc):
+                self._answered()  # Redis is up: this one key is wrong, not Redis
+            elif not (running.alive != deadlines.alive and isinstance(exc, _TIMEOUTS)):
                 self._failed(exc, loop)
-                raise _Unavailable(exc) from exc
-            self._answered()  # Redis is up: this one key is wrong, not Redis
+            # else it timed out while Redis showed signs of life (its extensions spent):
+            # the wait was this process's, not Redis's. Its caller goes on without Redis,
+            # and the circuit stays closed.
             raise _Unavailable(exc) from exc
         self._answered()
         return result
 
     def _answered(self) -> None:
         """Redis answered: the failures in a row, and the outage if any, are over."""
+        deadlines = self._deadlines
+        assert deadlines is not None
+        deadlines.alive += 1
         if self._failures:
             self._failures = 0
             if self._outage:
@@ -688,6 +697,47 @@ class Lane:
             )
         if self._failures >= _TRIP:
             self._open_until = loop.time() + self._cooldown
+
+    async def _new_connection(self, pool: Any, args: tuple[str, ...]) -> Any:
+        """A connection of `pool` that must be opened (or opened again) first, for the
+        command running now. Opened in a task of the tier's (`_open`), so that it outlives
+        the command's deadline: it then joins the pool, and the command's slot stays taken
+        until it has (the pool counts it as in use). redis-py abandons a connection whose
+        opening is cancelled, and the next command starts over: in a burst on a cold pool,
+        where opening takes longer than op_timeout, no connection would ever open."""
+        assert self._loop is not None and self._free is not None
+        handed: asyncio.Future[Any] = self._loop.create_future()
+        opening = self._spawn(self._open(pool, args, handed), self._renewals)
+        try:
+            return await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled() and handed.exception() is None:
+                # handed over as the command was cancelled: back to the pool
+                opening = self._spawn(pool.release(handed.result()), self._renewals)
+            slots = self._free
+            slots.keep()
+            opening.add_done_callback(lambda _: slots.give_back())
+            raise
+
+    async def _open(self, pool: Any, args: tuple[str, ...], handed: asyncio.Future[Any]) -> None:
+        """Get `pool`'s connection (opening it) for the command waiting on `handed`, or,
+        if that command gave up meanwhile, put it in the pool, open."""
+        deadlines = self._deadlines
+        assert deadlines is not None
+        try:
+            connection = await pool.get_connection(*args)
+        except asyncio.CancelledError:  # the tier closes: so does its command
+            handed.cancel()
+            raise
+        except Exception as exc:  # the command's to raise (nobody's, if it gave up)
+            if not handed.done():
+                handed.set_exception(exc)
+            return
+        deadlines.alive += 1  # Redis answered the connection's handshake
+        if handed.done():
+            await pool.release(connection)
+        else:
+            handed.set_result(connection)
 
     def _spawn(
         self, coro: Coroutine[Any, Any, Any], into: set[asyncio.Task[Any]] | None = None

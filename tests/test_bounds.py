@@ -93,3 +93,48 @@ async def test_a_deadline_that_fires_late_was_a_busy_loop_and_is_extended_three_
     assert running.expired
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_slot_kept_past_its_command_is_not_handed_on_until_given_back() -> None:
+    # A command that gave up while its connection was being opened: the opening goes on
+    # and keeps the slot (the pool counts the connection in use), so the slot the command
+    # gives back is freed, not handed to a waiter who would find no connection to take.
+    slots = Slots(1)
+    assert slots.try_take()
+    waiter = asyncio.create_task(slots.take())
+    await settle()
+    slots.keep()
+    slots.give_back()  # the command's
+    await settle()
+    assert not waiter.done() and slots.busy == 1
+    slots.give_back()  # the opening's, once its connection is in the pool
+    await settle()
+    assert waiter.done() and slots.busy == 1
+
+
+async def test_a_command_due_while_redis_shows_signs_of_life_gets_more_time_three_times() -> None:
+    # Redis answered other commands (or a connection opened) since the command's
+    # op_timeout began: the wait is this process's (its queue, connections being opened
+    # in a burst), not Redis's. A command due after a silent op_timeout expires at once.
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 60.0)  # due by hand below, never by its own timer
+    task = asyncio.create_task(forever())
+    silent_task = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    running = deadlines.start(task)
+    for extensions in range(1, EXTENSIONS + 1):
+        deadlines.alive += 1  # a reply, or a connection opened
+        running.due = loop.time()  # due now, and not late
+        deadlines._expire()
+        assert (running.extensions, running.expired) == (extensions, False)
+    deadlines.alive += 1
+    running.due = loop.time()
+    deadlines._expire()
+    assert running.expired  # extensions spent
+    silent = deadlines.start(silent_task)
+    silent.due = loop.time()
+    deadlines._expire()
+    assert silent.expired and silent.extensions == 0
+    for each in (task, silent_task):
+        with pytest.raises(asyncio.CancelledError):
+            await each

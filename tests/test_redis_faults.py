@@ -17,7 +17,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -496,3 +498,115 @@ async def test_what_is_read_before_the_subscription_listens_is_dropped_once_it_d
     finally:
         await tier.aclose()
         await proxy.close()
+
+
+# ------------------------------------------------- a burst on a cold pool (#16's full run)
+
+
+def _held_openings() -> tuple[type[Connection], asyncio.Semaphore, list[int]]:
+    """A connection class whose openings each wait for one release of the semaphore
+    (as opening does in a burst on a cold pool, where it outlasts op_timeout), and the
+    count of openings [started, finished]."""
+    gate = asyncio.Semaphore(1_000_000)
+    counts = [0, 0]
+
+    class HeldOpening(Connection):
+        async def _connect(self) -> None:
+            counts[0] += 1
+            await gate.acquire()
+            await super()._connect()
+            counts[1] += 1
+
+    return HeldOpening, gate, counts
+
+
+def _held_client(server: RedisServer, connection_class: type[Connection], size: int) -> Redis:
+    return Redis.from_url(  # as RedisTier.from_url builds it (its hits skip execute_command)
+        server.url,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=None,
+        connection_class=connection_class,
+        max_connections=size,
+    )
+
+
+async def _close_the_gate(gate: asyncio.Semaphore) -> None:
+    while not gate.locked():
+        await gate.acquire()
+
+
+@pytest.mark.timeout(20)
+async def test_a_connection_opened_past_its_commands_deadline_joins_the_pool_for_the_next(
+    server: RedisServer,
+) -> None:
+    # redis-py abandons a connection whose opening is cancelled: the command that timed
+    # out took its half-open connection with it, the next command started over, and in
+    # a burst on a cold pool no connection ever opened (every command timed out, three
+    # opened the circuit). The opening now goes on; it keeps the command's slot (the
+    # pool counts it in use) until it is back in the pool.
+    connection_class, gate, openings = _held_openings()
+    client = _held_client(server, connection_class, 1)
+    tier = RedisTier(client, namespace="f", secret=SECRET, op_timeout=0.1)
+    cache = AsyncCache[Any, str](ttl=60, shared=tier, name="held")
+    try:
+        await warm(cache)
+        await client.connection_pool.disconnect()  # its one connection must open again
+        await _close_the_gate(gate)
+        started = openings[0]
+        assert await cache.get_or_compute(1, value(1)) == "value-1"  # in-process
+        assert_stats(cache, shared_errors=1)
+        second = asyncio.create_task(cache.get_or_compute(2, value(2)))
+        await settle()
+        assert not second.done()  # waits for the slot: no "Too many connections"
+        gate.release()
+        async with asyncio.timeout(5):
+            assert await second == "value-2"
+        assert_stats(cache, shared_errors=1, shared_misses=2)  # the second shared
+        assert openings[0] - started == 1  # both used the one opening the first began
+        assert openings[1] - started == 1
+    finally:
+        gate.release()
+        await tier.aclose()
+        await client.aclose()
+
+
+@pytest.mark.timeout(20)
+async def test_commands_that_time_out_while_redis_answers_others_leave_the_circuit_closed(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Three commands wait past op_timeout for connections being opened while another
+    # connection answers command after command: Redis is alive, the wait is this
+    # process's. Each gets op_timeout more while Redis answers (three times at most),
+    # then its caller loads in-process; the circuit stays closed, nothing is logged,
+    # and the other callers share through Redis throughout.
+    caplog.set_level(logging.WARNING, logger="cachekit.redis")
+    connection_class, gate, openings = _held_openings()
+    client = _held_client(server, connection_class, 4)
+    tier = RedisTier(client, namespace="f", secret=SECRET, op_timeout=0.1)
+    cache = AsyncCache[Any, str](ttl=60, shared=tier, name="busy")
+    try:
+        await warm(cache)
+        await client.connection_pool.disconnect()
+        await _close_the_gate(gate)
+        held = [asyncio.create_task(cache.get_or_compute(k, value(k))) for k in range(4)]
+        await settle()
+        assert openings[0] - openings[1] == 4  # each waits for its connection to open
+        gate.release()  # one opens (its command shares), and serves the callers below
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        chatter = 0
+        async with asyncio.timeout(10):
+            while not all(task.done() for task in held):
+                chatter += 1
+                assert await cache.get_or_compute(f"c{chatter}", value(chatter))
+        assert loop.time() - begun >= 0.3  # extended while Redis answered
+        assert [task.result() for task in held] == [f"value-{k}" for k in range(4)]
+        assert_stats(cache, shared_errors=3, shared_misses=2 + chatter)
+        assert not [r for r in caplog.records if "Redis failed" in r.getMessage()]
+        assert await cache.get_or_compute("after", value("after")) == "value-after"
+        assert_stats(cache, shared_errors=3, shared_misses=3 + chatter)  # not skipped
+    finally:
+        for _ in range(4):
+            gate.release()
+        await tier.aclose()
+        await client.aclose()
