@@ -157,6 +157,11 @@ def _aiocache(stampede: bool) -> Build:
 
 BULK = 10  # keys per bulk request
 FRESH = 0.05  # seconds a value is fresh in the stale-serving variant; then served stale
+# The cold-burst variant: this many callers at once, each key requested BURST_REPEATS times,
+# on pools that hold one connection each (the fleet's full mode found the fault it guards:
+# commands timed out while their connections were being opened and opened the circuit).
+BURST_CALLERS = 1_000
+BURST_REPEATS = 4
 Bulk = Callable[[list[int]], Awaitable[Any]]
 VariantBuild = Callable[[str, str, Any], tuple[Any, Callable[[], Awaitable[None]]]]
 
@@ -246,6 +251,9 @@ VARIANTS: list[tuple[str, str, str, tuple[str, ...], VariantBuild]] = [
     ("bulk", "aiocache multi_cached", "aiocache", ("aiocache",), _aiocache_bulk),
     ("stale", "cachekit stale_ttl", "cachekit", ("cachekit.redis",), _cachekit_stale),
     ("stale", "cashews early", "cashews", ("cashews",), _cashews_stale),
+    ("burst", "cachekit", "cachekit", ("cachekit.redis",), _cachekit),
+    ("burst", "cashews lock=True", "cashews", ("cashews",), _cashews(lock=True)),
+    ("burst", "aiocache stampede", "aiocache-stampede", ("aiocache",), _aiocache(stampede=True)),
 ]
 
 
@@ -323,7 +331,9 @@ async def _variant(
         "cmds/req": commands / len(requests),
         "msgs/req": messages / len(requests),
         "note": f"p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.1f} ms"
-        + (", loader calls count keys" if variant == "bulk" else ", loads include refreshes"),
+        + {"bulk": ", loader calls count keys", "stale": ", loads include refreshes"}.get(
+            variant, ""
+        ),
     }
 
 
@@ -663,7 +673,9 @@ async def _processes(
     }
 
 
-def _targets(rows: list[dict[str, Any]], processes: list[dict[str, Any]]) -> list[Target]:
+def _targets(
+    rows: list[dict[str, Any]], processes: list[dict[str, Any]], variants: list[dict[str, Any]]
+) -> list[Target]:
     ck = next((r for r in rows if r["system"] == "cachekit" and "wall ms" in r), None)
     if ck is None:
         return []
@@ -676,6 +688,16 @@ def _targets(rows: list[dict[str, Any]], processes: list[dict[str, Any]]) -> lis
             loads += f", {row['loader calls']} in {row['processes']} processes"
             met = met and row["loader calls"] == row["ideal calls"]
     targets.append(Target("shared: loads", "loader calls = distinct keys", loads, met))
+    burst = next((r for r in variants if r["system"] == "cachekit (burst)"), None)
+    if burst is not None and "loader calls" in burst:
+        targets.append(
+            Target(
+                "shared: cold burst",
+                f"loader calls = distinct keys, {BURST_CALLERS:,} callers on cold pools",
+                f"{burst['loader calls']:,} of {burst['ideal calls']:,}",
+                burst["loader calls"] == burst["ideal calls"],
+            )
+        )
     for column, label in (("cmds/req", "Redis commands per request"), ("wall ms", "wall time")):
         best = min(peers, key=lambda r: r[column], default=None)
         if best is None:
@@ -809,9 +831,15 @@ async def run(ctx: Context) -> Result:
             sorted(set(keys_of[i : i + BULK])) for i in range(0, n // 2, BULK)
         ]  # n/2 keys in requests of BULK
         rng.shuffle(bulk_requests)
+        burst_requests = [k for k in range(n // 2) for _ in range(BURST_REPEATS)]
+        rng.shuffle(burst_requests)
         for variant, name, build in _variants(ctx):
-            requests_v: list[Any] = bulk_requests if variant == "bulk" else keys_of
-            callers = max(1, concurrency // BULK) if variant == "bulk" else concurrency
+            requests_v: list[Any] = keys_of
+            callers = concurrency
+            if variant == "bulk":
+                requests_v, callers = bulk_requests, max(1, concurrency // BULK)
+            elif variant == "burst":
+                requests_v, callers = burst_requests, BURST_CALLERS
             try:
                 async with asyncio.timeout(FLEET_TIMEOUT):
                     row = await _variant(url, variant, name, build, requests_v, callers)
@@ -819,7 +847,7 @@ async def run(ctx: Context) -> Result:
                 row = {"system": f"{name} ({variant})", "note": f"failed: {exc!r:.80}"}
             variants.append(row)
             ctx.progress.step(f"shared {name} {variant}")
-    targets = _targets(rows, processes)
+    targets = _targets(rows, processes, variants)
     for row in processes:
         row["system"] = f"{row['system']} ({row.pop('processes')} processes)"
     return Result(
@@ -849,6 +877,9 @@ async def run(ctx: Context) -> Result:
             f"(stale): values fresh for {FRESH * 1000:.0f} ms, then served stale while one "
             "refresh runs (cashews: early_ttl); loads include refreshes; p99 = slowest 1% "
             "of requests (aiocache has no stale serving).",
+            f"(burst): {n // 2:,} keys, each requested {BURST_REPEATS} times in random order, "
+            f"{BURST_CALLERS:,} callers at once on pools that hold one open connection each "
+            "(the peers with their single-flight option).",
         ],
         targets=targets,
     )
