@@ -106,7 +106,7 @@ class Deadlines:
         self.alive = 0
         self._seconds = seconds
         self._running: deque[Running] = deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # (a TimerHandle, or `_fire`'s call)
 
     def start(self, task: asyncio.Task[Any]) -> Running:
         """`task` starts a command now: it is cancelled if that command outlasts op_timeout.
@@ -117,8 +117,15 @@ class Deadlines:
         entry = Running(task, self._loop.time() + self._seconds, self.alive)
         running.append(entry)
         if self._timer is None:
-            self._timer = self._loop.call_at(entry.due, self._expire)
+            self._timer = self._loop.call_at(entry.due, self._fire)
         return entry
+
+    def _fire(self) -> None:
+        """The timer: judge the commands due once the callbacks already ready have run.
+        A reply read in the loop iteration the timer fires in has only scheduled its
+        command's task to resume; judged now, the command would be cancelled with its
+        reply in hand (a busy process, as in 8 processes on 2 cores, met that often)."""
+        self._timer = self._loop.call_soon(self._expire)
 
     def _expire(self) -> None:
         """Cancel the tasks of the commands past their deadline, but extend one whose
@@ -134,7 +141,7 @@ class Deadlines:
                 running.popleft()
                 continue
             if first.due > now:
-                self._timer = self._loop.call_at(first.due, self._expire)
+                self._timer = self._loop.call_at(first.due, self._fire)
                 return
             running.popleft()
             if first.extensions < EXTENSIONS and (

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cachekit._bounds import EXTENSIONS, Deadlines, Slots
+from cachekit._bounds import EXTENSIONS, Deadlines, Running, Slots
 
 from .conftest import settle
 
@@ -138,3 +138,29 @@ async def test_a_command_due_while_redis_shows_signs_of_life_gets_more_time_thre
     for each in (task, silent_task):
         with pytest.raises(asyncio.CancelledError):
             await each
+
+
+async def test_a_reply_read_as_the_deadline_fires_wins_over_the_deadline() -> None:
+    # In a busy process the timer often fires in the loop iteration that read the reply:
+    # the reply has only scheduled its command's task to resume. Judged at once, the
+    # command was cancelled with its reply in hand (8 processes on 2 cores: 1 run in 5
+    # loaded keys twice; the old code, every run).
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 60.0)  # fired by hand below
+    reply: asyncio.Future[str] = loop.create_future()
+    running: Running | None = None
+
+    async def command() -> str:
+        answer = await reply
+        assert running is not None
+        running.task = None  # as the lane's _call does when its command ends
+        return answer
+
+    task = asyncio.create_task(command())
+    await asyncio.sleep(0)
+    running = deadlines.start(task)
+    running.due = loop.time()  # due now, not late, and no sign of life
+    reply.set_result("answer")  # read in this iteration: the task resumes in the next
+    deadlines._fire()  # the deadline's timer, in the same iteration
+    assert await task == "answer"
+    assert not running.expired
