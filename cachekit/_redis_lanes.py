@@ -721,11 +721,15 @@ class Lane:
 
     async def _open(self, pool: Any, args: tuple[str, ...], handed: asyncio.Future[Any]) -> None:
         """Get `pool`'s connection (opening it) for the command waiting on `handed`, or,
-        if that command gave up meanwhile, put it in the pool, open."""
+        if that command gave up meanwhile, put it in the pool, open. Within
+        _CONNECT_TIMEOUT, whatever the client's own timeouts: a handshake that is never
+        answered (a client with no socket timeout, a peer gone silent) must not keep its
+        slot for good."""
         deadlines = self._deadlines
         assert deadlines is not None
         try:
-            connection = await pool.get_connection(*args)
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                connection = await pool.get_connection(*args)
         except asyncio.CancelledError:  # the tier closes: so does its command
             handed.cancel()
             raise

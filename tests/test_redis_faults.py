@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from cachekit import AsyncCache
+from cachekit import AsyncCache, _redis_lanes
 from cachekit.redis import RedisTier
 
 from .conftest import Gate, assert_stats, settle
@@ -503,16 +503,20 @@ async def test_what_is_read_before_the_subscription_listens_is_dropped_once_it_d
 # ------------------------------------------------- a burst on a cold pool (#16's full run)
 
 
-def _held_openings() -> tuple[type[Connection], asyncio.Semaphore, list[int]]:
+def _held_openings(
+    never: int = 0,
+) -> tuple[type[Connection], asyncio.Semaphore, list[int]]:
     """A connection class whose openings each wait for one release of the semaphore
     (as opening does in a burst on a cold pool, where it outlasts op_timeout), and the
-    count of openings [started, finished]."""
+    count of openings [started, finished]. The `never`-th opening is never answered."""
     gate = asyncio.Semaphore(1_000_000)
     counts = [0, 0]
 
     class HeldOpening(Connection):
         async def _connect(self) -> None:
             counts[0] += 1
+            if counts[0] == never:
+                await asyncio.Event().wait()
             await gate.acquire()
             await super()._connect()
             counts[1] += 1
@@ -608,5 +612,34 @@ async def test_commands_that_time_out_while_redis_answers_others_leave_the_circu
     finally:
         for _ in range(4):
             gate.release()
+        await tier.aclose()
+        await client.aclose()
+
+
+@pytest.mark.timeout(20)
+async def test_an_opening_never_answered_gives_its_slot_up_after_the_connect_timeout(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The opening that outlives its command keeps the command's slot: one whose
+    # handshake is never answered (a client with no socket timeout, a peer gone silent)
+    # must not keep it for good, or a pool of one would never serve Redis again.
+    monkeypatch.setattr(_redis_lanes, "_CONNECT_TIMEOUT", 0.5)
+    connection_class, _, openings = _held_openings(never=3)
+    client = _held_client(server, connection_class, 1)
+    tier = RedisTier(client, namespace="f", secret=SECRET, op_timeout=0.1, cooldown=0.2)
+    cache = AsyncCache[Any, str](ttl=60, shared=tier, name="silent")
+    try:
+        await warm(cache)  # two openings: the subscription's and the commands' one
+        await client.connection_pool.disconnect()
+        assert await cache.get_or_compute(0, value(0)) == "value-0"  # in-process
+        assert openings[0] == 3  # the third, never answered, keeps the one slot
+        shared = cache.stats().shared_misses
+        key = 0
+        async with asyncio.timeout(10):  # without the bound: never shared again
+            while cache.stats().shared_misses == shared:
+                key += 1
+                assert await cache.get_or_compute(key, value(key)) == f"value-{key}"
+        assert openings[0] == 4  # a new connection, once the silent opening gave up
+    finally:
         await tier.aclose()
         await client.aclose()
