@@ -403,6 +403,9 @@ def parse(spec: str) -> Callable[[int], Any]:
         "depth": Depth,
         "sub": Sub,
         "mini2": MiniSim2,
+        "contest": Contest,
+        "aging": Aging,
+        "agingc": AgingContest,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -936,3 +939,257 @@ _MINIS: dict[str, dict[str, float]] = {
 }
 for _name, _kw in _MINIS.items():
     VARIANTS[_name] = _v(MiniSim2, **_kw)
+
+
+# ----------------------------------------------------------------------------- round 5
+# The sketch's aging and the admission contest (issue 18, fifth session). The contest
+# variants override `popitem` (so every eviction goes through it, as the shipped class
+# allows) with the shipped contest and one hook, `_admit`; `contest` with no setting
+# decides exactly as the shipped policy does (checked: same hits in every cell).
+
+
+class Contest(TinyLFUCache[Any, Any]):
+    """The shipped policy with the admission contest open. Settings (all off by default):
+
+    `bonus`: while the shadow LRU leads (its lead at the last sample's end over `_BEHIND`),
+    a candidate wins if its estimate + bonus beats the victim's. `rand`: a warm losing
+    candidate (estimate above 5) wins with probability 1/rand (Caffeine's admission against
+    hash flooding). `victims`: the victim is the least frequent of main's `victims` least
+    recent keys (probation first). `decay`: a victim that beats a candidate estimated within
+    `decay` of it has its counters decremented (it pays for blocking). `window_hit`: a
+    candidate that was hit while in the window wins ties.
+    """
+
+    bonus = 0.0
+    rand = 0.0
+    victims = 1.0
+    decay = -1.0
+    window_hit = 0.0
+    lead_only = 0.0  # 1: `decay` and `victims` act only while the shadow LRU leads
+    lead_streak = 0.0  # > 0: while the shadow LRU leads, a victim's streak ends after this
+    lead_warm = -1.0  # >= 0: while the shadow LRU leads, a candidate above this is warm
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        import random as _random
+
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._leading = False
+        self._rng = _random.Random(7)
+        self._hit_in_window: set[Any] = set()
+        super().__init__(maxsize, seed=1)
+
+    def __getitem__(self, key: Any) -> Any:
+        if self.window_hit and key in self._window:
+            self._hit_in_window.add(key)
+        return super().__getitem__(key)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        sampled = self._shadow_sampled
+        behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
+        self._leading = behind > 0.01
+        return super()._steer(hits, window_hits)
+
+    def _est(self, h: int) -> int:
+        a = self._rows[0][h & self._mask]
+        b = self._rows[1][h >> self._shift]
+        return a if a < b else b
+
+    def _admit(self, candidate: Any, ch: int, region: Any, victim: Any) -> tuple[bool, Any]:
+        """Whether the candidate wins, and the victim it contested."""
+        cf = self._est(ch)
+        active = self._leading or not self.lead_only
+        if self.victims > 1 and active:
+            best, bf = victim, self._est(region[victim])
+            n = 0
+            for r in (self._probation, self._protected):
+                for key in r:
+                    if n >= self.victims:
+                        break
+                    n += 1
+                    f = self._est(r[key])
+                    if f < bf:
+                        best, bf = key, f
+            victim, vf = best, bf
+        else:
+            vf = self._est(region[victim])
+        if cf > vf:
+            return True, victim
+        if self.bonus and self._leading and cf + self.bonus > vf:
+            return True, victim
+        if self.window_hit and candidate in self._hit_in_window and cf >= vf:
+            return True, victim
+        if cf > 5 and self.rand and self._rng.random() * self.rand < 1:
+            return True, victim
+        warm = self.lead_warm if self._leading and self.lead_warm >= 0 else 5
+        if cf > warm and self._outlasted(victim):
+            return True, victim
+        if self.decay >= 0 and active and vf - cf <= self.decay and vf > 0:
+            vh = self._region_of(victim)[victim]
+            for row, i in ((self._rows[0], vh & self._mask), (self._rows[1], vh >> self._shift)):
+                if row[i]:
+                    row[i] -= 1
+        return False, victim
+
+    def _outlasted(self, victim: Any) -> bool:
+        if not (self.lead_streak and self._leading):
+            return super()._outlasted(victim)
+        if victim is not self._champion:
+            self._champion = victim
+            self._wins = 1
+        elif self._wins < self.lead_streak:
+            self._wins += 1
+        else:
+            self._champion = None
+            return True
+        return False
+
+    def _region_of(self, key: Any) -> Any:
+        return self._probation if key in self._probation else self._protected
+
+    def popitem(self) -> tuple[Any, Any]:
+        if not self._evicting:
+            self._filled()
+        data = self._data
+        window = self._window
+        probation = self._probation
+        while window and self._window_size + self._incoming > self._window_max:
+            candidate, ch = window.popitem(False)
+            self._hit_in_window.discard(candidate)
+            self._window_size -= 1
+            if self._probation_size + self._protected_size + 1 <= self._main_max:
+                probation[candidate] = ch
+                self._probation_size += 1
+                continue
+            region = probation or self._protected
+            if region:
+                victim = next(iter(region))
+                admit, victim = self._admit(candidate, ch, region, victim)
+                if admit:
+                    region = self._region_of(victim)
+                    probation[candidate] = ch
+                    self._probation_size += 1
+                    return self._evict_from(region, victim)
+            return candidate, data.pop(candidate)
+        for region in (probation, self._protected, window):
+            for victim in region:
+                self._hit_in_window.discard(victim)
+                return self._evict_from(region, victim)
+        raise KeyError("empty")
+
+
+class Aging(TinyLFUCache[Any, Any]):
+    """Round 5: the sketch's aging (a smaller counter cap: `--set _COUNTER_MAX=7`). `lead_age`: while the shadow LRU leads (last sample's end), the sketch
+    ages every `lead_age` x capacity accesses instead of 16 x. `age_cap`: the aging period
+    is at most this many samples (the sample is capped at 20,000 accesses, the aging period
+    is not: at a cache of 18,713 it is 300k, longer than a quick trace). `regret`: a sample
+    in which the shadow LRU leads and more than `regret` of the contests were lost by a
+    candidate seen before (estimate >= 2) halves the sketch. `slice`: aging is spread out,
+    1/`slice` of each row halved every age_period/`slice` accesses."""
+
+    lead_age = 0.0
+    age_cap = 0.0
+    regret = 0.0
+    slice = 1.0
+    age_factor = 16.0
+    share_age = 0.0  # > 0: the aging period shrinks as the window grows, to
+    # base x max(1 - share, share_age): a large window means recency rules
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._leading = False
+        self._lost = self._contests = 0
+        self._slice_at = 0
+        super().__init__(maxsize, seed=1)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._base_age = int(self.age_factor * capacity)
+        if self.age_cap:
+            self._base_age = min(self._base_age, int(self.age_cap * self._sample_size))
+        self._age_period = self._base_age
+
+    def _end_sample(self) -> None:
+        import cachekit._tinylfu as t
+
+        if self.slice > 1:
+            # the shipped aging off; a slice of each row halved every period / slice
+            accesses = self._hits + self._misses
+            self._unaged = -(1 << 60)
+            self._slice_acc = getattr(self, "_slice_acc", 0) + accesses
+            step = self._age_period / self.slice
+            while self._slice_acc >= step:
+                self._slice_acc -= step
+                w = self._sketch.width
+                n = int(w / self.slice)
+                lo = self._slice_at * n
+                for row in self._sketch.rows:
+                    row[lo : lo + n] = row[lo : lo + n].translate(t._HALVE)
+                self._slice_at = (self._slice_at + 1) % int(self.slice)
+        super()._end_sample()
+        if self.lead_age:
+            self._age_period = (
+                int(self.lead_age * self._sketch_capacity_int())
+                if self._leading
+                else self._base_age
+            )
+        if self.share_age:
+            share = self._window_max / self._maxsize
+            self._age_period = int(self._base_age * max(1 - share, self.share_age))
+        if self.regret and self._leading and self._contests:
+            if self._lost / self._contests > self.regret:
+                self._sketch.halve()
+                self._unaged = 0
+        self._lost = self._contests = 0
+
+    def _sketch_capacity_int(self) -> int:
+        cap = self._sketch_capacity
+        return int(self._maxsize) if cap == math.inf else int(cap)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        sampled = self._shadow_sampled
+        behind = (self._shadow_hits - sampled + self._shadow_missed) / sampled if sampled else 0
+        self._leading = behind > 0.01
+        return super()._steer(hits, window_hits)
+
+
+class AgingContest(Aging):
+    """Aging with the contest counted (for `regret`): popitem overridden like Contest's."""
+
+    def popitem(self) -> tuple[Any, Any]:
+        if not self._evicting:
+            self._filled()
+        data = self._data
+        window = self._window
+        probation = self._probation
+        while window and self._window_size + self._incoming > self._window_max:
+            candidate, ch = window.popitem(False)
+            self._window_size -= 1
+            if self._probation_size + self._protected_size + 1 <= self._main_max:
+                probation[candidate] = ch
+                self._probation_size += 1
+                continue
+            region = probation or self._protected
+            if region:
+                victim = next(iter(region))
+                vh = region[victim]
+                first, second = self._rows
+                cf = min(first[ch & self._mask], second[ch >> self._shift])
+                vf = min(first[vh & self._mask], second[vh >> self._shift])
+                self._contests += 1
+                if cf > vf or (cf > 5 and self._outlasted(victim)):
+                    probation[candidate] = ch
+                    self._probation_size += 1
+                    return self._evict_from(region, victim)
+                if cf >= 2:
+                    self._lost += 1
+            return candidate, data.pop(candidate)
+        for region in (probation, self._protected, window):
+            for victim in region:
+                return self._evict_from(region, victim)
+        raise KeyError("empty")
+
+
+VARIANTS["contest"] = _v(Contest)  # = current (checked)
+VARIANTS["aging"] = _v(Aging)  # = current (checked)
