@@ -1079,7 +1079,8 @@ class Contest(TinyLFUCache[Any, Any]):
 
 
 class Aging(TinyLFUCache[Any, Any]):
-    """Round 5: the sketch's aging (a smaller counter cap: `--set _COUNTER_MAX=7`). `lead_age`: while the shadow LRU leads (last sample's end), the sketch
+    """Round 5: the sketch's aging (a smaller counter cap: `--set _COUNTER_MAX=7`).
+    `lead_age`: while the shadow LRU leads (last sample's end), the sketch
     ages every `lead_age` x capacity accesses instead of 16 x. `age_cap`: the aging period
     is at most this many samples (the sample is capped at 20,000 accesses, the aging period
     is not: at a cache of 18,713 it is 300k, longer than a quick trace). `regret`: a sample
@@ -1137,10 +1138,10 @@ class Aging(TinyLFUCache[Any, Any]):
         if self.share_age:
             share = self._window_max / self._maxsize
             self._age_period = int(self._base_age * max(1 - share, self.share_age))
-        if self.regret and self._leading and self._contests:
-            if self._lost / self._contests > self.regret:
-                self._sketch.halve()
-                self._unaged = 0
+        lost = self._lost / self._contests if self._contests else 0.0
+        if self.regret and self._leading and lost > self.regret:
+            self._sketch.halve()
+            self._unaged = 0
         self._lost = self._contests = 0
 
     def _sketch_capacity_int(self) -> int:
