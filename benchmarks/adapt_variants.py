@@ -406,6 +406,9 @@ def parse(spec: str) -> Callable[[int], Any]:
         "contest": Contest,
         "aging": Aging,
         "agingc": AgingContest,
+        "demote": DemoteAge,
+        "pclimb": ProtectedClimb,
+        "novelty": NoveltyAge,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -1194,3 +1197,123 @@ class AgingContest(Aging):
 
 VARIANTS["contest"] = _v(Contest)  # = current (checked)
 VARIANTS["aging"] = _v(Aging)  # = current (checked)
+
+
+class DemoteAge(Aging):
+    """Round 5: a key that falls out of protected (unused for a while) has its sketch counters
+    divided by `div` on the way down to probation, so an old favourite that is no longer
+    used stops blocking candidates as a victim long before the next aging (a counter at 15
+    cannot be beaten at all). `lead_only`: only while the shadow LRU leads."""
+
+    div = 2.0
+    lead_only = 0.0
+
+    def _demote(self) -> None:
+        protected = self._protected
+        if not (protected and self._protected_size > self._protected_max):
+            return
+        if self.lead_only and not self._leading:
+            super()._demote()
+            return
+        first, second = self._rows
+        mask, shift = self._mask, self._shift
+        div = int(self.div)
+        weights = self._weights
+        while protected and self._protected_size > self._protected_max:
+            key, h = protected.popitem(last=False)
+            i, j = h & mask, h >> shift
+            first[i] //= div
+            second[j] //= div
+            weight = weights[key] if weights is not None else 1
+            self._protected_size -= weight
+            self._probation[key] = h
+            self._probation_size += weight
+
+
+VARIANTS["demote-age"] = _v(DemoteAge)
+
+
+class ProtectedClimb(Aging):
+    """Round 5: protected's share of main adapts too (at sample ends only). Protected keys
+    leave only when a promotion pushes them down, so after a shift of the popular keys it
+    stays full of keys nobody uses (shifting at 9,356: 5,400 of 9,356 entries, with counts
+    up to 15, through the whole second phase) while new keys fight over probation. Each
+    sample compares protected's hits per entry with probation's (its hits are promotions);
+    the share moves by `gain` per unit of their log ratio toward equal density, between
+    `least` and `most`. `fixed` > 0: the share is `fixed` whatever the densities."""
+
+    gain = 0.1
+    least = 0.1
+    most = 0.8
+    fixed = 0.0
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        self._share = 0.8
+        self._promoted = 0
+        super().__init__(maxsize, **kw)
+        if self.fixed:
+            self._share = self.fixed
+            self._resize_window(self._window_max)
+
+    def _promote(self, key: Any) -> int:
+        self._promoted += 1
+        return super()._promote(key)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        promoted, self._promoted = self._promoted, 0
+        if not self.fixed:
+            protected_hits = hits - window_hits - promoted
+            q = max(self._protected_size, 1)
+            p = max(self._probation_size, 1)
+            floor = 1 / self._maxsize
+            error = math.log((protected_hits / q + floor) / (promoted / p + floor))
+            step = math.copysign(min(0.3, abs(error) * self.gain), error)
+            self._share = min(max(self._share + step, self.least), self.most)
+        return super()._steer(hits, window_hits)
+
+    def _resize_window(self, window_max: float) -> None:
+        super()._resize_window(window_max)
+        self._protected_max = self._main_max * self._share
+        self._demote()
+
+
+VARIANTS["protected-climb"] = _v(ProtectedClimb)
+
+
+class NoveltyAge(Aging):
+    """Round 5: aging triggered by a surge of new keys. At each sample's end the sketch's
+    first row is scanned for zero counters (`bytearray.count`, in C): the counters that
+    became nonzero since the last sample's end are about the keys first seen in it. When
+    that number (per access) exceeds `surge` times its running mean (the samples before,
+    weight `keep` each), the popular keys have likely changed: the sketch halves now, so
+    the old keys' counts stop blocking the new ones. Cold start excluded (`after` samples)."""
+
+    surge = 2.0
+    keep = 0.75
+    after = 2.0
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        self._zeros = -1
+        self._mean = -1.0
+        self._samples = 0
+        super().__init__(maxsize, **kw)
+
+    def _end_sample(self) -> None:
+        accesses = self._hits + self._misses
+        row = self._rows[0]
+        zeros = row.count(0)
+        if self._zeros >= 0 and accesses:
+            novelty = (self._zeros - zeros) / accesses
+            self._samples += 1
+            if self._mean >= 0 and self._samples > self.after and novelty > self.surge * self._mean:
+                self._sketch.halve()
+                self._unaged = 0
+                zeros = row.count(0)
+            self._mean = (
+                novelty if self._mean < 0 else self.keep * self._mean + (1 - self.keep) * novelty
+            )
+        super()._end_sample()
+        self._zeros = row.count(0) if self._unaged == 0 else zeros
+        if self._rows[0] is not row:  # a new sketch
+            self._zeros = -1
+            self._mean = -1.0
