@@ -409,6 +409,7 @@ def parse(spec: str) -> Callable[[int], Any]:
         "demote": DemoteAge,
         "pclimb": ProtectedClimb,
         "novelty": NoveltyAge,
+        "sumage": SumAge,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -1262,7 +1263,7 @@ class ProtectedClimb(Aging):
     def _steer(self, hits: int, window_hits: int) -> float:
         promoted, self._promoted = self._promoted, 0
         if not self.fixed:
-            protected_hits = hits - window_hits - promoted
+            protected_hits = max(hits - window_hits - promoted, 0)
             q = max(self._protected_size, 1)
             p = max(self._probation_size, 1)
             floor = 1 / self._maxsize
@@ -1317,3 +1318,26 @@ class NoveltyAge(Aging):
         if self._rows[0] is not row:  # a new sketch
             self._zeros = -1
             self._mean = -1.0
+
+
+class SumAge(Aging):
+    """Round 5: Caffeine's aging rule instead of an access count: the sketch halves when its
+    first row's counters sum to `add_factor` x capacity (Caffeine: 10 x maximum additions,
+    halved with the counters), so a workload whose keys saturate their counters ages
+    slower and one of many new keys faster. The sum is estimated at each sample's end from
+    `probe` counters (the salted hash spreads keys evenly over the row): no hot-path work."""
+
+    add_factor = 10.0
+    probe = 4096.0
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        self._sum_limit = self.add_factor * capacity
+        self._age_period = 1 << 62  # the access-count aging off
+
+    def _end_sample(self) -> None:
+        row = self._rows[0]
+        n = min(len(row), int(self.probe))
+        if sum(row[:n]) * len(row) / n >= self._sum_limit:
+            self._sketch.halve()
+        super()._end_sample()
