@@ -1260,6 +1260,10 @@ class ProtectedClimb(Aging):
         self._promoted += 1
         return super()._promote(key)
 
+    def _filled(self) -> None:
+        super()._filled()
+        self._promoted = 0  # the first full sample starts now
+
     def _steer(self, hits: int, window_hits: int) -> float:
         promoted, self._promoted = self._promoted, 0
         if not self.fixed:
