@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._bounds import Deadlines, Slots
 from ._options import check_seconds
-from ._redis_direct import DirectAcquire
+from ._redis_direct import Direct
 from ._redis_protocol import (
     _ACQUIRE,
     _DISCARD,
@@ -216,7 +216,7 @@ class Lane:
         # The acquire's constant arguments, encoded once: redis-py encodes each str or int
         # argument of every command anew (a hit is that one command, see `_acquire`).
         self._acquire_tail = (b"NX", b"GET", b"PX", str(self._probation_ms).encode())
-        self._direct = DirectAcquire.of(client, self._probation_ms, self._new_connection)
+        self._direct = Direct.of(client, self._probation_ms, self._new_connection)
         self._wait_timeout = lease if wait is None else wait
         self._op_timeout: float = timeout
         self._raise = on_error == "raise"
@@ -509,7 +509,7 @@ class Lane:
             )
         )
         lane._owns_client = True
-        lane._direct = DirectAcquire.of(lane._client, self._probation_ms, lane._new_connection)
+        lane._direct = Direct.of(lane._client, self._probation_ms, lane._new_connection)
         lane._scripts = {
             name: lane._client.register_script(script.script)
             for name, script in self._scripts.items()
@@ -619,6 +619,9 @@ class Lane:
                 log.warning("cachekit: Redis answers again; caches share through it again")
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Callable[[], Awaitable[Any]]:
+        direct = self._direct
+        if direct is not None:
+            return partial(direct.script, self._scripts[name], keys, args)
         return partial(self._scripts[name], keys=keys, args=args)
 
     def _new_lock(self) -> str:
@@ -634,7 +637,7 @@ class Lane:
             try:
                 direct = self._direct
                 if direct is not None:
-                    reply = await direct(key.encode(), ours)
+                    reply = await direct.acquire(key.encode(), ours)
                 else:
                     reply = await self._client.execute_command(
                         "SET", key.encode(), ours, *self._acquire_tail, get=True

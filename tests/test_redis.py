@@ -231,6 +231,36 @@ async def test_a_redis_hit_bypasses_execute_command_only_where_it_would_add_noth
         await client.aclose()
 
 
+async def test_scripts_run_on_the_pool_and_one_redis_forgot_is_loaded_again(
+    make_tier: Callable[..., RedisTier], control: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripts take the hit's route (a connection of the pool, without execute_command),
+    # so a connection opened for one outlives its deadline, as the hit's does. A script
+    # Redis no longer knows (SCRIPT FLUSH, a restart) is loaded and run through the client.
+    through: list[Any] = []
+    original = Redis.execute_command
+
+    async def recording(self: Redis, *args: Any, **options: Any) -> Any:
+        through.append(args[0])
+        return await original(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", recording)
+    cache = AsyncCache[int, str](ttl=60, shared=make_tier(), name="scripts")
+    assert await cache.get_or_compute(0, counting()(0)) == "value-0"  # loads the scripts
+    through.clear()
+    assert await cache.get_or_compute(1, counting()(1)) == "value-1"  # its store: a script
+    assert "EVALSHA" not in through
+    await control.script_flush()
+    assert await cache.get_or_compute(2, counting()(2)) == "value-2"
+    # NOSCRIPT on the pool's connection, then the script object's own way, once
+    assert through == ["SCRIPT FLUSH", "EVALSHA", "SCRIPT LOAD", "EVALSHA"]
+    other = AsyncCache[int, str](ttl=60, shared=make_tier(), name="scripts")
+    load = counting()
+    assert await other.get_or_compute(2, load(2)) == "value-2"
+    assert load.calls == 0  # stored by the script loaded again
+    assert_stats(cache, shared_misses=3, shared_errors=0)
+
+
 @pytest.mark.timeout(30)
 async def test_a_leader_cancelled_during_its_redis_lookup_hands_it_to_the_flight(
     make_tier: Callable[..., RedisTier], control: Redis
