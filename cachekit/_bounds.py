@@ -11,44 +11,53 @@ oldest, expires the overdue ones. A free slot is taken in one step.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from typing import Any, Final, final
 
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
-# read a reply that may have come in time: the command gets op_timeout more, at most
-# EXTENSIONS times (so a dead Redis still costs a busy loop a bounded wait). So does one
-# due while Redis showed signs of life (see Deadlines.alive).
+# read a reply that may have come in time. A command due after such a lapse of the loop, or
+# while Redis showed signs of life (see Deadlines.alive), gets op_timeout more: EXTENSIONS
+# times, or as many as fit in EXCUSED seconds if that is more (so a dead Redis still costs
+# a busy loop a bounded wait). On a starved loop (one iteration taking op_timeout), a
+# command needs several op_timeouts of 0.25 s in the slot queue and on the wire.
 LATE: Final = 0.25
 EXTENSIONS: Final = 3
+EXCUSED: Final = 4.0
 
 
 @final
 class Slots:
-    """At most `size` commands at once; the others wait in arrival order.
+    """At most `size` commands at once; the others wait in arrival order, the urgent ones
+    (those that finish work in progress: a store, a renewal, a release) first.
 
     `busy` counts the slots taken, `size` plus those `keep` took; a slot given back goes
     to the first caller still waiting (it stays taken) unless more than `size` are taken,
     else it is freed. Loop-local, like the commands it bounds.
     """
 
-    __slots__ = ("_waiting", "busy", "size")
+    __slots__ = ("_urgent", "_waiting", "busy", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.busy = 0
+        self._urgent: deque[asyncio.Future[None]] = deque()
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     def try_take(self) -> bool:
         """Take a free slot now, if there is one and nobody waits for it."""
-        if self.busy < self.size and not self._waiting:
+        if self.busy < self.size and not self._waiting and not self._urgent:
             self.busy += 1
             return True
         return False
 
-    async def take(self) -> None:
-        """Wait for a slot, handed over by `give_back`."""
+    async def take(self, urgent: bool = False) -> None:
+        """Wait for a slot, handed over by `give_back`. On a loop too busy to serve every
+        command in time, work already under way (a load's lock, its store) finishes before
+        new work (a lookup) starts: a store that queued behind lookups found its lock lapsed,
+        and the load was done again."""
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(handed)
+        (self._urgent if urgent else self._waiting).append(handed)
         try:
             await handed
         except asyncio.CancelledError:
@@ -63,12 +72,13 @@ class Slots:
         self.busy += 1
 
     def give_back(self) -> None:
-        waiting = self._waiting
-        while waiting and self.busy <= self.size:
-            handed = waiting.popleft()
-            if not handed.done():  # (a waiter cancelled meanwhile is skipped)
-                handed.set_result(None)
-                return
+        if self._urgent or self._waiting:
+            for waiting in (self._urgent, self._waiting):
+                while waiting and self.busy <= self.size:
+                    handed = waiting.popleft()
+                    if not handed.done():  # (a waiter cancelled meanwhile is skipped)
+                        handed.set_result(None)
+                        return
         self.busy -= 1
 
 
@@ -96,15 +106,17 @@ class Deadlines:
     entry's due while there is one.
     """
 
-    __slots__ = ("_loop", "_running", "_seconds", "_timer", "alive")
+    __slots__ = ("_loop", "_running", "_seconds", "_timer", "alive", "extensions")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self._loop = loop
-        # Redis's signs of life on this lane (replies, connections opened), counted: a
-        # command due while it grew since its op_timeout began is waiting on this process
-        # (its queue, a busy loop, connections being opened in a burst), not on Redis.
+        # Redis's signs of life on this lane (replies, connections opened) and the loop's
+        # lapses (deadlines run late), counted: a command due while it grew since its
+        # op_timeout began was waiting on this process (its queue, a busy or starved loop,
+        # connections being opened in a burst), not on Redis.
         self.alive = 0
         self._seconds = seconds
+        self.extensions = max(EXTENSIONS, math.ceil(EXCUSED / seconds) - 1)  # at most, each
         self._running: deque[Running] = deque()
         self._timer: asyncio.Handle | None = None  # (a TimerHandle, or `_fire`'s call)
 
@@ -133,6 +145,7 @@ class Deadlines:
         arm the timer for the next one."""
         self._timer = None
         now = self._loop.time()
+        late_at = -1.0
         running = self._running
         seconds = self._seconds
         while running:
@@ -144,9 +157,10 @@ class Deadlines:
                 self._timer = self._loop.call_at(first.due, self._fire)
                 return
             running.popleft()
-            if first.extensions < EXTENSIONS and (
-                now - first.due > seconds * LATE or first.alive != self.alive
-            ):
+            if now - first.due > seconds * LATE and late_at != now:
+                late_at = now
+                self.alive += 1  # the loop ran late: a wait across this is not Redis's
+            if first.extensions < self.extensions and first.alive != self.alive:
                 first.extensions += 1
                 first.due = now + seconds  # due last of all: the order holds
                 first.alive = self.alive

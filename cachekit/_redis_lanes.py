@@ -252,7 +252,7 @@ class Lane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         # Bounds the commands in progress to the pool's size, so a stampede queues here
-        # (op_timeout counts once a command has its turn) instead of exhausting the pool.
+        # (op_timeout counts from the call, the wait included) instead of exhausting the pool.
         self._ending = False  # the loop is ending: see _let_go
         self._free: Slots | None = None  # the loop's connection slots
         self._deadlines: Deadlines | None = None  # op_timeout for its commands
@@ -562,9 +562,10 @@ class Lane:
             )
         self._listener = loop.create_task(self._listen())
 
-    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(self, command: Callable[[], Awaitable[Any]], urgent: bool = False) -> Any:
         """Run one command within op_timeout, the wait for a connection slot included;
-        _Unavailable if it fails or the circuit is open (in either on_error mode)."""
+        _Unavailable if it fails or the circuit is open (in either on_error mode). An
+        `urgent` command finishes work under way (see Slots.take)."""
         loop = self._loop
         assert loop is not None and self._free is not None and self._deadlines is not None
         if self._closed or loop.time() < self._open_until:
@@ -575,10 +576,12 @@ class Lane:
         deadlines = self._deadlines
         running = deadlines.start(task)
         slots = self._free
+        its_turn = False  # a command still queued for a slot has not asked Redis anything
         try:
             try:
                 if not slots.try_take():
-                    await slots.take()
+                    await slots.take(urgent)
+                its_turn = True
                 try:
                     if loop.time() < self._open_until:  # it opened while we queued
                         raise _Unavailable(None)
@@ -598,12 +601,13 @@ class Lane:
         except _ERRORS as exc:
             if _per_key(exc):
                 self._answered()  # Redis is up: this one key is wrong, not Redis
-            elif not (running.alive != deadlines.alive and isinstance(exc, _TIMEOUTS)):
+            elif its_turn and not (running.alive != deadlines.alive and isinstance(exc, _TIMEOUTS)):
                 self._failed(exc, loop)
-            # else it timed out while Redis showed signs of life (its extensions spent):
-            # the wait was this process's, not Redis's. Its caller goes on without Redis,
-            # and the circuit stays closed.
-            raise _Unavailable(exc) from exc
+            # else it timed out in the slot queue, or while Redis showed signs of life (its
+            # extensions spent): the wait was this process's, not Redis's. Its caller goes
+            # on without Redis, and the circuit stays closed (a Redis that stalls times out
+            # the commands holding the slots, and those open it).
+            raise _Unavailable(exc, its_turn) from exc
         self._answered()
         return result
 

@@ -273,7 +273,7 @@ class _Binding:
         try:
             found = await tier._call(partial(tier._acquire, key, lock))
         except _Unavailable as exc:
-            if exc.cause is not None and not isinstance(exc.cause, ResponseError):
+            if exc.sent and not isinstance(exc.cause, ResponseError):
                 self._release(base, lock)  # sent, maybe: it may still take the lock
             return partial(self._unshared, exc, compute)
         except BaseException:
@@ -348,7 +348,7 @@ class _Binding:
                     else:
                         found = await tier._call(partial(tier._acquire, key, lock))
                 except _Unavailable as exc:
-                    if exc.cause is not None and not isinstance(exc.cause, ResponseError):
+                    if exc.sent and not isinstance(exc.cause, ResponseError):
                         self._release(base, lock)  # sent, maybe: it may still take the lock
                     return await self._unshared(exc, compute)
                 if found is None:  # the lock is ours
@@ -528,7 +528,7 @@ class _Binding:
         until = self._stored_until(at, kind)
         args = [lock, payload, until, tier._wake_prefix, message, tier._probation_ms]
         try:
-            stored = await tier._call(tier._script("put", [key], args))
+            stored = await tier._call(tier._script("put", [key], args), urgent=True)
             if stored:
                 self._saw(base, payload)
         except _Unavailable as exc:
@@ -622,7 +622,7 @@ class _Binding:
         try:
             replies = await tier._call(acquire_all) if shared else []
         except _Unavailable as exc:
-            for key in shared:  # sent, maybe: they may still take their locks
+            for key in shared if exc.sent else ():  # sent, maybe: they may take their locks
                 self._release(bases[key], locks[key])
             return await self._unshared_many(exc, compute_many, keys)
         mine: list[Any] = []
@@ -755,7 +755,7 @@ class _Binding:
             return {}
         redis_keys = [f"{bases[key]}:v" for key in keys]
         try:
-            replies = await tier._call(tier._script("put_many", redis_keys, args))
+            replies = await tier._call(tier._script("put_many", redis_keys, args), urgent=True)
             if not isinstance(replies, list) or len(replies) != len(keys):
                 raise _Unavailable(_BadReply(f"the bulk store answered {replies!r:.60}"))
         except _Unavailable as exc:
@@ -954,7 +954,9 @@ class _Binding:
         until = self._stored_until(at, VALUE)
         args = [found, payload, until, tier._wake_prefix, message, lock, tier._probation_ms]
         try:
-            stored = await tier._call(tier._script("refreshed", [key, refresh_key], args))
+            stored = await tier._call(
+                tier._script("refreshed", [key, refresh_key], args), urgent=True
+            )
         except _Unavailable:
             self.errors += 1
             self._release(base, lock, "r")
@@ -973,7 +975,7 @@ class _Binding:
         delay = _POLL_MIN
         while not tier._closed:
             try:
-                await tier._call(command)
+                await tier._call(command, urgent=True)
                 return
             except _Unavailable as exc:
                 if isinstance(exc.cause, ResponseError):
@@ -992,7 +994,7 @@ class _Binding:
             await asyncio.sleep(pause)
             pause = tier._lease / 3
             try:
-                if not await tier._call(command):
+                if not await tier._call(command, urgent=True):
                     return  # the lock is gone (invalidated, or lost): the store will fail
             except _Unavailable:
                 self.errors += 1

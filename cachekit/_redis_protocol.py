@@ -207,11 +207,14 @@ class _BadReply(RedisError):
 
 
 class _Unavailable(Exception):
-    """Internal: Redis could not be asked (`cause` is None while the circuit is open)."""
+    """Internal: Redis could not be asked (`cause` is None while the circuit is open).
+    `sent`: the command may have reached Redis (it had its connection slot), so what it
+    would have done there may be done (a lock taken)."""
 
-    def __init__(self, cause: BaseException | None) -> None:
+    def __init__(self, cause: BaseException | None, sent: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
+        self.sent = sent
 
 
 def _circuit_open() -> RedisConnectionError:

@@ -47,9 +47,12 @@ cache's `_invalidate_here`/`_clear_here`). A worker whose subscription was broke
 its L1 when it resubscribes: it may have missed invalidations meanwhile.
 
 Failure. Every command is bounded by `op_timeout`, its wait for a connection slot
-included. With on_error="degrade", a failed command counts in `shared_errors` and the call
-goes on in-process (L1 and the in-process flight); with on_error="raise", the caller gets
-the Redis error (never cached). In both, three failures in a row open a circuit for
+included, extended (up to 4 s in all) while the wait is this process's: Redis answered
+others, or the loop ran late (`_bounds`). In the slot queue, stores, renewals and releases
+go before lookups. With on_error="degrade", a failed command counts in `shared_errors` and
+the call goes on in-process (L1 and the in-process flight); with on_error="raise", the
+caller gets the Redis error (never cached). In both, three failures in a row that blame
+Redis (not a timeout still queued for a slot, nor one excused as above) open a circuit for
 `cooldown` seconds, during which calls skip Redis altogether (raise: fail at once); one
 warning is logged per outage. Invalidations, sets and clears issued during an outage are
 queued, one per key, and sent again in batches when Redis answers.
@@ -137,7 +140,8 @@ class RedisTier(Lane):
         Seconds a worker waits for another worker's load before loading on its own (plus
         one lease for a dead one). None: lock_lease.
     op_timeout: float = 0.25
-        Seconds each Redis command may take, its wait for a connection included (> 0).
+        Seconds each Redis command may take, its wait for a connection included (> 0);
+        more while Redis answers others or the loop runs late, up to 4 s (or 4x).
     on_error: str = 'degrade'
         "degrade": a failing Redis makes caches answer in-process, never failing a call;
         "raise": callers get the Redis error (never cached).

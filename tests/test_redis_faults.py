@@ -617,6 +617,27 @@ async def test_commands_that_time_out_while_redis_answers_others_leave_the_circu
 
 
 @pytest.mark.timeout(20)
+async def test_commands_that_time_out_queued_for_a_slot_do_not_count_against_redis(
+    server: RedisServer, make_tier: Callable[..., RedisTier]
+) -> None:
+    # Five lookups on a pool of one while Redis is stopped: one is sent and times out,
+    # the four behind it never asked Redis anything. Counted as failures, they opened
+    # the circuit in a process merely busy with more commands than connections (a fleet
+    # on a loaded machine: 33 outages in one run); now only the one sent counts.
+    tier = make_tier(max_connections=1, op_timeout=0.2, cooldown=30.0)
+    cache = AsyncCache[int, str](ttl=60, shared=tier, name="queued")
+    await warm(cache)
+    with stopped(server):
+        async with asyncio.timeout(5):
+            got = await asyncio.gather(*(cache.get_or_compute(k, value(k)) for k in range(5)))
+    assert got == [f"value-{k}" for k in range(5)]  # each loaded in-process
+    assert_stats(cache, shared_errors=5, shared_misses=1)
+    # One failure in a row, under the three that open the circuit: the next caller shares.
+    assert await cache.get_or_compute("after", value("after")) == "value-after"
+    assert_stats(cache, shared_errors=5, shared_misses=2)
+
+
+@pytest.mark.timeout(20)
 async def test_an_opening_never_answered_gives_its_slot_up_after_the_connect_timeout(
     server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
