@@ -11,15 +11,15 @@ oldest, expires the overdue ones. A free slot is taken in one step.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from typing import Any, Final, final
 
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
 # read a reply that may have come in time. A command due after such a lapse of the loop, or
-# while Redis showed signs of life (see Deadlines.alive), gets op_timeout more: EXTENSIONS
-# times, or as many as fit in EXCUSED seconds if that is more (so a dead Redis still costs
-# a busy loop a bounded wait). On a starved loop (one iteration taking op_timeout), a
+# while Redis showed signs of life (see Deadlines.alive), gets op_timeout more, as long as
+# it has waited less than EXCUSED seconds, or EXTENSIONS more op_timeouts if that is longer
+# (so a dead Redis still costs a busy loop a bounded wait: measured in seconds, as a late
+# loop stretches every op_timeout). On a starved loop (one iteration taking op_timeout), a
 # command needs several op_timeouts of 0.25 s in the slot queue and on the wire.
 LATE: Final = 0.25
 EXTENSIONS: Final = 3
@@ -86,13 +86,17 @@ class Slots:
 class Running:
     """One command under its deadline: `task` is None once it has finished."""
 
-    __slots__ = ("alive", "due", "expired", "extensions", "task")
+    __slots__ = ("alive", "due", "expired", "extensions", "heard", "task", "until")
 
-    def __init__(self, task: asyncio.Task[Any], due: float, alive: int) -> None:
+    def __init__(
+        self, task: asyncio.Task[Any], due: float, until: float, alive: int, heard: int
+    ) -> None:
         self.task: asyncio.Task[Any] | None = task
         self.due = due
+        self.until = until  # extended no more from then on
         self.alive = alive  # Deadlines.alive as its current op_timeout began
-        self.extensions = 0
+        self.heard = heard  # Deadlines.alive less its lapses, as it started
+        self.extensions = 0  # how many times it was
         self.expired = False  # its task was cancelled for it (taken back by the command)
 
 
@@ -106,7 +110,7 @@ class Deadlines:
     entry's due while there is one.
     """
 
-    __slots__ = ("_loop", "_running", "_seconds", "_timer", "alive", "extensions")
+    __slots__ = ("_excused", "_lapses", "_loop", "_running", "_seconds", "_timer", "alive")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self._loop = loop
@@ -115,8 +119,9 @@ class Deadlines:
         # op_timeout began was waiting on this process (its queue, a busy or starved loop,
         # connections being opened in a burst), not on Redis.
         self.alive = 0
+        self._lapses = 0  # of those, the loop's
         self._seconds = seconds
-        self.extensions = max(EXTENSIONS, math.ceil(EXCUSED / seconds) - 1)  # at most, each
+        self._excused = max(EXCUSED, seconds * EXTENSIONS)  # the longest excused wait
         self._running: deque[Running] = deque()
         self._timer: asyncio.Handle | None = None  # (a TimerHandle, or `_fire`'s call)
 
@@ -126,11 +131,19 @@ class Deadlines:
         running = self._running
         while running and running[0].task is None:
             running.popleft()
-        entry = Running(task, self._loop.time() + self._seconds, self.alive)
+        alive = self.alive
+        now = self._loop.time()
+        entry = Running(task, now + self._seconds, now + self._excused, alive, alive - self._lapses)
         running.append(entry)
         if self._timer is None:
             self._timer = self._loop.call_at(entry.due, self._fire)
         return entry
+
+    def blames_redis(self, running: Running) -> bool:
+        """Whether the command `running`, timed out, shows Redis failing: Redis and the
+        loop were both quiet through its last op_timeout, or Redis was through its whole
+        wait (a stalled Redis, on a loop that ran late all along)."""
+        return running.alive == self.alive or running.heard == self.alive - self._lapses
 
     def _fire(self) -> None:
         """The timer: judge the commands due once the callbacks already ready have run.
@@ -160,7 +173,8 @@ class Deadlines:
             if now - first.due > seconds * LATE and late_at != now:
                 late_at = now
                 self.alive += 1  # the loop ran late: a wait across this is not Redis's
-            if first.extensions < self.extensions and first.alive != self.alive:
+                self._lapses += 1
+            if first.alive != self.alive and now < first.until:
                 first.extensions += 1
                 first.due = now + seconds  # due last of all: the order holds
                 first.alive = self.alive

@@ -601,12 +601,12 @@ class Lane:
         except _ERRORS as exc:
             if _per_key(exc):
                 self._answered()  # Redis is up: this one key is wrong, not Redis
-            elif its_turn and not (running.alive != deadlines.alive and isinstance(exc, _TIMEOUTS)):
+            elif its_turn and (not isinstance(exc, _TIMEOUTS) or deadlines.blames_redis(running)):
                 self._failed(exc, loop)
-            # else it timed out in the slot queue, or while Redis showed signs of life (its
-            # extensions spent): the wait was this process's, not Redis's. Its caller goes
-            # on without Redis, and the circuit stays closed (a Redis that stalls times out
-            # the commands holding the slots, and those open it).
+            # else it timed out in the slot queue, or while Redis showed signs of life or
+            # the loop ran late (its extensions spent): the wait was this process's, not
+            # Redis's. Its caller goes on without Redis, and the circuit stays closed (a
+            # Redis that stalls times out the commands holding the slots, and those open it).
             raise _Unavailable(exc, its_turn) from exc
         self._answered()
         return result

@@ -100,31 +100,39 @@ async def test_a_command_past_its_deadline_has_its_task_cancelled_and_a_finished
     assert not finished.expired
 
 
-def test_the_extensions_fill_the_excused_time_or_three_op_timeouts_if_that_is_more() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        # 0.25 s (the default): 15 more, 4 s in all; a long op_timeout: 3 more
-        assert Deadlines(loop, 0.25).extensions == EXCUSED / 0.25 - 1 == 15
-        assert Deadlines(loop, 2.0).extensions == EXTENSIONS == 3
-        assert Deadlines(loop, 0.3).extensions == 13  # 14 op_timeouts of 0.3 s cover 4 s
-    finally:
-        loop.close()
+async def test_an_excused_command_waits_at_most_the_excused_time_or_three_more_op_timeouts() -> (
+    None
+):
+    # In seconds, not in extensions: on a loop that runs late, each op_timeout stretches to
+    # an iteration (a SIGSTOPped Redis under a loop blocked 0.3 s an iteration kept callers
+    # 15 s with 15 extensions of 0.25 s).
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(forever())
+    await asyncio.sleep(0)
+    for op_timeout, longest in [(0.25, EXCUSED), (2.0, 2.0 * EXTENSIONS)]:
+        deadlines = Deadlines(loop, op_timeout)
+        began = loop.time()
+        running = deadlines.start(task)
+        assert running.until - began == pytest.approx(longest, abs=0.01)
+        running.task = None  # ended
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_deadline_that_fires_late_was_a_busy_loop_and_is_extended_a_few_times() -> None:
     # A command's reply may come in time while CPU work holds the loop; the deadline then
     # runs late, and expiring would blame Redis for the loop. A dead Redis still expires.
     loop = asyncio.get_running_loop()
-    deadlines = Deadlines(loop, 1.0)
-    assert deadlines.extensions == 3
+    deadlines = Deadlines(loop, 0.1)
     task = asyncio.create_task(forever())
     await asyncio.sleep(0)
     running = deadlines.start(task)
-    for extensions in range(1, deadlines.extensions + 1):
-        time.sleep(1.3)  # noqa: ASYNC251 - the point: the loop is held past the deadline
+    running.until = loop.time() + 1.0  # (EXCUSED, shortened for the test)
+    for extensions in range(1, 4):
+        time.sleep(0.3)  # noqa: ASYNC251 - the point: the loop is held past the deadline
         await settle()  # the late deadline runs
         assert (running.extensions, running.expired, task.cancelling()) == (extensions, False, 0)
-    time.sleep(1.3)  # noqa: ASYNC251
+    time.sleep(0.3)  # noqa: ASYNC251 - past `until` now
     await settle()
     assert running.expired
     with pytest.raises(asyncio.CancelledError):
@@ -158,15 +166,15 @@ async def test_a_command_due_while_redis_shows_signs_of_life_gets_more_time_a_fe
     silent_task = asyncio.create_task(forever())
     await asyncio.sleep(0)
     running = deadlines.start(task)
-    for extensions in range(1, deadlines.extensions + 1):
+    for extensions in range(1, 4):
         deadlines.alive += 1  # a reply, or a connection opened
         running.due = loop.time()  # due now, and not late
         deadlines._expire()
         assert (running.extensions, running.expired) == (extensions, False)
     deadlines.alive += 1
-    running.due = loop.time()
+    running.due = running.until = loop.time()  # it has waited as long as it may
     deadlines._expire()
-    assert running.expired  # extensions spent
+    assert running.expired
     silent = deadlines.start(silent_task)
     silent.due = loop.time()
     deadlines._expire()
@@ -198,6 +206,33 @@ async def test_a_lapse_of_the_loop_excuses_every_command_waiting_across_it() -> 
     for each in (first_task, second_task):
         each.cancel()
     await asyncio.gather(first_task, second_task, return_exceptions=True)
+
+
+async def test_a_command_that_heard_nothing_from_redis_through_lapses_still_blames_it() -> None:
+    # A stalled Redis while the loop runs late all along: every deadline is excused by the
+    # loop, so each command waits its extensions out; one that heard nothing from Redis in
+    # all that time still counts toward the circuit. Had Redis answered anything (another
+    # command, a connection opened) meanwhile, it would not.
+    loop = asyncio.get_running_loop()
+
+    async def through_lapses(replies: int) -> bool:
+        deadlines = Deadlines(loop, 60.0)  # due by hand below, never by its own timer
+        task = asyncio.create_task(forever())
+        await asyncio.sleep(0)
+        running = deadlines.start(task)
+        for lapse in range(4):
+            running.due = loop.time() - 30  # late: the loop's lapse
+            if lapse == 3:
+                running.until = running.due  # it has waited as long as it may
+            deadlines._expire()
+            deadlines.alive += lapse < replies  # Redis answered during the next op_timeout
+        assert running.expired and running.extensions == 3
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return deadlines.blames_redis(running)
+
+    assert await through_lapses(replies=0)
+    assert not await through_lapses(replies=1)
 
 
 async def test_a_reply_read_as_the_deadline_fires_wins_over_the_deadline() -> None:
