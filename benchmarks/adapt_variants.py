@@ -493,6 +493,8 @@ def parse(spec: str) -> Callable[[int], Any]:
         "pclimb": ProtectedClimb,
         "novelty": NoveltyAge,
         "sumage": SumAge,
+        "fixw": FixedShare,
+        "ties": Ties,
     }[kind]
     kw: dict[str, Any] = {}
     for item in filter(None, settings.split(",")):
@@ -1428,3 +1430,147 @@ class SumAge(Aging):
         if sum(row[:n]) * len(row) / n >= self._sum_limit:
             self._sketch.halve()
         super()._end_sample()
+
+
+# ----------------------------------------------------------------------------- round 6
+# The ceiling of the window lever (benchmarks/adapt_ceiling.py), and admission tie rules.
+
+
+class FixedShare(TinyLFUCache[Any, Any]):
+    """Round 6: the shipped policy (sketch, aging, contest, sample periods) with the window's
+    share fixed at `share` for the whole trace: the climber's `_steer` always answers it.
+    `share` may be 0 to 1 - 1/maxsize (the shipped bounds are 1% and 99%); 0 leaves a window
+    of the newest key only, which contests on the next miss."""
+
+    share = 0.01
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=1)
+        self._resize_window(self.share * maxsize)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        return self.share * self._maxsize
+
+    def _resize_window(self, window_max: float) -> None:
+        # The shipped _resize_window with the bounds [0, maxsize - 1] instead of 1%..99%.
+        maxsize = self._maxsize
+        self._window_max = min(max(window_max, 0.0), maxsize - 1)
+        self._main_max = maxsize - self._window_max
+        self._protected_max = self._main_max * 0.8
+        self._demote()
+        window = self._window
+        probation = self._probation
+        while probation and self._probation_size + self._protected_size > self._main_max:
+            key, h = probation.popitem(False)
+            self._probation_size -= 1
+            window[key] = h
+            self._window_size += 1
+        while window and self._window_size > self._window_max:
+            key, h = window.popitem(False)
+            self._window_size -= 1
+            probation[key] = h
+            self._probation_size += 1
+
+
+#: The window shares of the ceiling's grid.
+CEILING_SHARES: tuple[float, ...] = (
+    0.0,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.35,
+    0.5,
+    0.7,
+    0.85,
+    0.95,
+    0.99,
+)
+for _share in CEILING_SHARES:
+    VARIANTS[f"fixw{round(_share * 100)}"] = _v(FixedShare, share=_share)
+
+
+class Ties(Contest):
+    """Round 6: who wins a tie in the contest (the shipped rule: the victim). Off by default
+    (then decides as shipped). Keys are marked by epoch: an epoch ends at each aging, or every
+    `epoch` x maxsize accesses if `epoch` > 0; a mark lasts the epoch it was set in and the
+    next one (two bits: this epoch's and the last one's).
+
+    `loser`: a candidate that lost a contest is marked (in a bit array of about maxsize bits,
+    indexed by the key's salted sketch index: no key is stored), and a marked candidate wins
+    a tie (or is within `margin` of the victim). `stale`: a victim that was not hit in this
+    epoch or the last one loses a tie (a per-entry bit); `stale` = 2: its estimate is halved
+    for the contest (a lazy aging of that one key). `both`: with `loser` and `stale`, a tie
+    goes to the candidate only when it is marked and the victim stale."""
+
+    loser = 0.0
+    stale = 0.0
+    both = 0.0
+    margin = 0.0
+    epoch = 0.0
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        super().__init__(maxsize, **kw)
+        bits = 1 << max(int(maxsize) - 1, 1).bit_length()
+        self._bits_mask = bits - 1
+        self._lost_now = bytearray(bits)
+        self._lost_before = bytearray(bits)
+        self._hit_now: set[Any] = set()
+        self._hit_before: set[Any] = set()
+        self._epoch_left = self.epoch * maxsize if self.epoch else -1.0
+
+    def _new_epoch(self) -> None:
+        self._lost_before, self._lost_now = self._lost_now, self._lost_before
+        self._lost_now[:] = bytes(len(self._lost_now))
+        self._hit_before, self._hit_now = self._hit_now, set()
+
+    def __getitem__(self, key: Any) -> Any:
+        if self.stale:
+            self._hit_now.add(key)
+        return super().__getitem__(key)
+
+    def _end_sample(self) -> None:
+        accesses = self._hits + self._misses
+        super()._end_sample()
+        if self.epoch:
+            self._epoch_left -= accesses
+            if self._epoch_left <= 0:
+                self._epoch_left = self.epoch * self._maxsize
+                self._new_epoch()
+        elif self._unaged == 0 and accesses:
+            self._new_epoch()  # the sketch just aged
+
+    def _stale(self, victim: Any) -> bool:
+        return victim not in self._hit_now and victim not in self._hit_before
+
+    def _admit(self, candidate: Any, ch: int, region: Any, victim: Any) -> tuple[bool, Any]:
+        admit, victim = super()._admit(candidate, ch, region, victim)
+        if admit:
+            return True, victim
+        cf = self._est(ch)
+        vh = self._region_of(victim)[victim]
+        vf = self._est(vh)
+        bit = (ch & self._mask) & self._bits_mask
+        marked = self._lost_now[bit] or self._lost_before[bit]
+        stale = bool(self.stale) and self._stale(victim)
+        if self.stale == 2 and stale and cf > vf >> 1:
+            return True, victim
+        tie = cf + self.margin >= vf
+        if self.loser and self.stale and self.both:
+            win = tie and marked and stale
+        else:
+            win = tie and ((self.loser and marked) or (self.stale == 1 and stale and cf >= vf))
+        if win:
+            return True, victim
+        if self.loser:
+            self._lost_now[bit] = 1
+        return False, victim
+
+    def popitem(self) -> tuple[Any, Any]:
+        key, value = super().popitem()
+        self._hit_now.discard(key)  # the per-entry bit goes with the entry
+        self._hit_before.discard(key)
+        return key, value

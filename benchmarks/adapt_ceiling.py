@@ -1,0 +1,157 @@
+"""The ceiling of TinyLFU's window lever (issue 18, round 6): every cell of benchmarks/adapt.py
+replayed with the window's share fixed for the whole trace, at each share of a grid
+(adapt_variants.CEILING_SHARES, 0 to 99%), everything else as shipped (`FixedShare`). A cell
+that even its best fixed share misses by more than a point (against the best of LRU, LFU and
+theine) is out of reach of any window that holds still; `oracle` then replays it with a
+window that may change at every segment of the trace, greedily (each segment is replayed from
+the same state at every share, and the best one's state goes on), which is a lower bound of
+what a moving window could do there.
+
+    python -m benchmarks.adapt_ceiling grid [--full]      # cached in results/, resumable
+    python -m benchmarks.adapt_ceiling report [--full]    # per cell: best share, vs best
+    python -m benchmarks.adapt_ceiling oracle [--full] [--segment N] [--below X]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from typing import Any
+
+from .adapt import RESULTS, _replay, baseline_path
+from .adapt_variants import CEILING_SHARES, FixedShare
+from .traces import HELD_OUT, cells, family_of
+
+
+def _path(kind: str, full: bool) -> Any:
+    return RESULTS / f"adapt-ceiling-{kind}-{'full' if full else 'quick'}.json"
+
+
+def grid(full: bool) -> None:
+    path = _path("grid", full)
+    done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    for trace, keys, sizes in cells(full):
+        for size in sizes:
+            cell = f"{trace}|{size}"
+            row = done.setdefault(cell, {})
+            for share in CEILING_SHARES:
+                if str(share) in row:
+                    continue
+                row[str(share)] = 100 * _replay(FixedShare(size, share=share), keys) / len(keys)
+                path.write_text(json.dumps(done, indent=0))
+            best = max(row, key=lambda s: row[s])
+            print(f"{cell:28s} best share {float(best):.2f} hit {row[best]:6.2f}", flush=True)
+
+
+def _current(full: bool) -> dict[str, float]:
+    path = RESULTS / f"adapt-current-{'full' if full else 'quick'}.json"
+    if not path.exists():
+        return {}
+    return {f"{r['trace']}|{r['size']}": r["hit"] for r in json.loads(path.read_text())}
+
+
+def report(full: bool) -> None:
+    base = json.loads(baseline_path(full).read_text())
+    rows = json.loads(_path("grid", full).read_text())
+    current = _current(full)
+    out = []
+    print(
+        f"{'cell':26s} {'opt':>6s} {'best3':>6s} {'who':6s} {'shipped':>7s} "
+        f"{'ceil':>6s} {'share':>5s} {'vs_best':>7s} {'1%':>6s} {'99%':>6s}"
+    )
+    for cell, hits in rows.items():
+        if len(hits) < len(CEILING_SHARES):
+            continue
+        b = base[cell]
+        who = max(("lru", "lfu", "theine"), key=lambda k: b[k])
+        share = max(hits, key=lambda s: hits[s])
+        trace = cell.split("|")[0]
+        r = {
+            "cell": cell,
+            "family": family_of(trace),
+            "opt": b["opt"],
+            "best3": b[who],
+            "who": who,
+            "ceiling": hits[share],
+            "share": float(share),
+            "vs_best": hits[share] - b[who],
+            "shipped": current.get(cell, float("nan")),
+        }
+        out.append(r)
+        flag = "MISS" if r["vs_best"] < -1 else ""
+        print(
+            f"{cell:26s} {b['opt']:6.2f} {b[who]:6.2f} {who:6s} {r['shipped']:7.2f} "
+            f"{r['ceiling']:6.2f} {r['share']:5.2f} {r['vs_best']:+7.2f} "
+            f"{hits['0.01']:6.2f} {hits['0.99']:6.2f} {flag}"
+        )
+    for label, part in (
+        ("TUNE", [r for r in out if r["family"] not in HELD_OUT]),
+        ("HELD", [r for r in out if r["family"] in HELD_OUT]),
+    ):
+        if not part:
+            continue
+        worst = min(part, key=lambda r: r["vs_best"])
+        print(
+            f"{label} ceiling: gap {statistics.mean(r['opt'] - r['ceiling'] for r in part):.2f} "
+            f"miss {sum(r['vs_best'] < -1 for r in part)}/{len(part)} "
+            f"worst {worst['vs_best']:+.2f} {worst['cell']}"
+        )
+
+
+def oracle(full: bool, segment: int, below: float) -> None:
+    """Greedy per-segment shares for the cells whose fixed ceiling is below `below`."""
+    base = json.loads(baseline_path(full).read_text())
+    rows = json.loads(_path("grid", full).read_text())
+    path = _path("oracle", full)
+    done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for trace, keys, sizes in cells(full):
+        for size in sizes:
+            cell = f"{trace}|{size}"
+            b = base[cell]
+            best3 = max(b["lru"], b["lfu"], b["theine"])
+            ceiling = max(rows.get(cell, {0: 0.0}).values())
+            if ceiling - best3 >= below or cell in done:
+                continue
+            cache: Any = FixedShare(size, share=0.01)
+            hits = 0
+            shares = []
+            for start in range(0, len(keys), segment):
+                part = keys[start : start + segment]
+                trials = []
+                for share in CEILING_SHARES:
+                    twin = copy.copy(cache)
+                    twin.share = share
+                    twin._resize_window(share * size)
+                    trials.append((_replay(twin, part), -abs(share - cache.share), share, twin))
+                got, _, share, cache = max(trials, key=lambda t: t[:3])
+                hits += got
+                shares.append(share)
+            hit = 100 * hits / len(keys)
+            done[cell] = {"hit": hit, "vs_best": hit - best3, "shares": shares}
+            path.write_text(json.dumps(done, indent=0))
+            print(
+                f"{cell:26s} best3 {best3:6.2f} fixed {ceiling:6.2f} oracle {hit:6.2f} "
+                f"vs_best {hit - best3:+6.2f}",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["grid", "report", "oracle"])
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--segment", type=int, default=10_000)
+    parser.add_argument("--below", type=float, default=-1.0)
+    args = parser.parse_args()
+    if args.command == "grid":
+        grid(args.full)
+    elif args.command == "report":
+        report(args.full)
+    else:
+        oracle(args.full, args.segment, args.below)
+
+
+if __name__ == "__main__":
+    main()
