@@ -7,7 +7,7 @@ window that may change at every segment of the trace, greedily (each segment is 
 the same state at every share, and the best one's state goes on), which is a lower bound of
 what a moving window could do there.
 
-    python -m benchmarks.adapt_ceiling grid [--full]      # cached in results/, resumable
+    python -m benchmarks.adapt_ceiling grid [--full] [--shares 0,0.5] [--missing]  # resumable
     python -m benchmarks.adapt_ceiling report [--full]    # per cell: best share, vs best
     python -m benchmarks.adapt_ceiling oracle [--full] [--segment N] [--below X]
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import statistics
 from typing import Any
 
@@ -29,19 +30,30 @@ def _path(kind: str, full: bool) -> Any:
     return RESULTS / f"adapt-ceiling-{kind}-{'full' if full else 'quick'}.json"
 
 
-def grid(full: bool) -> None:
+def _best(row: dict[str, float]) -> float:
+    return max(v for k, v in row.items() if k != "slru")
+
+
+def grid(full: bool, shares: tuple[float, ...], missing: bool) -> None:
+    """`missing`: only the cells whose best share so far misses the best of LRU, LFU and
+    theine by more than a point (a coarse grid first, then the rest where it matters)."""
     path = _path("grid", full)
     done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    base = json.loads(baseline_path(full).read_text()) if missing else {}
     for trace, keys, sizes in cells(full):
         for size in sizes:
             cell = f"{trace}|{size}"
             row = done.setdefault(cell, {})
-            for share in CEILING_SHARES:
+            if missing:
+                b = base[cell]
+                if row and _best(row) - max(b["lru"], b["lfu"], b["theine"]) >= -1:
+                    continue
+            for share in shares:
                 if str(share) in row:
                     continue
                 row[str(share)] = 100 * _replay(FixedShare(size, share=share), keys) / len(keys)
                 path.write_text(json.dumps(done, indent=0))
-            best = max(row, key=lambda s: row[s])
+            best = max((s for s in row if s != "slru"), key=lambda s: row[s])
             print(f"{cell:28s} best share {float(best):.2f} hit {row[best]:6.2f}", flush=True)
 
 
@@ -62,8 +74,7 @@ def report(full: bool) -> None:
         f"{'ceil':>6s} {'share':>5s} {'vs_best':>7s} {'1%':>6s} {'99%':>6s}"
     )
     for cell, hits in rows.items():
-        if len(hits) < len(CEILING_SHARES):
-            continue
+        slru = hits.pop("slru", math.nan)  # share 0 as first run: main admitted all
         b = base[cell]
         who = max(("lru", "lfu", "theine"), key=lambda k: b[k])
         share = max(hits, key=lambda s: hits[s])
@@ -78,13 +89,15 @@ def report(full: bool) -> None:
             "share": float(share),
             "vs_best": hits[share] - b[who],
             "shipped": current.get(cell, float("nan")),
+            "slru": slru,
         }
         out.append(r)
         flag = "MISS" if r["vs_best"] < -1 else ""
         print(
             f"{cell:26s} {b['opt']:6.2f} {b[who]:6.2f} {who:6s} {r['shipped']:7.2f} "
             f"{r['ceiling']:6.2f} {r['share']:5.2f} {r['vs_best']:+7.2f} "
-            f"{hits['0.01']:6.2f} {hits['0.99']:6.2f} {flag}"
+            f"{hits.get('0.01', math.nan):6.2f} {hits.get('0.99', math.nan):6.2f} "
+            f"{len(hits):2d} {flag}"
         )
     for label, part in (
         ("TUNE", [r for r in out if r["family"] not in HELD_OUT]),
@@ -111,7 +124,7 @@ def oracle(full: bool, segment: int, below: float) -> None:
             cell = f"{trace}|{size}"
             b = base[cell]
             best3 = max(b["lru"], b["lfu"], b["theine"])
-            ceiling = max(rows.get(cell, {0: 0.0}).values())
+            ceiling = _best(rows.get(cell, {"0.01": 0.0}))
             if ceiling - best3 >= below or cell in done:
                 continue
             cache: Any = FixedShare(size, share=0.01)
@@ -144,9 +157,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--segment", type=int, default=10_000)
     parser.add_argument("--below", type=float, default=-1.0)
+    parser.add_argument("--shares", default="", help="a,b,...: this grid (default: all)")
+    parser.add_argument("--missing", action="store_true", help="only cells still missed")
     args = parser.parse_args()
     if args.command == "grid":
-        grid(args.full)
+        shares = tuple(float(s) for s in args.shares.split(",")) if args.shares else CEILING_SHARES
+        grid(args.full, shares, args.missing)
     elif args.command == "report":
         report(args.full)
     else:

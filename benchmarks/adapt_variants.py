@@ -1440,9 +1440,11 @@ class FixedShare(TinyLFUCache[Any, Any]):
     """Round 6: the shipped policy (sketch, aging, contest, sample periods) with the window's
     share fixed at `share` for the whole trace: the climber's `_steer` always answers it.
     `share` may be 0 to 1 - 1/maxsize (the shipped bounds are 1% and 99%); 0 leaves a window
-    of the newest key only, which contests on the next miss."""
+    of the newest key only, which contests on the next miss (as in Caffeine). `slru` = 1
+    (with share 0): main takes every new key without a contest, an SLRU with no admission."""
 
     share = 0.01
+    slru = 0.0
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
         for name, value in kw.items():
@@ -1458,6 +1460,10 @@ class FixedShare(TinyLFUCache[Any, Any]):
         maxsize = self._maxsize
         self._window_max = min(max(window_max, 0.0), maxsize - 1)
         self._main_max = maxsize - self._window_max
+        if self._window_max == 0 and not self.slru:
+            # The newest key stays in the window until the next miss, where it contests:
+            # with room for it in main, it would enter main unopposed (an SLRU).
+            self._main_max = maxsize - 1
         self._protected_max = self._main_max * 0.8
         self._demote()
         window = self._window
@@ -1491,6 +1497,7 @@ CEILING_SHARES: tuple[float, ...] = (
 )
 for _share in CEILING_SHARES:
     VARIANTS[f"fixw{round(_share * 100)}"] = _v(FixedShare, share=_share)
+VARIANTS["slru"] = _v(FixedShare, share=0.0, slru=1.0)
 
 
 class Ties(Contest):
