@@ -9,6 +9,7 @@ what a moving window could do there.
 
     python -m benchmarks.adapt_ceiling grid [--full] [--shares 0,0.5] [--missing]  # resumable
     python -m benchmarks.adapt_ceiling report [--full]    # per cell: best share, vs best
+    python -m benchmarks.adapt_ceiling subsets [--full]   # summary, grid and smaller sets
     python -m benchmarks.adapt_ceiling oracle [--full] [--segment N] [--below X]
 """
 
@@ -113,6 +114,48 @@ def report(full: bool) -> None:
         )
 
 
+def subsets(full: bool) -> None:
+    """The summary columns of benchmarks/adapt.py (mean gap to OPT / cells more than a point
+    below the best of LRU, LFU and theine / worst cell) for the best fixed share per cell,
+    out of the whole grid and out of a few smaller sets of shares."""
+    base = json.loads(baseline_path(full).read_text())
+    rows = json.loads(_path("grid", full).read_text())
+    grid_shares = tuple(str(s) for s in CEILING_SHARES)
+    for label, shares in (
+        ("whole grid", grid_shares),
+        ("whole grid but 0", grid_shares[1:]),
+        ("1%, 20%, 99%", ("0.01", "0.2", "0.99")),
+        ("1%, 99%", ("0.01", "0.99")),
+        ("1% (theine's)", ("0.01",)),
+        ("slru (no admission)", ("slru",)),
+    ):
+        parts: dict[str, list[tuple[float, float, str]]] = {"TUNE": [], "HELD": []}
+        for cell, hits in rows.items():
+            # The whole grid: whatever shares the cell has (at full length, the cells the
+            # coarse grid brings within a point have only its 5); a smaller set: all of it.
+            whole = len(shares) > 3
+            if not whole and not all(s in hits for s in shares):
+                continue
+            got = [hits[s] for s in shares if s in hits]
+            if not got:
+                continue
+            b = base[cell]
+            hit = max(got)
+            part = "HELD" if family_of(cell.split("|")[0]) in HELD_OUT else "TUNE"
+            parts[part].append((b["opt"] - hit, hit - max(b["lru"], b["lfu"], b["theine"]), cell))
+        line = []
+        for part, rs in parts.items():
+            if not rs:
+                line.append(f"{part} -")
+                continue
+            worst = min(rs, key=lambda r: r[1])
+            line.append(
+                f"{part} {statistics.mean(r[0] for r in rs):5.2f} / "
+                f"{sum(r[1] < -1 for r in rs):2d} / {worst[1]:+6.2f} ({worst[2]}, {len(rs)} cells)"
+            )
+        print(f"{label:22s} " + "   ".join(line))
+
+
 def oracle(full: bool, segment: int, below: float) -> None:
     """Greedy per-segment shares for the cells whose fixed ceiling is below `below`."""
     base = json.loads(baseline_path(full).read_text())
@@ -153,7 +196,7 @@ def oracle(full: bool, segment: int, below: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["grid", "report", "oracle"])
+    parser.add_argument("command", choices=["grid", "report", "subsets", "oracle"])
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--segment", type=int, default=10_000)
     parser.add_argument("--below", type=float, default=-1.0)
@@ -165,6 +208,8 @@ def main() -> None:
         grid(args.full, shares, args.missing)
     elif args.command == "report":
         report(args.full)
+    elif args.command == "subsets":
+        subsets(args.full)
     else:
         oracle(args.full, args.segment, args.below)
 
