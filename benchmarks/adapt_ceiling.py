@@ -11,6 +11,7 @@ what a moving window could do there.
     python -m benchmarks.adapt_ceiling report [--full]    # per cell: best share, vs best
     python -m benchmarks.adapt_ceiling subsets [--full]   # summary, grid and smaller sets
     python -m benchmarks.adapt_ceiling oracle [--full] [--segment N] [--below X]
+    python -m benchmarks.adapt_ceiling seeds 'arc/P3|86254' --full --shares 0.01,0.02
 """
 
 from __future__ import annotations
@@ -194,9 +195,31 @@ def oracle(full: bool, segment: int, below: float) -> None:
             )
 
 
+def seeds(cell: str, full: bool, shares: tuple[float, ...], n: int) -> None:
+    """One cell at a few shares, with the sketch's salt from seeds 1..n: how much of a share's
+    lead over another is the hashing's luck."""
+    from . import traces
+
+    trace, size = cell.split("|")
+    keys = traces.load(trace, traces.FULL if full else traces.QUICK)
+    for share in shares:
+        hits = [
+            100 * _replay(FixedShare(int(size), share=share, seed=seed), keys) / len(keys)
+            for seed in range(1, n + 1)
+        ]
+        print(
+            f"{cell} share {share:.2f}: "
+            + " ".join(f"{h:6.2f}" for h in hits)
+            + f"  mean {statistics.mean(hits):6.2f} sd {statistics.pstdev(hits):5.2f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["grid", "report", "subsets", "oracle"])
+    parser.add_argument("command", choices=["grid", "report", "subsets", "oracle", "seeds"])
+    parser.add_argument("cell", nargs="?", default="", help="seeds: trace|size")
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--segment", type=int, default=10_000)
     parser.add_argument("--below", type=float, default=-1.0)
@@ -210,6 +233,9 @@ def main() -> None:
         report(args.full)
     elif args.command == "subsets":
         subsets(args.full)
+    elif args.command == "seeds":
+        shares = tuple(float(s) for s in args.shares.split(",")) if args.shares else (0.01,)
+        seeds(args.cell, args.full, shares, args.seeds)
     else:
         oracle(args.full, args.segment, args.below)
 

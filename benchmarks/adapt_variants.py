@@ -1445,11 +1445,12 @@ class FixedShare(TinyLFUCache[Any, Any]):
 
     share = 0.01
     slru = 0.0
+    seed = 1.0
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
         for name, value in kw.items():
             setattr(self, name, value)
-        super().__init__(maxsize, seed=1)
+        super().__init__(maxsize, seed=int(self.seed))
         self._resize_window(self.share * maxsize)
 
     def _steer(self, hits: int, window_hits: int) -> float:
