@@ -161,7 +161,7 @@ def oracle(full: bool, segment: int, below: float) -> None:
     """Greedy per-segment shares for the cells whose fixed ceiling is below `below`."""
     base = json.loads(baseline_path(full).read_text())
     rows = json.loads(_path("grid", full).read_text())
-    path = _path("oracle", full)
+    path = _path("oracle" if segment == 10_000 else f"oracle{segment}", full)
     done: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     for trace, keys, sizes in cells(full):
         for size in sizes:

@@ -203,14 +203,18 @@ Two warnings come with it. The ARC curves are rough: at P3 86,254 (full) 0% give
 (`adapt_ceiling seeds`, seeds 1-4): P3 86,254 at 1% 35.49 / 33.78 / 34.22 / 33.23 (mean
 34.18, so seed 1 is lucky and the ceiling there is about -2.6 on average), P6 71,696 at 2% 41.03 /
 39.97 / 40.14 / 41.01. A point at those cells is partly hashing luck, for the shipped policy
-too. And short horizons mislead there: a greedy oracle (`adapt_ceiling oracle`: every 10,000
-accesses each share is replayed from the same state and the best one's state goes on) beats
-the best fixed share on shifting at 935 by 2.9 points (65.98 against 63.03: the phases want
-different windows) but loses to it on P3 at 86,254 full (31.43 against 35.49) and P6 at
-63,286 200k (29.95 against 32.34): the share that wins the next 10,000 accesses is not the one
-that wins the trace (likely because a large window wins a segment by letting main's frequent
-keys go, which later segments miss; not measured). Any controller judged on samples of that
-length (the climber, the shadow LRU's lead, the minis) is pulled the wrong way on these cells.
+too. And short horizons mislead there. A greedy oracle (`adapt_ceiling oracle`: every
+`segment` accesses each share is replayed from the same state, and the best one's state goes
+on) is a lower bound for a window that moves. With segments of 10,000 it beats the best fixed
+share on shifting at 935 by 2.9 points (65.98 against 63.03: the phases want different
+windows) but loses to it on P3 at 86,254 full (31.43 against 35.49) and P6 at 63,286 200k
+(29.95 against 32.34); with segments of 50,000 it reaches P3 at 86,254 full (37.96, +1.14
+over theine: so with a window that moves, no measured cell is out of the lever's reach), and
+gives shifting at 935 63.35, P6 at 63,286 25.58. The share that wins the next 10,000 accesses
+is not the one that wins the trace (likely because a large window wins a segment by letting
+main's frequent keys go, which later segments miss; not measured). Any controller judged on
+samples of that length (the climber, the shadow LRU's lead, the minis) is pulled the wrong
+way on the ARC cells.
 
 Levers outside the window (for the cells the ceiling misses, and measured everywhere): the
 tie rules fail as round 5's did. In a loop longer than the cache every contest is a tie,
@@ -226,13 +230,13 @@ theine is not deterministic either: three runs at P6 71,696 (full) gave 41.01, 4
 (the baseline has 41.05; round 5's -4.47 there is today's -4.63), so the "best of LRU, LFU and
 theine" moves by about 0.1 between baselines.
 
-What this leaves: the window is enough for the goal at 200k and all but one full-length cell
-(which the salt alone moves by 2 points), so the misses are the controller's, not the lever's;
-and a selector over three shares (1%, 20%, 99%) would do, if it could tell which one a trace
-wants. But it must judge over long horizons (the greedy oracle shows that 10,000-access
-evidence points the wrong way on ARC), which is what a 200k trace at a large cache does not
-leave room for. No contest or sketch change tried in rounds 5 and 6 helps the cells the window
-cannot reach without costing loops or ARC more.
+What this leaves: a fixed window is enough for the goal at 200k and all but one full-length
+cell (which the salt alone moves by 2 points, and a window moved every 50,000 accesses
+reaches), so the misses are the controller's, not the lever's; and a selector over three
+shares (1%, 20%, 99%) would do, if it could tell which one a trace wants. But it must judge
+over long horizons (10,000-access evidence points the wrong way on ARC), which a 200k trace
+at a large cache leaves little room for. No contest or sketch change tried in rounds 5 and 6
+helps without costing loops or ARC more.
 """
 
 from __future__ import annotations
