@@ -201,20 +201,21 @@ ARC OLTP, web and scarab cells want 20 to 35%).
 Two warnings come with it. The ARC curves are rough: at P3 86,254 (full) 0% gives 33.75, 1%
 35.49, 2% 32.25; at P6 71,696 1% 39.59, 2% 41.03, 5% 39.54; and the salt moves them as much
 (`adapt_ceiling seeds`, seeds 1-4): P3 86,254 at 1% 35.49 / 33.78 / 34.22 / 33.23 (mean
-34.18, so seed 1 is lucky and the ceiling there is about -2.6 on average), P6 71,696 at 2% 41.03 /
-39.97 / 40.14 / 41.01. A point at those cells is partly hashing luck, for the shipped policy
-too. And short horizons mislead there. A greedy oracle (`adapt_ceiling oracle`: every
-`segment` accesses each share is replayed from the same state, and the best one's state goes
-on) is a lower bound for a window that moves. With segments of 10,000 it beats the best fixed
-share on shifting at 935 by 2.9 points (65.98 against 63.03: the phases want different
-windows) but loses to it on P3 at 86,254 full (31.43 against 35.49) and P6 at 63,286 200k
-(29.95 against 32.34); with segments of 50,000 it reaches P3 at 86,254 full (37.96, +1.14
-over theine: so with a window that moves, no measured cell is out of the lever's reach), and
-gives shifting at 935 63.35, P6 at 63,286 25.58. The share that wins the next 10,000 accesses
-is not the one that wins the trace (likely because a large window wins a segment by letting
-main's frequent keys go, which later segments miss; not measured). Any controller judged on
-samples of that length (the climber, the shadow LRU's lead, the minis) is pulled the wrong
-way on the ARC cells.
+34.18, so seed 1 is lucky and the ceiling there is about -2.6 on average), P6 71,696 at 2%
+41.03 / 39.97 / 40.14 / 41.01. A point at those cells is partly hashing luck, for the shipped
+policy too (seeds 1-4: P6 71,696 36.42 / 36.90 / 35.70 / 38.20, P3 86,254 32.45 / 28.81 /
+29.88 / 28.64; its misses there are real, seed 1 only flatters it on P3). And short horizons
+mislead there. A greedy oracle (`adapt_ceiling oracle`: every `segment` accesses each share
+is replayed from the same state, and the best one's state goes on) is a lower bound for a
+window that moves. With segments of 10,000 it beats the best fixed share on shifting at 935
+by 2.9 points (65.98 against 63.03: the phases want different windows) but loses to it on P3
+at 86,254 full (31.43 against 35.49) and P6 at 63,286 200k (29.95 against 32.34); with
+segments of 50,000 it reaches P3 at 86,254 full (37.96, +1.14 over theine: so with a window
+that moves, no measured cell is out of the lever's reach), and gives shifting at 935 63.35,
+P6 at 63,286 25.58. The share that wins the next 10,000 accesses is not the one that wins
+the trace (likely because a large window wins a segment by letting main's frequent keys go,
+which later segments miss; not measured). Any controller judged on samples of that length
+(the climber, the shadow LRU's lead, the minis) is pulled the wrong way on the ARC cells.
 
 Levers outside the window (for the cells the ceiling misses, and measured everywhere): the
 tie rules fail as round 5's did. In a loop longer than the cache every contest is a tie,
