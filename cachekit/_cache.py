@@ -504,7 +504,11 @@ class AsyncCache(Generic[K, V]):
             compute = self._shared.bind(key, compute, ttl)
         loop = asyncio.get_running_loop()
         computing = COMPUTING.get()  # set when this call comes from a computation
-        with self._lock:
+        # acquire/release, not `with`: `with` costs a lock 2.5k instructions, these 0.9k
+        # (a miss takes the lock twice; its `__exit__` builds an argument tuple)
+        lock = self._lock
+        lock.acquire()
+        try:
             if computing is not None:
                 self._refuse_deadlock_locked(computing, key)
             answers_itself = False
@@ -524,6 +528,8 @@ class AsyncCache(Generic[K, V]):
                 waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
                 flight.live += 1
+        finally:
+            lock.release()
         if self._events is not None:
             self._drain()
         if flight is not None and (
@@ -955,7 +961,9 @@ class AsyncCache(Generic[K, V]):
         waiter instead, and the flight's bookkeeping (its place, its slot, the gauges) is
         released all the same. A flight already landed (orphaned meanwhile) lands no more.
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             waiters = flight.waiters
             if waiters is None:  # landed already
                 return
@@ -967,6 +975,8 @@ class AsyncCache(Generic[K, V]):
             flight.waiters = None  # Flight.land(), inlined: the flight is closed
             flight.task = None  # else flight -> task -> its context -> COMPUTING -> flight
             self._loads_running -= 1
+        finally:
+            lock.release()
         if self._limiter is not None and (flight.batch is None or flight.batch[0] is flight):
             self._limiter.release()
         if self._events is not None:
@@ -1198,8 +1208,12 @@ class AsyncCache(Generic[K, V]):
                     self._events.record("expiration", key)
 
     def _drain(self) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self._drain_locked()
+        finally:
+            lock.release()
         if self._events is not None:
             self._events.deliver()
 
