@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, final
 
 # A deadline that fires over this share of op_timeout late means the loop was too busy to
@@ -61,9 +62,20 @@ class Slots:
         try:
             await handed
         except asyncio.CancelledError:
-            if handed.done() and not handed.cancelled():  # handed over as we were cancelled
-                self.give_back()
+            if handed.done() and not handed.cancelled() and handed.exception() is None:
+                self.give_back()  # handed over as we were cancelled (not turned away)
             raise
+
+    def turn_away(self, reason: Callable[[], BaseException]) -> None:
+        """Every command still waiting gives up now, with its own `reason()`: the circuit
+        has opened, and each would find that out only once handed a slot, one loop
+        iteration after another (seconds, on a loop that runs late). The slots taken stay
+        taken."""
+        for waiting in (self._urgent, self._waiting):
+            while waiting:
+                handed = waiting.popleft()
+                if not handed.done():  # (a waiter cancelled meanwhile is skipped)
+                    handed.set_exception(reason())
 
     def keep(self) -> None:
         """Take one more slot, now, even past `size`: for something a command started that

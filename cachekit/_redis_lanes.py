@@ -704,6 +704,8 @@ class Lane:
             )
         if self._failures >= _TRIP:
             self._open_until = loop.time() + self._cooldown
+            if self._free is not None:  # the commands queued for a slot go without Redis now
+                self._free.turn_away(partial(_Unavailable, None))
 
     async def _new_connection(self, pool: Any, args: tuple[str, ...]) -> Any:
         """A connection of `pool` that must be opened (or opened again) first, for the

@@ -82,6 +82,44 @@ async def test_a_waiter_cancelled_as_its_slot_is_handed_over_passes_it_on() -> N
     assert slots.busy == 1  # held by `after`, not lost
 
 
+class Turned(Exception):
+    pass
+
+
+async def test_turning_away_fails_every_waiter_at_once_and_keeps_the_slots_taken() -> None:
+    # The circuit opened: the commands queued for a slot go without Redis now, rather than
+    # one loop iteration after another as slots are handed on (seconds on a late loop).
+    slots = Slots(1)
+    assert slots.try_take()
+    waiters = [asyncio.create_task(slots.take(urgent)) for urgent in (False, True, False)]
+    gone = asyncio.create_task(slots.take())
+    await settle()
+    gone.cancel()
+    await settle()
+    reasons: list[Turned] = []
+    slots.turn_away(lambda: reasons.append(Turned()) or reasons[-1])
+    assert len(reasons) == 3  # one for each waiter still waiting, its own
+    await asyncio.sleep(0)  # one step: each waiter raises in its very next step
+    for waiter in waiters:
+        assert waiter.done() and isinstance(waiter.exception(), Turned)
+    assert gone.cancelled()
+    assert slots.busy == 1  # the holder's slot stays taken, until given back
+    slots.give_back()
+    assert slots.busy == 0 and slots.try_take()
+
+
+async def test_a_waiter_cancelled_as_it_is_turned_away_gives_back_no_slot() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    turned = asyncio.create_task(slots.take())
+    await settle()
+    slots.turn_away(Turned)
+    turned.cancel()  # before its step: the cancellation, not the reason, reaches it
+    await settle()
+    assert turned.cancelled()
+    assert slots.busy == 1  # the holder's, not given back for a slot never handed over
+
+
 async def test_a_command_past_its_deadline_has_its_task_cancelled_and_a_finished_one_never() -> (
     None
 ):
