@@ -32,6 +32,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from asyncio import Future, InvalidStateError
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
@@ -164,6 +165,10 @@ class AsyncCache(Generic[K, V]):
     def __init__(self, maxsize: int | None = 1024, **options: Unpack[KeywordOptions]) -> None:
         config = self._config = CacheConfig(maxsize=maxsize, **options)
         # What the hot paths read, copied out of the configuration once.
+        # `_timer`: the clock (`config.clock`). A miss reads it twice, as the generated hit
+        # path does: `time.monotonic()` itself where no timer was injected (looked up each
+        # time, so freezegun and mock.patch move it): 0.5k instructions on 3.12, against
+        # 1.1k through `_clock.default_timer`.
         self._injected_timer = config.timer
         self._timer: Callable[[], float] = config.clock
         self._cancel_abandoned = config.cancel_abandoned
@@ -722,7 +727,8 @@ class AsyncCache(Generic[K, V]):
         flight = self._flights[key] = Flight(key, loop, ttl)
         if self._limiter is None:  # it starts as soon as the lock is released
             self._loads_running += 1
-            flight.started_at = self._timer()
+            timer = self._injected_timer  # the clock, read as the hit path does: see `_timer`
+            flight.started_at = time.monotonic() if timer is None else timer()
         self._counts.misses += 1
         if self._events is not None:
             self._events.record("miss", key)
@@ -1006,7 +1012,8 @@ class AsyncCache(Generic[K, V]):
         """The landing flight's outcome, counted, and stored if it is cacheable and the
         flight is still the current one for its key; returns what its waiters get."""
         key = flight.key
-        now = self._timer()
+        timer = self._injected_timer  # the clock, read as the hit path does: see `_timer`
+        now = time.monotonic() if timer is None else timer()
         counts = self._counts
         if flight.batch is None or flight.batch[0] is flight:  # a bulk load counts once
             counts.load_count += 1
