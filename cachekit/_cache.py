@@ -535,7 +535,8 @@ class AsyncCache(Generic[K, V]):
                     flight.live = 1
                     flight = None
             if flight is not None:  # Flight.add_waiter, inlined: one call fewer a miss
-                waiter: asyncio.Future[Any] = asyncio.Future(loop=loop)
+                # On the running loop, `loop`: named, the argument costs 0.85k instructions
+                waiter: asyncio.Future[Any] = asyncio.Future()
                 flight.waiters.append(waiter)  # type: ignore[union-attr]  # not landed
                 flight.live += 1
         finally:
@@ -564,7 +565,7 @@ class AsyncCache(Generic[K, V]):
                     if type(answer) is Failure:  # as a waiter gets it: the error itself
                         raise answer.error
                     return answer
-                waiter = asyncio.Future(loop=loop)
+                waiter = asyncio.Future()  # on the running loop, `loop` (as above)
                 waiters.append(waiter)  # without the lock: see Flight.answer
                 return waiter
         if served is not None:
