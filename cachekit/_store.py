@@ -24,6 +24,11 @@ Policy = Literal["lru", "lfu", "fifo", "rr", "tinylfu"]
 
 _UNBOUNDED: Final = float("inf")
 
+# Up to this many hits, replaying each is cheaper than finding each key's last one first
+# (instructions per operation of a Zipf stream of hits and misses, 3.12: 1 -> 21.2k,
+# 8 -> 19.9k, 16 -> 19.8k, 32 done in C -> 20.7k).
+_REPLAYED_AS_IS: Final = 16
+
 
 class LRUStore(cachetools.Cache[Hashable, Entry]):
     """Least recently used first, with one OrderedDict holding both items and order.
@@ -106,11 +111,14 @@ class LRUStore(cachetools.Cache[Hashable, Entry]):
         return self._order.values()
 
     def replay_hits(self, keys: list[Hashable]) -> None:
-        """Replay a batch of hits, oldest first: only each key's last hit moves it."""
+        """Replay a batch of hits, oldest first: only each key's last hit decides where it
+        ends up. A small batch (every miss drains the hits since the last one, a listener
+        each hit) is replayed as it is; a large one once per key, in C."""
         move = self._order.move_to_end
         try:
-            if len(keys) == 1:  # a listener drains after every hit
-                move(keys[0])
+            if len(keys) <= _REPLAYED_AS_IS:
+                for key in keys:
+                    move(key)
             else:
                 deque(map(move, _last_hits(keys)), maxlen=0)  # the loop runs in C
         except KeyError:  # another thread dropped a key after its hit: replay the rest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections import OrderedDict
 from typing import Any
 
 import cachetools
@@ -43,6 +44,30 @@ def test_lru_store_matches_cachetools_lru(ops: list[tuple[str, int]], maxsize: i
     while theirs:
         assert ours.popitem() == theirs.popitem()  # ...evicted in the same order
     assert len(ours) == 0
+
+
+@given(
+    hits=st.lists(st.integers(0, 7), max_size=40),
+    dropped=st.one_of(st.none(), st.integers(0, 7)),
+)
+def test_replayed_hits_leave_the_order_that_hitting_each_in_turn_leaves(
+    hits: list[int], dropped: int | None
+) -> None:
+    # Small batches are replayed hit by hit, large ones once per key (its last hit): both
+    # must end in the order of the keys' last hits, a key dropped since its hit skipped.
+    store = LRUStore(8)
+    expected: OrderedDict[int, None] = OrderedDict()  # least recently used first
+    for key in range(8):
+        store[key] = Entry(key, key, NEVER)
+        expected[key] = None
+    if dropped is not None:
+        del store[dropped], expected[dropped]
+    for key in hits:
+        if key in expected:
+            expected.move_to_end(key)
+    store.replay_hits(hits)
+    assert list(store) == list(expected)
+    assert [store.popitem()[0] for _ in range(len(expected))] == list(expected)
 
 
 def test_lru_store_respects_getsizeof() -> None:
