@@ -583,6 +583,7 @@ def parse(spec: str) -> Callable[[int], Any]:
         "depth": Depth,
         "sub": Sub,
         "mini2": MiniSim2,
+        "duel": Duel,
         "contest": Contest,
         "aging": Aging,
         "agingc": AgingContest,
@@ -1679,3 +1680,164 @@ class Ties(Contest):
         self._hit_now.discard(key)  # the per-entry bit goes with the entry
         self._hit_before.discard(key)
         return key, value
+
+
+# ----------------------------------------------------------------------------- round 7
+# A selector over a few window shares judged over a long horizon (issue 18, seventh session).
+
+#: The salt of the round 7 variants and of `current` (benchmarks.adapt --seed sets it).
+SEED = 1
+
+
+class Duel(_SeesEveryAccess, TinyLFUCache[Any, Any]):
+    """Round 7: set dueling, as in CPU caches. The keys whose salted hash's second half is 0
+    modulo `rate` (a power of two; 1 in 64 is what the cost budget allows) are replayed
+    through one keys-only fixed-window W-TinyLFU per share of `shares` (the leaders, each
+    maxsize / rate entries, `_FixedMini`), and through nothing else: the follower is this
+    cache. The leaders' hits are compared in pairs (the sampled accesses one hit and the
+    other missed), their counts decaying so that they remember about `horizon` x maxsize
+    accesses, and judged every `every` x mini-size sampled accesses once the leaders are
+    full. The choice changes only when another leader beats the chosen one by `z` standard
+    errors of their discordant accesses (and by `margin` of the sampled accesses): that is
+    the hysteresis.
+
+    `mode` 0 (select): until a first choice the shipped climber runs; from then on the
+    window is the chosen share. `mode` 1 (hybrid): the climber always runs, and a change of
+    choice moves the window to the chosen share once. `mode` 2 (override): the climber runs
+    and the cache's own hits on the sampled keys are one more contestant; the first time a
+    leader beats them by `z`, the window takes that leader's share and mode 0 goes on.
+    `least`: with fewer mini entries than that at `rate`, the rate is lowered (down to
+    `rate_min`); below `rate_min`'s, no leaders at all (the shipped policy). `shadow_rate`
+    = 1: the shipped shadow LRU's rate instead (maxsize / 32 rounded up to a power of two, at
+    most 64: leaders of 16 to 32 entries in a small cache, so 1 in 16 at the cost benchmark's
+    500)."""
+
+    shares: tuple[float, ...] = (0.01, 0.2, 0.99)
+    rate = 64
+    rate_min = 64
+    least = 16
+    horizon = 32.0
+    every = 1.0
+    z = 2.0
+    margin = 0.0
+    mode = 0
+    mini_seed = 7
+    shadow_rate = 0
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        super().__init__(maxsize, seed=SEED)
+        rate = int(self.rate)
+        while rate > int(self.rate_min) and maxsize // rate < self.least:
+            rate >>= 1
+        if self.shadow_rate:
+            rate = min(1 << (-(-int(maxsize) // 32) - 1).bit_length(), 64)
+            self.least = 1
+        size = int(maxsize) // rate
+        self._mini_size = size
+        self._mini_mask = rate - 1
+        n = len(self.shares)
+        self._minis = (
+            [_FixedMini(size, s, int(self.mini_seed)) for s in self.shares]
+            if size >= self.least
+            else []
+        )
+        # Decayed counts: _only[i][j] = sampled accesses leader i hit and leader j missed
+        # (index n: this cache's own hits, for mode 2).
+        self._only = [[0.0] * (n + 1) for _ in range(n + 1)]
+        self._fed = 0
+        self._sampled_n = 0.0
+        self._period = max(int(self.every * size), 1)
+        self._keep = math.exp(-self._period / max(self.horizon * size, 1))
+        self._choice = -1
+        self._switches = 0
+        self._own_contest = int(self.mode) == 2
+
+    def _see(self, key: Any) -> None:
+        minis = self._minis
+        if not minis:
+            return
+        h = hash((key, self._salt))
+        if (h >> 32) & self._mini_mask:
+            return
+        hit = []
+        for mini in minis:
+            if h in mini:
+                mini[h]
+                hit.append(True)
+            else:
+                mini[h] = None
+                hit.append(False)
+        if not minis[-1]._evicting:
+            return  # the leaders are filling up: their hits say nothing yet
+        if self._own_contest:
+            hit.append(key in self._data)
+        only = self._only
+        for i, a in enumerate(hit):
+            if a:
+                row = only[i]
+                for j, b in enumerate(hit):
+                    if not b:
+                        row[j] += 1
+        self._sampled_n += 1
+        self._fed += 1
+        if self._fed >= self._period:
+            self._fed = 0
+            self._judge()
+
+    def _leads(self, i: int, j: int) -> bool:
+        a = self._only[i][j]
+        b = self._only[j][i]
+        return a - b > self.z * math.sqrt(a + b) and a - b > self.margin * self._sampled_n
+
+    def _judge(self) -> None:
+        n = len(self._minis)
+        current = self._choice
+        if self._own_contest and current < 0:
+            current = n  # this cache (the climber) is the one to beat
+        if current < 0:
+            # No choice yet: one leader must beat every other.
+            for i in range(n):
+                if all(self._leads(i, j) for j in range(n) if j != i):
+                    self._choose(i)
+                    break
+        else:
+            best = max(range(n), key=lambda i: self._only[i][current] - self._only[current][i])
+            if best != current and self._leads(best, current):
+                self._choose(best)
+        keep = self._keep
+        for row in self._only:
+            for j in range(len(row)):
+                row[j] *= keep
+        self._sampled_n *= keep
+
+    def _choose(self, i: int) -> None:
+        self._choice = i
+        self._own_contest = False
+        self._switches += 1
+        self._resize_window(self.shares[i] * self._maxsize)
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        target = super()._steer(hits, window_hits)
+        if self._choice >= 0 and int(self.mode) != 1:
+            return self.shares[self._choice] * self._maxsize
+        return target
+
+
+_DUELS: dict[str, dict[str, Any]] = {
+    "duel": {},  # select, 1 in 64, 32 x maxsize, z 2
+    "duel-hyb": {"mode": 1},
+    "duel-own": {"mode": 2},
+    "duel-r16": {"rate_min": 16},  # over the cost budget below 1,024 entries
+    "duel-h8": {"horizon": 8.0},
+    "duel-h128": {"horizon": 128.0},
+    "duel-z3": {"z": 3.0},
+    "duel-sr": {"shadow_rate": 1},
+    "duel-sr-own": {"shadow_rate": 1, "mode": 2},
+    "duel-sr-two-own": {"shadow_rate": 1, "mode": 2, "shares": (0.01, 0.99)},
+    "duel-sr-lru-own": {"shadow_rate": 1, "mode": 2, "shares": (0.99,)},
+}
+for _name, _kw in _DUELS.items():
+    VARIANTS[_name] = _v(Duel, **_kw)
+VARIANTS["current"] = lambda size: TinyLFUCache(size, seed=SEED)
