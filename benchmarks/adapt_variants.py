@@ -314,6 +314,13 @@ At full length (12 tuned cells, 24 held out), seed by seed and over seeds 1-4:
                        seed 4        3.25 / 0 / -0.17    10.96 / 7 / -7.08
                        seeds 1-4     3.17 / 0 / -0.03    10.78 / 5 / -3.83
     duel-l-w4,         seed 1        3.25 / 0 / -0.12    10.73 / 5 / -4.94
+                       seed 2        3.11 / 0 / -0.08    10.82 / 4 / -4.13
+                       seed 3        3.22 / 0 / -0.25    10.62 / 4 / -5.34
+                       seed 4        3.30 / 0 / -0.03    10.96 / 7 / -7.08
+                       seeds 1-4     3.22 / 0 / -0.03    10.78 / 5 / -3.83
+
+(duel-l-w4 at 200k over seeds 1-4: 4.91 / 10 / -2.73 tuned, 7.46 / 3 / -4.47 held out,
+each seed's means the shipped policy's.)
 So duel-sr-l-w4 is ahead of the shipped policy on all four columns' seed-averaged mean gap
 (200k: 4.86 against 4.91 tuned, 7.45 against 7.46 held out, which is noise; full: 3.17
 against 3.21, 10.78 against 11.01), and on the held-out full-length cells it is the first
@@ -362,11 +369,11 @@ Memory: the three leaders hold 10.8 bytes per cache entry at 1 in 64 and 42.8 at
 (100,000 entries, tracemalloc), where about 6 are left. Within the cost budget (1 in 64
 everywhere, no leaders under 1,024 entries: `duel-l-w4`) the 200k cells are the shipped
 policy's (seed 1: the same means, misses and worst cells; the zigzag and sprite gains need
-the small caches' higher rate), and the full-length cells are duel-sr-l-w4's (seed 1: the
-same summary; the five cells under 1,024 entries, lirs/loop and orm-busy at 441, within
-0.03 points).
-So the full-length gain fits the cost budget but not the memory one; the 200k gain fits
-neither.
+the small caches' higher rate), and the full-length held-out cells are duel-sr-l-w4's
+(seeds 1-4: the same figures; the tuned full-length mean is 3.22, not 3.17, against the
+shipped 3.21: the small lirs/loop cells differ by up to 0.03 points at seed 1, more at
+others). So the held-out full-length gain fits the cost budget but not the memory one, and
+at that rate nothing else moves; the 200k gain fits neither.
 
 What this leaves: set dueling needs many sampled accesses per decision (hundreds of
 discordant ones), which a small cache only gets at a rate over the cost budget and a large
