@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="*")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", default="")
+    parser.add_argument("--seed", type=int, default=1, help="the salt of `current` and round 7's")
     parser.add_argument(
         "--set",
         action="append",
@@ -176,15 +177,18 @@ def main() -> None:
             detail(name, args.full)
         return
     variants = _variants()
+    from . import adapt_variants
+
+    adapt_variants.SEED = args.seed
     only = set(args.only.split(",")) if args.only else None
     for name in args.variants:
         if name not in variants and ":" in name:
-            from . import adapt_variants
-
             variants[name] = adapt_variants.parse(name)
         if name not in variants:
             sys.exit(f"unknown variant {name}; known: {', '.join(variants)}")
         label = name + "".join(f"+{item}" for item in args.set)
+        if args.seed != 1:
+            label += f"+seed{args.seed}"
         evaluate(label, variants[name], args.full, only)
 
 
