@@ -108,7 +108,7 @@ class Running:
         self.until = until  # extended no more from then on
         self.alive = alive  # Deadlines.alive as its current op_timeout began
         self.heard = heard  # Deadlines.alive less its lapses, as it started
-        self.extensions = 0  # how many times it was
+        self.extensions = 0  # how many times it was extended
         self.expired = False  # its task was cancelled for it (taken back by the command)
 
 

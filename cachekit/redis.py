@@ -48,15 +48,16 @@ its L1 when it resubscribes: it may have missed invalidations meanwhile.
 
 Failure. Every command is bounded by `op_timeout`, its wait for a connection slot
 included, extended (until it has waited 4 s) while the wait is this process's: Redis
-answered others, or the loop ran late (`_bounds`). In the slot queue, stores, renewals and releases
-go before lookups. With on_error="degrade", a failed command counts in `shared_errors` and
-the call goes on in-process (L1 and the in-process flight); with on_error="raise", the
-caller gets the Redis error (never cached). In both, three failures in a row that blame
-Redis (not a timeout still queued for a slot, nor one excused as above, unless Redis said
-nothing in all its wait: `Deadlines.blames_redis`) open a circuit for
-`cooldown` seconds, during which calls skip Redis altogether (raise: fail at once); one
-warning is logged per outage. Invalidations, sets and clears issued during an outage are
-queued, one per key, and sent again in batches when Redis answers.
+answered others, or the loop ran late (`_bounds`). In the slot queue, stores, renewals and
+releases go before lookups. With on_error="degrade", a failed command counts in
+`shared_errors` and the call goes on in-process (L1 and the in-process flight); with
+on_error="raise", the caller gets the Redis error (never cached). In both, three failures
+in a row that blame Redis (not a timeout still queued for a slot, nor one excused as above,
+unless Redis said nothing in all its wait: `Deadlines.blames_redis`) open a circuit for
+`cooldown` seconds, during which calls skip Redis altogether (raise: fail at once), those
+still queued for a slot included (`Slots.turn_away`); one warning is logged per outage.
+Invalidations, sets and clears issued during an outage are queued, one per key, and sent
+again in batches when Redis answers.
 
 Payloads are `_shared.seal`ed: a versioned header and, with a secret, an HMAC-SHA256 over
 header, key and body. A payload that fails the check is a miss and is deleted; it never
