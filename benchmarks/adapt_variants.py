@@ -2089,3 +2089,387 @@ _DUELS: dict[str, dict[str, Any]] = {
 for _name, _kw in _DUELS.items():
     VARIANTS[_name] = _v(Duel, **_kw)
 VARIANTS["current"] = lambda size: TinyLFUCache(size, seed=SEED)
+
+
+# ----------------------------------------------------------------------------- round 8
+# Round 7's duel made to fit the memory budget (issue 18, eighth session).
+
+
+class _Leader:
+    """Round 8: a keys-only W-TinyLFU whose window share never moves, for `Duel8`: the keys
+    are the sampled keys' packed indexes (the shadow LRU's), each mapped to its packed
+    indexes in a sketch that all leaders share (they count the same accesses, so their
+    sketches would be equal). Unit weights; the contest and the streak rule are the cache's."""
+
+    __slots__ = (
+        "champion",
+        "main_max",
+        "probation",
+        "protected",
+        "protected_max",
+        "size",
+        "window",
+        "window_max",
+        "wins",
+    )
+
+    def __init__(self, size: int, share: float) -> None:
+        from collections import OrderedDict
+
+        self.size = size
+        most = max(size - max(size * 0.01, 1), size * 0.01)  # as _resize_window
+        self.window_max = min(max(share * size, size * 0.01), most)
+        self.main_max = size - self.window_max
+        self.protected_max = self.main_max * 0.8
+        self.window: OrderedDict[int, int] = OrderedDict()  # least recent first
+        self.probation: OrderedDict[int, int] = OrderedDict()
+        self.protected: OrderedDict[int, int] = OrderedDict()
+        self.champion: int | None = None
+        self.wins = 0
+
+    def access(
+        self, h: int, x: int, first: bytearray, second: bytearray, mask: int, shift: int
+    ) -> bool:
+        """One access to sampled key `h` (`x`: its packed indexes in the shared sketch, which
+        the caller increments afterwards): whether it hit."""
+        protected = self.protected
+        if h in protected:
+            protected.move_to_end(h)
+            return True
+        window = self.window
+        if h in window:
+            window.move_to_end(h)
+            return True
+        probation = self.probation
+        y = probation.pop(h, None)
+        if y is not None:
+            protected[h] = y
+            while len(protected) > self.protected_max:
+                k, v = protected.popitem(False)
+                probation[k] = v
+            return True
+        if len(window) + len(probation) + len(protected) >= self.size:
+            self._evict(first, second, mask, shift)
+        window[h] = x
+        if len(window) > self.window_max:
+            room = self.main_max - len(probation) - len(protected)
+            while window and len(window) > self.window_max and room >= 1:
+                k, v = window.popitem(False)
+                probation[k] = v
+                room -= 1
+        return False
+
+    def _evict(self, first: bytearray, second: bytearray, mask: int, shift: int) -> None:
+        window = self.window
+        probation = self.probation
+        protected = self.protected
+        while window and len(window) + 1 > self.window_max:
+            c, cx = window.popitem(False)
+            if len(probation) + len(protected) + 1 <= self.main_max:
+                probation[c] = cx
+                continue
+            region = probation or protected
+            if region:
+                v = next(iter(region))
+                vx = region[v]
+                a = first[cx & mask]
+                b = second[cx >> shift]
+                fc = a if a < b else b
+                a = first[vx & mask]
+                b = second[vx >> shift]
+                admit = fc > (a if a < b else b)
+                if not admit and fc > 5:  # the cache's _WARM and _STREAK
+                    if v != self.champion:
+                        self.champion = v
+                        self.wins = 1
+                    elif self.wins < 256:
+                        self.wins += 1
+                    else:
+                        self.champion = None
+                        admit = True
+                if admit:
+                    probation[c] = cx
+                    del region[v]
+            return
+        for region in (probation, protected, window):
+            if region:
+                region.popitem(False)
+                return
+
+
+class Duel8(TinyLFUCache[Any, Any]):
+    """Round 8: duel-l-w4 within the memory budget. The 99% leader is the shipped shadow
+    LRU itself (an LRU is that share's limit), so two leaders remain (1% and 20%), compact
+    (`_Leader`: no items dict, one sketch for both) and fed in the shadow LRU's batch at each
+    sample's end from the same sampled keys (so only from the first eviction on, and only
+    where the shadow LRU samples 1 in `least_rate` or fewer: maxsize over 1,024 at 64). The
+    judging is round 7's mode 0: pairwise discordant counts, decayed over `horizon` x
+    leader size sampled accesses (at least `horizon_min`), a first choice when one contestant
+    beats each other one by `z` standard errors on `min_disc` discordant accesses at least,
+    then a switch when another beats the chosen one so; the leaders' first `warm` x their
+    size sampled accesses once full do not count. The choice takes effect at the sample's
+    end (round 7's, in the middle of a sample). `sketch` 1: the leaders read the cache's own
+    sketch (no sketch of theirs; its counts then include the rest of the sample's accesses).
+    `sub` > 1: the leaders (and the duel) see only 1 in `sub` of the sampled keys, with
+    leaders of size / sub entries; the shadow LRU is as shipped."""
+
+    shares: tuple[float, ...] = (0.01, 0.2)  # the leaders; the shadow LRU stands for lru_share
+    lru_share = 0.99
+    least_rate = 64
+    least = 16  # no leaders of fewer entries
+    horizon = 32.0
+    horizon_min = 16384.0
+    min_disc = 64.0
+    z = 2.0
+    warm = 4.0
+    sketch = 0
+    sub = 1
+    leader_seed = 7
+
+    def __init__(self, maxsize: int, **kw: Any) -> None:
+        for name, value in kw.items():
+            setattr(self, name, value)
+        self._choice = -1
+        self._switches = 0
+        super().__init__(maxsize, seed=SEED)
+
+    def _set_periods(self, capacity: int) -> None:
+        super()._set_periods(capacity)
+        rate = self._shadow_mask + 1
+        sub = int(self.sub)
+        size = self._shadow_size // sub
+        self._leaders: list[_Leader] = []
+        if (
+            self._weights is not None
+            or math.isinf(self._maxsize)
+            or rate < self.least_rate
+            or size < self.least
+        ):
+            return
+        self._leaders = [_Leader(size, s) for s in self.shares]
+        self._leader_size = size
+        self._sub_mask = (sub - 1) << (self._shift + (rate - 1).bit_length())
+        n = len(self._leaders) + 1  # the shadow LRU last
+        self._only = [[0.0] * n for _ in range(n)]
+        self._fed = 0
+        self._period = size
+        self._keep = math.exp(-size / max(self.horizon * size, self.horizon_min, 1))
+        self._warming = int(self.warm * size)
+        import random as _random
+
+        self._leader_salt = _random.Random(int(self.leader_seed)).getrandbits(62)
+        if self.sketch:
+            self._lrows = self._sketch.rows
+            self._lmask = self._sketch.mask
+            self._lshift = self._sketch.shift
+        else:
+            from cachekit._tinylfu import FrequencySketch
+
+            self._lsketch = FrequencySketch(max(size, 512))
+            self._lrows = self._lsketch.rows
+            self._lmask = self._lsketch.mask
+            self._lshift = self._lsketch.shift
+            sample = min(max(2 * size, 1_000), 20_000)  # a mini's sample, then its aging
+            self._lage = -(-16 * size // sample) * sample
+            self._lunaged = 0
+
+    def _replay_shadow(self) -> None:
+        leaders = self._leaders
+        if not leaders:
+            super()._replay_shadow()
+            return
+        shadow = self._shadow
+        size = self._shadow_size
+        hits = missed = shadow_only = own_only = 0
+        first, second = self._lrows
+        lmask = self._lmask
+        lshift = self._lshift
+        own = self.sketch
+        salt = self._leader_salt
+        sub_mask = self._sub_mask
+        only = self._only
+        n = len(leaders) + 1
+        for h in self._sampled:
+            miss = h < 0
+            if miss:
+                h = ~h
+                missed += 1
+            if h in shadow:
+                shadow.move_to_end(h)
+                hits += 1
+                lru_hit = True
+                if miss:
+                    shadow_only += 1
+            else:
+                if not miss:
+                    own_only += 1
+                shadow[h] = None
+                if len(shadow) > size:
+                    shadow.popitem(False)
+                lru_hit = False
+            if h & sub_mask:
+                continue
+            if own:
+                x = h
+            else:
+                y = hash((h, salt))
+                x = (y & lmask) | ((y >> 32) & lmask) << lshift
+            hit = [leader.access(h, x, first, second, lmask, lshift) for leader in leaders]
+            if not own:
+                i = x & lmask
+                j = x >> lshift
+                a = first[i]
+                b = second[j]
+                if a <= b and a < 15:
+                    first[i] = a + 1
+                if b <= a and b < 15:
+                    second[j] = b + 1
+                self._lunaged += 1
+                if self._lunaged >= self._lage:
+                    self._lsketch.halve()
+                    self._lunaged = 0
+            hit.append(lru_hit)
+            if (
+                len(leaders[-1].window) + len(leaders[-1].probation) + len(leaders[-1].protected)
+                < leaders[-1].size
+            ):
+                continue  # the leaders are filling up
+            if self._warming > 0:
+                self._warming -= 1
+                continue
+            for a_i in range(n):
+                if hit[a_i]:
+                    row = only[a_i]
+                    for b_i in range(n):
+                        if not hit[b_i]:
+                            row[b_i] += 1
+            self._fed += 1
+            if self._fed >= self._period:
+                self._fed = 0
+                self._judge()
+        self._shadow_sampled += len(self._sampled)
+        self._shadow_hits += hits
+        self._shadow_missed += missed
+        self._shadow_only += shadow_only
+        self._own_only += own_only
+        self._sampled.clear()
+
+    def _leads(self, i: int, j: int) -> bool:
+        a = self._only[i][j]
+        b = self._only[j][i]
+        return a - b > self.z * math.sqrt(a + b) and a + b >= self.min_disc
+
+    def _judge(self) -> None:
+        only = self._only
+        n = len(only)
+        current = self._choice
+        if current < 0:
+            for i in range(n):
+                if all(self._leads(i, j) for j in range(n) if j != i):
+                    self._choice = i
+                    self._switches += 1
+                    break
+        else:
+            best = max(range(n), key=lambda i: only[i][current] - only[current][i])
+            if best != current and self._leads(best, current):
+                self._choice = best
+                self._switches += 1
+        keep = self._keep
+        for row in only:
+            for j in range(n):
+                row[j] *= keep
+
+    def _steer(self, hits: int, window_hits: int) -> float:
+        target = super()._steer(hits, window_hits)
+        if self._leaders and self._choice >= 0:
+            shares = (*self.shares, self.lru_share)
+            return shares[self._choice] * self._maxsize
+        return target
+
+
+_DUEL8S: dict[str, dict[str, Any]] = {
+    "duel8": {},  # 1% and 20% leaders, the shadow LRU for 99%, at 1 in 64, warm 4
+    "duel8-ms": {"sketch": 1},  # the leaders read the cache's own sketch
+    "duel8-s2": {"sub": 2},  # leaders at 1 in 128
+}
+for _name, _kw in _DUEL8S.items():
+    VARIANTS[_name] = _v(Duel8, **_kw)
+
+
+def budget(names: list[str], sizes: tuple[int, ...] = (500, 4_096, 32_768)) -> None:
+    """Round 8: what a variant costs, as benchmarks/hitratio.py's cost rows measure it, at
+    more sizes: each variant's time per access on Zipf(0.9) (10 x size keys, 200,000
+    accesses; at 500 the cost row's own trace) as a ratio to cachetools' LRUCache in the
+    same repeat (interleaved, order rotating, collector off, median of 9), and its bytes per
+    entry (tracemalloc) at 100,000 entries once full and churned (Zipf(0.9) over 1M keys,
+    600,000 accesses, so the shadow LRU and any leaders are full), against LRUCache's.
+    python -m benchmarks.adapt_variants budget current duel8 ..."""
+    import gc
+    import statistics
+    import time
+    import tracemalloc
+
+    import cachetools
+
+    from . import traces
+
+    def replay(cache: Any, keys: list[int]) -> None:
+        for key in keys:
+            if key in cache:
+                cache[key]
+            else:
+                cache[key] = None
+
+    factories: dict[str, Callable[[int], Any]] = {"lru": cachetools.LRUCache}
+    factories.update({name: VARIANTS[name] for name in names})
+    order = list(factories)
+    print(f"cachetools {cachetools.__version__}")
+    for size in sizes:
+        if size == 500:
+            keys = traces.zipf(0.9, 50_000, 100_000, seed=7).keys
+        else:
+            keys = traces.zipf(0.9, 10 * size, 200_000, seed=7).keys
+        elapsed: dict[str, list[float]] = {name: [] for name in order}
+        for repeat in range(9):
+            turn = order[repeat % len(order) :] + order[: repeat % len(order)]
+            for name in turn:
+                cache = factories[name](size)
+                gc.disable()
+                try:
+                    began = time.perf_counter()
+                    replay(cache, keys)
+                    elapsed[name].append(time.perf_counter() - began)
+                finally:
+                    gc.enable()
+        for name in order:
+            ratio = statistics.median(
+                e / lru for e, lru in zip(elapsed[name], elapsed["lru"], strict=True)
+            )
+            ns = 1e9 * statistics.median(elapsed[name]) / len(keys)
+            print(f"cost @ {size:6d} {name:24s} {ns:6.0f} ns  {ratio:.2f}x LRUCache", flush=True)
+    keys = [1_000 + key for key in traces.zipf(0.9, 1_000_000, 600_000, seed=7).keys]
+    for name in order:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            cache = factories[name](100_000)
+            replay(cache, keys)
+            used = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        extra = ""
+        if getattr(cache, "_leaders", None):
+            held = [len(x.window) + len(x.probation) + len(x.protected) for x in cache._leaders]
+            extra = f" (leaders {held})"
+        print(
+            f"memory {name:24s} {used / len(cache):6.1f} B/entry, {len(cache)} entries{extra}",
+            flush=True,
+        )
+        del cache
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["budget"]:
+        budget(sys.argv[2:])
