@@ -2249,8 +2249,12 @@ class Duel8(TinyLFUCache[Any, Any]):
         self._leaders = [_Leader(size, s) for s in self.shares]
         self._leader_size = size
         self._sub_mask = (sub - 1) << (self._shift + (rate - 1).bit_length())
-        n = len(self._leaders) + 1  # the shadow LRU last
-        self._only = [[0.0] * n for _ in range(n)]
+        assert len(self._leaders) == 2
+        # Decayed counts of the sampled accesses by which contestants hit (bit i: the
+        # leaders', then the shadow LRU's), from which the pairwise discordant counts follow.
+        self._patterns = [0.0] * 8
+        self._only = [[0.0] * 3 for _ in range(3)]
+        self._leaders_full = False
         self._fed = 0
         self._period = size
         self._keep = math.exp(-size / max(self.horizon * size, self.horizon_min, 1))
@@ -2287,8 +2291,8 @@ class Duel8(TinyLFUCache[Any, Any]):
         own = self.sketch
         salt = self._leader_salt
         sub_mask = self._sub_mask
-        only = self._only
-        n = len(leaders) + 1
+        one, two = leaders
+        patterns = self._patterns
         for h in self._sampled:
             miss = h < 0
             if miss:
@@ -2314,7 +2318,11 @@ class Duel8(TinyLFUCache[Any, Any]):
             else:
                 y = hash((h, salt))
                 x = (y & lmask) | ((y >> 32) & lmask) << lshift
-            hit = [leader.access(h, x, first, second, lmask, lshift) for leader in leaders]
+            pattern = 4 if lru_hit else 0  # bit i: contestant i hit (the shadow LRU last)
+            if one.access(h, x, first, second, lmask, lshift):
+                pattern |= 1
+            if two.access(h, x, first, second, lmask, lshift):
+                pattern |= 2
             if not own:
                 i = x & lmask
                 j = x >> lshift
@@ -2328,21 +2336,16 @@ class Duel8(TinyLFUCache[Any, Any]):
                 if self._lunaged >= self._lage:
                     self._lsketch.halve()
                     self._lunaged = 0
-            hit.append(lru_hit)
-            if (
-                len(leaders[-1].window) + len(leaders[-1].probation) + len(leaders[-1].protected)
-                < leaders[-1].size
-            ):
-                continue  # the leaders are filling up
+            if not self._leaders_full:
+                self._leaders_full = (
+                    len(two.window) + len(two.probation) + len(two.protected) >= two.size
+                )
+                if not self._leaders_full:
+                    continue  # the leaders are filling up
             if self._warming > 0:
                 self._warming -= 1
                 continue
-            for a_i in range(n):
-                if hit[a_i]:
-                    row = only[a_i]
-                    for b_i in range(n):
-                        if not hit[b_i]:
-                            row[b_i] += 1
+            patterns[pattern] += 1
             self._fed += 1
             if self._fed >= self._period:
                 self._fed = 0
@@ -2360,8 +2363,15 @@ class Duel8(TinyLFUCache[Any, Any]):
         return a - b > self.z * math.sqrt(a + b) and a + b >= self.min_disc
 
     def _judge(self) -> None:
+        patterns = self._patterns
         only = self._only
         n = len(only)
+        for i in range(n):
+            for j in range(n):
+                if i != j:  # the two patterns where i hit and j missed
+                    m = 1 << i
+                    k = 7 ^ m ^ (1 << j)  # the third contestant's bit
+                    only[i][j] = patterns[m] + patterns[m | k]
         current = self._choice
         if current < 0:
             for i in range(n):
@@ -2375,9 +2385,7 @@ class Duel8(TinyLFUCache[Any, Any]):
                 self._choice = best
                 self._switches += 1
         keep = self._keep
-        for row in only:
-            for j in range(n):
-                row[j] *= keep
+        self._patterns[:] = [c * keep for c in patterns]
 
     def _steer(self, hits: int, window_hits: int) -> float:
         target = super()._steer(hits, window_hits)
