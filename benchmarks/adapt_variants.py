@@ -2224,7 +2224,7 @@ class Duel8(TinyLFUCache[Any, Any]):
     warm = 4.0
     sketch = 0
     sub = 1
-    leader_seed = 7
+    leader_seed = -1  # the leaders' sketch salt: < 0 the cache's own (7 for the first runs)
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
         for name, value in kw.items():
@@ -2261,7 +2261,11 @@ class Duel8(TinyLFUCache[Any, Any]):
         self._warming = int(self.warm * size)
         import random as _random
 
-        self._leader_salt = _random.Random(int(self.leader_seed)).getrandbits(62)
+        self._leader_salt = (
+            _random.Random(int(self.leader_seed)).getrandbits(62)
+            if self.leader_seed >= 0
+            else self._salt  # the cache's own, as _tinylfu.py would have it
+        )
         if self.sketch:
             self._lrows = self._sketch.rows
             self._lmask = self._sketch.mask
