@@ -2224,6 +2224,7 @@ class Duel8(TinyLFUCache[Any, Any]):
     warm = 4.0
     sketch = 0
     sub = 1
+    early = 0  # 1: the leaders are fed while the cache fills up too (round 7's were)
     leader_seed = -1  # the leaders' sketch salt: < 0 the cache's own (7 for the first runs)
 
     def __init__(self, maxsize: int, **kw: Any) -> None:
@@ -2391,6 +2392,13 @@ class Duel8(TinyLFUCache[Any, Any]):
         keep = self._keep
         self._patterns[:] = [c * keep for c in patterns]
 
+    def _end_sample(self) -> None:
+        if self.early and self._leaders and not self._full_sample:
+            # The cache is filling up: the leaders (and the shadow LRU's contents, not its
+            # counts, which _filled zeroes) are fed already, so they are full when it is.
+            self._replay_shadow()
+        super()._end_sample()
+
     def _steer(self, hits: int, window_hits: int) -> float:
         target = super()._steer(hits, window_hits)
         if self._leaders and self._choice >= 0:
@@ -2403,6 +2411,8 @@ _DUEL8S: dict[str, dict[str, Any]] = {
     "duel8": {},  # 1% and 20% leaders, the shadow LRU for 99%, at 1 in 64, warm 4
     "duel8-ms": {"sketch": 1},  # the leaders read the cache's own sketch
     "duel8-s2": {"sub": 2},  # leaders at 1 in 128
+    "duel8-e": {"early": 1},  # fed from the first access, not the first eviction
+    "duel8-s2-e": {"sub": 2, "early": 1},
 }
 for _name, _kw in _DUEL8S.items():
     VARIANTS[_name] = _v(Duel8, **_kw)
@@ -2480,8 +2490,49 @@ def budget(names: list[str], sizes: tuple[int, ...] = (500, 4_096, 32_768)) -> N
         del cache
 
 
+def seeds(names: list[str], full: bool, salts: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+    """Round 8: each variant's cells averaged over the salts (the runs of `benchmarks.adapt
+    run NAME --seed N`, in results/), then the columns as adapt.summarize gives them, and
+    each salt's own mean gaps. python -m benchmarks.adapt_variants seeds [--full] NAME..."""
+    import json
+    import statistics
+
+    from .adapt import RESULTS, baseline_path
+    from .traces import HELD_OUT
+
+    base = json.loads(baseline_path(full).read_text())
+    length = "full" if full else "quick"
+    for name in names:
+        runs = []
+        for salt in salts:
+            label = name if salt == 1 else f"{name}+seed{salt}"
+            runs.append(json.loads((RESULTS / f"adapt-{label}-{length}.json").read_text()))
+        line = f"{name:20s}"
+        for held in (False, True):
+            keep = [i for i, r in enumerate(runs[0]) if (r["family"] in HELD_OUT) == held]
+            gaps, worst, miss = [], (0.0, ""), 0
+            for i in keep:
+                cell = runs[0][i]
+                b = base[f"{cell['trace']}|{cell['size']}"]
+                hit = statistics.mean(run[i]["hit"] for run in runs)
+                gaps.append(b["opt"] - hit)
+                vs_best = hit - max(b["lru"], b["lfu"], b["theine"])
+                miss += vs_best < -1
+                if vs_best < worst[0] or not worst[1]:
+                    worst = (vs_best, f"{cell['trace']}@{cell['size']}")
+            each = " ".join(f"{statistics.mean(run[i]['gap'] for i in keep):.2f}" for run in runs)
+            line += (
+                f"  {'held' if held else 'tuned'} {statistics.mean(gaps):5.2f} / {miss:2d} / "
+                f"{worst[0]:+.2f} {worst[1]} ({each})"
+            )
+        print(line)
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["budget"]:
         budget(sys.argv[2:])
+    elif sys.argv[1:2] == ["seeds"]:
+        full = "--full" in sys.argv
+        seeds([a for a in sys.argv[2:] if a != "--full"], full)
