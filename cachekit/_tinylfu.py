@@ -27,9 +27,10 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   then the window grows by twice that lead (10% of maxsize at least, 90% at most). Growing
   the window moves main's least recent keys into it, so they contest their way back rather
   than go unheard.
-  Where that sample is 1 in 64 (maxsize over 1,024), two *leaders* run beside the shadow
-  LRU on the same sampled keys: keys-only W-TinyLFUs of as many entries whose windows are
-  fixed at 1% and 20% (the shadow LRU stands for 99%, an LRU being that share's limit).
+  Where that sample is 1 in 64 (maxsize 2,048 or more), two *leaders* run beside the
+  shadow LRU on half its sampled keys (1 in 128): keys-only W-TinyLFUs of half as many
+  entries whose windows are fixed at 1% and 20% (the shadow LRU stands for 99%, an LRU
+  being that share's limit).
   They are compared in pairs on the sampled accesses one hit and the other missed, counts
   that fade over at least 16,384 sampled accesses; once one beats each other by two
   standard errors (on 64 such accesses at least, counted once the leaders are full and
@@ -97,7 +98,8 @@ _JUMP_MAX: Final = 0.9  # at most this share of maxsize at once
 _SIGNIFICANT: Final = 1.0  # and only when the shadow's lead is this many standard errors
 _LEADER_SHARES: Final = (0.01, 0.2)  # the leaders' fixed window shares (see _Leader)
 _LRU_SHARE: Final = 0.99  # the share the shadow LRU stands for against them
-_LEADER_RATE: Final = 64  # leaders only where the shadow LRU samples 1 in this many keys
+_LEADER_SUBSAMPLE: Final = 2  # the leaders see 1 in this many of the shadow LRU's keys
+_LEADER_MIN: Final = 16  # and hold this many entries at least (maxsize 2,048 or more)
 _DUEL_HORIZON: Final = 32  # the duel's counts fade over this many x the leaders' size,
 _DUEL_HORIZON_MIN: Final = 16_384  # and at least this many sampled accesses
 _DUEL_EVIDENCE: Final = 64  # a lead counts on this many discordant accesses at least,
@@ -868,16 +870,25 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shadow_size = max(capacity // rate, 1)
         # The sampled keys' packed sketch indexes (never the keys), least recent first.
         self._shadow: OrderedDict[int, None] = OrderedDict()
-        # The duel of window shares (see _replay_shadow): the leaders, as many entries as the
-        # shadow LRU, and their shared sketch, only where the sample is 1 in _LEADER_RATE (the
-        # budget: at 1 in 16 they would take about 4 times the time and memory) and with
-        # unit weights (the leaders count entries). Invariant: the leaders have seen the
-        # same sampled accesses as the shadow LRU, and their sketch counted each once.
+        # The duel of window shares (see _replay_shadow): the leaders, and their shared
+        # sketch, on the shadow LRU's sampled keys whose next bit is 0 too (1 in 128: the
+        # budget's time and memory; at 1 in 16 they would take 8 times as much), with half
+        # its entries; only with unit weights (the leaders count entries). Invariant: the
+        # leaders have seen the same sampled accesses (those that `_leader_mask` lets
+        # through) as the shadow LRU, and their sketch counted each once.
         self._leaders: tuple[_Leader, ...] = ()
         self._choice = -1  # the contestant whose share the window keeps (-1: none yet)
-        if rate < _LEADER_RATE or self._weights is not None or math.isinf(self._maxsize):
+        size = self._shadow_size // _LEADER_SUBSAMPLE
+        if (
+            rate < _SHADOW_RATE_MAX
+            or size < _LEADER_MIN
+            or self._weights is not None
+            or math.isinf(self._maxsize)
+        ):
             return
-        size = self._shadow_size
+        # The bits of a packed index (i | j << shift) that must be 0 for the leaders, above
+        # the shadow LRU's own.
+        self._leader_mask = (_LEADER_SUBSAMPLE - 1) << (self._shift + rate.bit_length() - 1)
         self._leaders = tuple(_Leader(size, share) for share in _LEADER_SHARES)
         self._leader_sketch = FrequencySketch(max(size, _SKETCH_MIN))
         # Aged as the cache's sketch would be at that size: at the first sample's end after
@@ -900,6 +911,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         shadow = self._shadow
         size = self._shadow_size
         leaders = self._leaders
+        leader_mask = self._leader_mask if leaders else 0
         hits = missed = shadow_only = own_only = 0
         for h in self._sampled:
             if h < 0:
@@ -909,13 +921,13 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     shadow.move_to_end(h)
                     hits += 1
                     shadow_only += 1
-                    if leaders:
+                    if leaders and not h & leader_mask:
                         self._duel(h, 4)
                     continue
             elif h in shadow:
                 shadow.move_to_end(h)
                 hits += 1
-                if leaders:
+                if leaders and not h & leader_mask:
                     self._duel(h, 4)
                 continue
             else:
@@ -923,7 +935,7 @@ class TinyLFUCache(cachetools.Cache[K, V]):
             shadow[h] = None
             if len(shadow) > size:
                 shadow.popitem(False)
-            if leaders:
+            if leaders and not h & leader_mask:
                 self._duel(h, 0)
         self._shadow_sampled += len(self._sampled)
         self._shadow_hits += hits

@@ -373,9 +373,10 @@ def test_a_small_cache_has_a_sketch_for_512_keys() -> None:
 # ----------------------------------------------------------------------------- the duel
 
 
-def test_the_duel_has_leaders_only_where_the_shadow_lru_samples_1_in_64() -> None:
-    assert TinyLFUCache(1_024, seed=1)._leaders == ()  # 1 in 32: the budget's cost
-    leaders = TinyLFUCache(1_025, seed=1)._leaders
+def test_the_duel_has_leaders_of_16_entries_or_more_at_1_in_128() -> None:
+    assert TinyLFUCache(1_024, seed=1)._leaders == ()  # the shadow LRU samples 1 in 32
+    assert TinyLFUCache(2_047, seed=1)._leaders == ()  # 1 in 128: leaders of 15 entries
+    leaders = TinyLFUCache(2_048, seed=1)._leaders
     assert [leader.size for leader in leaders] == [16, 16]
     assert [leader.window_max for leader in leaders] == [0.16, 3.2]  # 1% and 20%
     assert TinyLFUCache(100_000, getsizeof=len, seed=1)._leaders == ()  # they count entries
@@ -407,7 +408,7 @@ def test_the_duel_finds_a_share_the_climber_misses(monkeypatch: pytest.MonkeyPat
     with_duel = replay(duel, keys)
     assert duel._choice == 1
     assert duel.window_maxsize == 0.2 * 2_048
-    monkeypatch.setattr(_tinylfu, "_LEADER_RATE", 1 << 30)  # no leaders
+    monkeypatch.setattr(_tinylfu, "_LEADER_MIN", 1 << 30)  # no leaders
     climber: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
     assert climber._leaders == ()
     without = replay(climber, keys)
@@ -437,6 +438,7 @@ def test_the_leaders_hold_sampled_indexes_and_no_more_than_their_size() -> None:
         assert len(leader.probation) + len(leader.protected) <= leader.main_max
         assert len(leader.protected) <= leader.protected_max
         assert all(h >= 0 and not (h >> shift) & cache._shadow_mask for h in held)
+        assert not any(h & cache._leader_mask for h in held)  # half the shadow's sample
 
 
 # ----------------------------------------------------------------------------- hit ratio
