@@ -27,6 +27,16 @@ Cache Admission Policy"; Caffeine's design notes); the code is written anew for 
   then the window grows by twice that lead (10% of maxsize at least, 90% at most). Growing
   the window moves main's least recent keys into it, so they contest their way back rather
   than go unheard.
+  Where that sample is 1 in 64 (maxsize 2,048 or more), two *leaders* run beside the
+  shadow LRU on half its sampled keys (1 in 128): keys-only W-TinyLFUs of half as many
+  entries whose windows are fixed at 1% and 20% (the shadow LRU stands for 99%, an LRU
+  being that share's limit).
+  They are compared in pairs on the sampled accesses one hit and the other missed, counts
+  that fade over at least 16,384 sampled accesses; once one beats each other by two
+  standard errors (on 64 such accesses at least, counted once the leaders are full and
+  have seen 4 x their size more), the window takes its share and keeps it until another
+  beats it so. This is set dueling, as in CPU caches: slow, but on long traces it finds the
+  share that the steps above miss (benchmarks/adapt_variants.py, round 8).
   (Hill climbing on the hit rate, the indicator from the sketch and mini-simulation were
   measured against this: benchmarks/adapt.py, and the changelog.)
 - Against hash flooding: the sketch mixes each key's hash with a per-instance random salt,
@@ -86,6 +96,15 @@ _JUMP: Final = 0.1  # by at least this share of maxsize,
 _JUMP_GAIN: Final = 2.0  # or this many times how far behind (a share of the sampled accesses),
 _JUMP_MAX: Final = 0.9  # at most this share of maxsize at once
 _SIGNIFICANT: Final = 1.0  # and only when the shadow's lead is this many standard errors
+_LEADER_SHARES: Final = (0.01, 0.2)  # the leaders' fixed window shares (see _Leader)
+_LRU_SHARE: Final = 0.99  # the share the shadow LRU stands for against them
+_LEADER_SUBSAMPLE: Final = 2  # the leaders see 1 in this many of the shadow LRU's keys
+_LEADER_MIN: Final = 16  # and hold this many entries at least (maxsize 2,048 or more)
+_DUEL_HORIZON: Final = 32  # the duel's counts fade over this many x the leaders' size,
+_DUEL_HORIZON_MIN: Final = 16_384  # and at least this many sampled accesses
+_DUEL_EVIDENCE: Final = 64  # a lead counts on this many discordant accesses at least,
+_DUEL_Z: Final = 2.0  # and when it is this many standard errors of them
+_DUEL_WARM: Final = 4  # the leaders' first this many x their size sampled accesses: no count
 _WARM: Final = 5  # a losing candidate estimated above this counts in the victim's streak
 _STREAK: Final = 256  # a victim that beat this many warm candidates in a row loses to the next
 _WIDTH_FACTOR: Final = 8  # counters per row, per unit of capacity (rounded up to a power of 2)
@@ -153,6 +172,116 @@ class FrequencySketch:
         twin = FrequencySketch(1)
         twin.width, twin.mask, twin.shift = self.width, self.mask, self.shift
         twin.rows = (bytearray(self.rows[0]), bytearray(self.rows[1]))
+        return twin
+
+
+class _Leader:
+    """A keys-only W-TinyLFU whose window share never moves, for the duel of window shares
+    (see `TinyLFUCache._replay_shadow`): its keys are the sampled keys' packed indexes (the
+    shadow LRU's), each mapped to its packed indexes in the sketch the leaders share. Unit
+    weights; the contest and the streak rule are the cache's own."""
+
+    __slots__ = (
+        "champion",
+        "main_max",
+        "probation",
+        "protected",
+        "protected_max",
+        "size",
+        "window",
+        "window_max",
+        "wins",
+    )
+
+    def __init__(self, size: int, share: float) -> None:
+        self.size = size
+        # As TinyLFUCache._resize_window: 1% at least, and main keeps 1% and 1 entry.
+        most = max(size - max(size * _MAIN_MIN, 1), size * _WINDOW_MIN)
+        self.window_max = min(max(share * size, size * _WINDOW_MIN), most)
+        self.main_max = size - self.window_max
+        self.protected_max = self.main_max * _PROTECTED_SHARE
+        # Invariant: a key is in at most one region, and they hold `size` keys at most.
+        self.window: OrderedDict[int, int] = OrderedDict()  # least recent first
+        self.probation: OrderedDict[int, int] = OrderedDict()  # least recent first
+        self.protected: OrderedDict[int, int] = OrderedDict()  # least recent first
+        self.champion: int | None = None  # as TinyLFUCache._outlasted
+        self.wins = 0
+
+    def access(self, key: int, index: int, rows: tuple[bytearray, bytearray], shift: int) -> bool:
+        """Whether `key` hits; a miss adds it (`index`: its packed indexes in the sketch of
+        `rows`, which the caller increments after every leader has seen the access)."""
+        protected = self.protected
+        if key in protected:
+            protected.move_to_end(key)
+            return True
+        window = self.window
+        if key in window:
+            window.move_to_end(key)
+            return True
+        probation = self.probation
+        found = probation.pop(key, None)
+        if found is not None:
+            protected[key] = found
+            while len(protected) > self.protected_max:
+                demoted, demoted_index = protected.popitem(False)
+                probation[demoted] = demoted_index
+            return True
+        if len(window) + len(probation) + len(protected) >= self.size:
+            self._evict(rows, shift)
+        window[key] = index
+        # While the leader fills up, the window's excess moves into main, as long as it fits.
+        while (
+            len(window) > self.window_max and len(probation) + len(protected) + 1 <= self.main_max
+        ):
+            spilled, spilled_index = window.popitem(False)
+            probation[spilled] = spilled_index
+        return False
+
+    def _evict(self, rows: tuple[bytearray, bytearray], shift: int) -> None:
+        """TinyLFUCache.popitem for a new key, keys only."""
+        window = self.window
+        probation = self.probation
+        protected = self.protected
+        while window and len(window) + 1 > self.window_max:
+            candidate, candidate_index = window.popitem(False)
+            if len(probation) + len(protected) + 1 <= self.main_max:
+                probation[candidate] = candidate_index
+                continue
+            region = probation or protected
+            if region:
+                victim = next(iter(region))
+                first, second = rows
+                mask = (1 << shift) - 1
+                victim_index = region[victim]
+                candidate_freq = min(
+                    first[candidate_index & mask], second[candidate_index >> shift]
+                )
+                admit = candidate_freq > min(
+                    first[victim_index & mask], second[victim_index >> shift]
+                )
+                if not admit and candidate_freq > _WARM:
+                    if victim != self.champion:
+                        self.champion = victim
+                        self.wins = 1
+                    elif self.wins < _STREAK:
+                        self.wins += 1
+                    else:
+                        self.champion = None
+                        admit = True
+                if admit:
+                    probation[candidate] = candidate_index
+                    del region[victim]
+            return
+        for region in (probation, protected, window):
+            if region:
+                region.popitem(False)
+                return
+
+    def copy(self) -> _Leader:
+        twin = _Leader(self.size, 0)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(twin, name, value.copy() if isinstance(value, OrderedDict) else value)
         return twin
 
 
@@ -529,6 +658,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         twin._sketch = self._sketch.copy()
         twin._rows = twin._sketch.rows
         twin._shadow = self._shadow.copy()
+        twin._leaders = tuple(leader.copy() for leader in self._leaders)
+        if self._leaders:
+            twin._leader_sketch = self._leader_sketch.copy()
+            twin._patterns = self._patterns.copy()
         twin._sampled = self._sampled.copy()
         return twin
 
@@ -737,13 +870,48 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         self._shadow_size = max(capacity // rate, 1)
         # The sampled keys' packed sketch indexes (never the keys), least recent first.
         self._shadow: OrderedDict[int, None] = OrderedDict()
+        # The duel of window shares (see _replay_shadow): the leaders, and their shared
+        # sketch, on the shadow LRU's sampled keys whose next bit is 0 too (1 in 128: the
+        # budget's time and memory; at 1 in 16 they would take 8 times as much), with half
+        # its entries; only with unit weights (the leaders count entries). Invariant: the
+        # leaders have seen the same sampled accesses (those that `_leader_mask` lets
+        # through) as the shadow LRU, and their sketch counted each once.
+        self._leaders: tuple[_Leader, ...] = ()
+        self._choice = -1  # the contestant whose share the window keeps (-1: none yet)
+        size = self._shadow_size // _LEADER_SUBSAMPLE
+        if (
+            rate < _SHADOW_RATE_MAX
+            or size < _LEADER_MIN
+            or self._weights is not None
+            or math.isinf(self._maxsize)
+        ):
+            return
+        # The bits of a packed index (i | j << shift) that must be 0 for the leaders, above
+        # the shadow LRU's own.
+        self._leader_mask = (_LEADER_SUBSAMPLE - 1) << (self._shift + rate.bit_length() - 1)
+        self._leaders = tuple(_Leader(size, share) for share in _LEADER_SHARES)
+        self._leader_sketch = FrequencySketch(max(size, _SKETCH_MIN))
+        # Aged as the cache's sketch would be at that size: at the first sample's end after
+        # _AGE_FACTOR x size accesses.
+        sample = min(max(_SAMPLE_FACTOR * size, _SAMPLE_MIN), _SAMPLE_MAX)
+        self._leader_age_period = -(-_AGE_FACTOR * size // sample) * sample
+        self._leader_unaged = 0
+        # The sampled accesses since the leaders filled up, decayed, by which contestants hit
+        # them: bit 0 the 1% leader, bit 1 the 20% one, bit 2 the shadow LRU.
+        self._patterns = [0.0] * 8
+        self._leaders_full = False
+        self._duel_warming = _DUEL_WARM * size
+        self._duel_fed = 0  # accesses counted since the last judgement (every `size` of them)
+        self._duel_keep = math.exp(-size / max(_DUEL_HORIZON * size, _DUEL_HORIZON_MIN))
 
     def _replay_shadow(self) -> None:
-        """Replay the sample's sampled accesses into the shadow LRU: each is a key's packed
-        indexes, or their complement (`~h`, negative) for a miss of this cache. A batch costs
-        the hot paths one `append` per sampled access."""
+        """Replay the sample's sampled accesses into the shadow LRU, and the leaders if any:
+        each is a key's packed indexes, or their complement (`~h`, negative) for a miss of
+        this cache. A batch costs the hot paths one `append` per sampled access."""
         shadow = self._shadow
         size = self._shadow_size
+        leaders = self._leaders
+        leader_mask = self._leader_mask if leaders else 0
         hits = missed = shadow_only = own_only = 0
         for h in self._sampled:
             if h < 0:
@@ -753,22 +921,108 @@ class TinyLFUCache(cachetools.Cache[K, V]):
                     shadow.move_to_end(h)
                     hits += 1
                     shadow_only += 1
+                    if leaders and not h & leader_mask:
+                        self._duel(h, 4)
                     continue
             elif h in shadow:
                 shadow.move_to_end(h)
                 hits += 1
+                if leaders and not h & leader_mask:
+                    self._duel(h, 4)
                 continue
             else:
                 own_only += 1
             shadow[h] = None
             if len(shadow) > size:
                 shadow.popitem(False)
+            if leaders and not h & leader_mask:
+                self._duel(h, 0)
         self._shadow_sampled += len(self._sampled)
         self._shadow_hits += hits
         self._shadow_missed += missed
         self._shadow_only += shadow_only
         self._own_only += own_only
         self._sampled.clear()
+
+    def _duel(self, h: int, pattern: int) -> None:
+        """One sampled access `h` for the leaders (`pattern`: 4 if the shadow LRU hit it).
+
+        Set dueling: the leaders, fixed at 1% and 20% of window, and the shadow LRU (an LRU is
+        what the window tends to as it grows: it stands for 99%) see the same sampled keys.
+        Counted once the leaders are full and have seen `_DUEL_WARM` x their size more (a
+        young sketch makes W-TinyLFU lose to an LRU whatever the trace), and fading over at
+        least `_DUEL_HORIZON_MIN` sampled accesses: a share needs many of them to show, and
+        a wrong choice toward a larger window costs more than a right one gains (main's keys,
+        handed to the window's LRU, are lost). So a choice comes only when a contestant's
+        lead on the accesses only one of the two hit is `_DUEL_Z` standard errors of them,
+        on `_DUEL_EVIDENCE` of them at least."""
+        sketch = self._leader_sketch
+        rows = sketch.rows
+        shift = sketch.shift
+        index = sketch.index(hash((h, self._salt)))
+        one, two = self._leaders
+        if one.access(h, index, rows, shift):
+            pattern |= 1
+        if two.access(h, index, rows, shift):
+            pattern |= 2
+        first, second = rows
+        i = index & sketch.mask
+        j = index >> shift
+        a = first[i]
+        b = second[j]
+        if a <= b and a < _COUNTER_MAX:
+            first[i] = a + 1
+        if b <= a and b < _COUNTER_MAX:
+            second[j] = b + 1
+        self._leader_unaged += 1
+        if self._leader_unaged >= self._leader_age_period:
+            sketch.halve()
+            self._leader_unaged = 0
+        if not self._leaders_full:
+            # The leaders fill up together (a miss adds to each): their hits say nothing yet.
+            self._leaders_full = (
+                len(two.window) + len(two.probation) + len(two.protected) >= two.size
+            )
+            if not self._leaders_full:
+                return
+        if self._duel_warming:
+            # Just full, a leader's sketch knows little yet: the leaders that admit on it lose
+            # to an LRU for a while whatever the trace wants.
+            self._duel_warming -= 1
+            return
+        self._patterns[pattern] += 1
+        self._duel_fed += 1
+        if self._duel_fed >= two.size:
+            self._duel_fed = 0
+            self._judge()
+
+    def _judge(self) -> None:
+        """Choose the contestant that beats the chosen one (each other one, for a first
+        choice) beyond noise, and let the counts fade."""
+        patterns = self._patterns
+
+        def only(i: int, j: int) -> float:
+            """The (decayed) sampled accesses contestant i hit and j missed."""
+            other = 7 ^ (1 << i) ^ (1 << j)  # the third contestant's bit
+            return patterns[1 << i] + patterns[1 << i | other]
+
+        def leads(i: int, j: int) -> bool:
+            won = only(i, j)
+            lost = only(j, i)
+            return won - lost > _DUEL_Z * math.sqrt(won + lost) and won + lost >= _DUEL_EVIDENCE
+
+        current = self._choice
+        if current < 0:
+            for i in range(3):
+                if all(leads(i, j) for j in range(3) if j != i):
+                    self._choice = i
+                    break
+        else:
+            best = max(range(3), key=lambda i: only(i, current) - only(current, i))
+            if best != current and leads(best, current):
+                self._choice = best
+        keep = self._duel_keep
+        patterns[:] = [count * keep for count in patterns]
 
     def _filled(self) -> None:
         """The first eviction: the cache is full, and the first sample that can judge the
@@ -793,6 +1047,10 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         window_hits = self._window_hits
         self._hits = self._misses = self._window_hits = 0
         if not self._full_sample or math.isinf(self._maxsize):
+            if self._leaders:
+                # The leaders (and the shadow LRU's contents, not its counts: see _filled)
+                # fill up as the cache does: they need to be full and warm to judge.
+                self._replay_shadow()
             self._sampled.clear()
             return  # the cache is filling up (see _filled), or never full
         if self._weights is not None:  # the shadow LRU holds as many entries as the cache
@@ -809,7 +1067,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         their log ratio, at most 30%. Density alone rests where each region's share of the
         hits is its share of the space, which can leave the window too small where an LRU
         would do better: a shadow LRU on sampled keys says so (beyond noise), and then the
-        window grows by twice its lead, at least 10% of maxsize.
+        window grows by twice its lead, at least 10% of maxsize. Once the duel of leaders
+        has chosen a share (see `_duel`), the window keeps that share instead.
         """
         maxsize = self._maxsize
         window = self._window_max
@@ -829,6 +1088,8 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         ):
             jump = min(max(_JUMP, _JUMP_GAIN * behind), _JUMP_MAX)
             target = max(target, window + jump * maxsize)
+        if self._choice >= 0:  # the duel's choice (see _duel) holds
+            target = (*_LEADER_SHARES, _LRU_SHARE)[self._choice] * maxsize
         self._shadow_sampled = sampled >> 1
         self._shadow_hits >>= 1
         self._shadow_missed >>= 1

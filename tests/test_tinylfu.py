@@ -4,6 +4,8 @@ it is for. (The cachetools contract it shares with the other policies is in test
 
 from __future__ import annotations
 
+import copy
+import math
 import random
 import sys
 from typing import Any
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from benchmarks import traces
-from cachekit import AsyncCache, TinyLFUCache, async_cached
+from cachekit import AsyncCache, TinyLFUCache, _tinylfu, async_cached
 from cachekit._tinylfu import FrequencySketch
 
 
@@ -262,20 +264,21 @@ def test_weights_are_tracked_per_region() -> None:
 # ----------------------------------------------------------------------------- adaptation
 
 
-def recency_trace(seed: int, length: int) -> list[int]:
-    """Each key is used a few times close together, then never again: recency pays."""
+def recency_trace(seed: int, length: int, live: int = 400, spread: int = 40) -> list[int]:
+    """Each key is used a few times close together (about `spread` keys apart), then never
+    again (once `live` newer keys came): recency pays."""
     rng = random.Random(seed)
     out: list[int] = []
     next_key = 0
-    live: list[int] = []
+    recent: list[int] = []
     while len(out) < length:
-        if len(live) < 150 or rng.random() < 0.2:
-            live.append(next_key)
+        if len(recent) < 150 or rng.random() < 0.2:
+            recent.append(next_key)
             next_key += 1
-        key = live[-1 - min(int(rng.expovariate(1 / 40)), len(live) - 1)]
+        key = recent[-1 - min(int(rng.expovariate(1 / spread)), len(recent) - 1)]
         out.append(key)
-        if len(live) > 400:
-            live.pop(0)
+        if len(recent) > live:
+            recent.pop(0)
     return out
 
 
@@ -365,6 +368,77 @@ def test_the_shadow_lru_holds_sampled_indexes_never_the_keys() -> None:
 def test_a_small_cache_has_a_sketch_for_512_keys() -> None:
     assert TinyLFUCache(10, seed=1)._sketch.width == FrequencySketch(512).width
     assert TinyLFUCache(10_000, seed=1)._sketch.width == FrequencySketch(10_000).width
+
+
+# ----------------------------------------------------------------------------- the duel
+
+
+def test_the_duel_has_leaders_of_16_entries_or_more_at_1_in_128() -> None:
+    assert TinyLFUCache(1_024, seed=1)._leaders == ()  # the shadow LRU samples 1 in 32
+    assert TinyLFUCache(2_047, seed=1)._leaders == ()  # 1 in 128: leaders of 15 entries
+    leaders = TinyLFUCache(2_048, seed=1)._leaders
+    assert [leader.size for leader in leaders] == [16, 16]
+    assert [leader.window_max for leader in leaders] == [0.16, 3.2]  # 1% and 20%
+    assert TinyLFUCache(100_000, getsizeof=len, seed=1)._leaders == ()  # they count entries
+    assert TinyLFUCache(math.inf, seed=1)._leaders == ()
+
+
+def test_the_duel_locks_the_window_to_1_percent_on_a_loop_and_to_lru_on_recency() -> None:
+    # A loop longer than the cache: a 1% window keeps most of it, 20% less, an LRU nothing.
+    loop: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    replay(loop, traces.loop(3_000, 20_000).keys)
+    assert loop._choice == -1  # the leaders are not full and warm yet: no evidence
+    replay(loop, traces.loop(3_000, 80_000).keys)
+    assert loop._choice == 0
+    assert loop.window_maxsize == 0.01 * 2_048
+    # Recency (keys used a few times close together): an LRU, the shadow, wins.
+    recency: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    replay(recency, recency_trace(seed=5, length=60_000, live=8_000, spread=800))
+    assert recency._choice == 2
+    assert recency.window_maxsize == 0.99 * 2_048
+    check_invariants(loop)
+    check_invariants(recency)
+
+
+def test_the_duel_finds_a_share_the_climber_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shifting popularity at 2,048 entries: the 20% leader beats the others, and that share
+    # hits more than where the density climber and the shadow LRU's jumps take the window.
+    keys = traces.shifting(40_000, 600_000, seed=11).keys
+    duel: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    with_duel = replay(duel, keys)
+    assert duel._choice == 1
+    assert duel.window_maxsize == 0.2 * 2_048
+    monkeypatch.setattr(_tinylfu, "_LEADER_MIN", 1 << 30)  # no leaders
+    climber: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    assert climber._leaders == ()
+    without = replay(climber, keys)
+    assert climber.window_maxsize != 0.2 * 2_048
+    assert with_duel > without + len(keys) // 200  # half a point
+
+
+def test_a_copy_duels_on_its_own() -> None:
+    cache: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    replay(cache, traces.loop(3_000, 40_000).keys)
+    twin = copy.copy(cache)
+    assert twin._leaders[0].window is not cache._leaders[0].window
+    more = traces.loop(3_000, 60_000).keys
+    assert replay(twin, more) == replay(cache, more)  # shared leaders would see both
+    assert twin._choice == cache._choice == 0
+    assert twin._patterns == cache._patterns
+    assert twin.regions() == cache.regions()
+
+
+def test_the_leaders_hold_sampled_indexes_and_no_more_than_their_size() -> None:
+    cache: TinyLFUCache[int, None] = TinyLFUCache(2_048, seed=1)
+    replay(cache, traces.zipf(0.9, 40_000, 100_000, seed=3).keys)
+    shift = cache._shift
+    for leader in cache._leaders:
+        held = [*leader.window, *leader.probation, *leader.protected]
+        assert len(held) == len(set(held)) == leader.size  # full, each key once
+        assert len(leader.probation) + len(leader.protected) <= leader.main_max
+        assert len(leader.protected) <= leader.protected_max
+        assert all(h >= 0 and not (h >> shift) & cache._shadow_mask for h in held)
+        assert not any(h & cache._leader_mask for h in held)  # half the shadow's sample
 
 
 # ----------------------------------------------------------------------------- hit ratio
