@@ -16,7 +16,8 @@ The `sleep(0)` row minus the `returns at once` row is what suspending costs each
 suspension itself and the event-loop iterations that follow it. A design that runs the
 loader in a task of its own (the floor, cachekit) pays one iteration more there than one
 that runs it inline in its first caller (theine, cachebox): the task's step, then its
-caller's. That difference is what the printed `suspending` column shows.
+caller's. That difference is what the printed `suspending` column shows on 3.12; on 3.11,
+which has no eager tasks, a task pays its iterations even for a loader that does not wait.
 """
 
 from __future__ import annotations
