@@ -159,6 +159,23 @@ class FrequencySketch:
         first, second = self.rows
         return min(first[h & self.mask], second[(h >> 32) & self.mask])
 
+    def increment_at(self, index: int) -> None:
+        """`increment` for packed indexes (`index`). The cache's hot paths inline it."""
+        first, second = self.rows
+        i = index & self.mask
+        j = index >> self.shift
+        a = first[i]
+        b = second[j]
+        if a <= b and a < _COUNTER_MAX:
+            first[i] = a + 1
+        if b <= a and b < _COUNTER_MAX:
+            second[j] = b + 1
+
+    def estimate_at(self, index: int) -> int:
+        """`estimate` for packed indexes (`index`). The cache's hot paths inline it."""
+        first, second = self.rows
+        return min(first[index & self.mask], second[index >> self.shift])
+
     def halve(self) -> None:
         """Age every counter: halve it, rounding down."""
         for row in self.rows:
@@ -207,9 +224,9 @@ class _Leader:
         self.champion: int | None = None  # as TinyLFUCache._outlasted
         self.wins = 0
 
-    def access(self, key: int, index: int, rows: tuple[bytearray, bytearray], shift: int) -> bool:
-        """Whether `key` hits; a miss adds it (`index`: its packed indexes in the sketch of
-        `rows`, which the caller increments after every leader has seen the access)."""
+    def access(self, key: int, index: int, sketch: FrequencySketch) -> bool:
+        """Whether `key` hits; a miss adds it (`index`: its packed indexes in `sketch`,
+        which the caller increments after every leader has seen the access)."""
         protected = self.protected
         if key in protected:
             protected.move_to_end(key)
@@ -227,7 +244,7 @@ class _Leader:
                 probation[demoted] = demoted_index
             return True
         if len(window) + len(probation) + len(protected) >= self.size:
-            self._evict(rows, shift)
+            self._evict(sketch)
         window[key] = index
         # While the leader fills up, the window's excess moves into main, as long as it fits.
         while (
@@ -237,7 +254,7 @@ class _Leader:
             probation[spilled] = spilled_index
         return False
 
-    def _evict(self, rows: tuple[bytearray, bytearray], shift: int) -> None:
+    def _evict(self, sketch: FrequencySketch) -> None:
         """TinyLFUCache.popitem for a new key, keys only."""
         window = self.window
         probation = self.probation
@@ -250,15 +267,8 @@ class _Leader:
             region = probation or protected
             if region:
                 victim = next(iter(region))
-                first, second = rows
-                mask = (1 << shift) - 1
-                victim_index = region[victim]
-                candidate_freq = min(
-                    first[candidate_index & mask], second[candidate_index >> shift]
-                )
-                admit = candidate_freq > min(
-                    first[victim_index & mask], second[victim_index >> shift]
-                )
+                candidate_freq = sketch.estimate_at(candidate_index)
+                admit = candidate_freq > sketch.estimate_at(region[victim])
                 if not admit and candidate_freq > _WARM:
                     if victim != self.champion:
                         self.champion = victim
@@ -957,23 +967,13 @@ class TinyLFUCache(cachetools.Cache[K, V]):
         lead on the accesses only one of the two hit is `_DUEL_Z` standard errors of them,
         on `_DUEL_EVIDENCE` of them at least."""
         sketch = self._leader_sketch
-        rows = sketch.rows
-        shift = sketch.shift
         index = sketch.index(hash((h, self._salt)))
         one, two = self._leaders
-        if one.access(h, index, rows, shift):
+        if one.access(h, index, sketch):
             pattern |= 1
-        if two.access(h, index, rows, shift):
+        if two.access(h, index, sketch):
             pattern |= 2
-        first, second = rows
-        i = index & sketch.mask
-        j = index >> shift
-        a = first[i]
-        b = second[j]
-        if a <= b and a < _COUNTER_MAX:
-            first[i] = a + 1
-        if b <= a and b < _COUNTER_MAX:
-            second[j] = b + 1
+        sketch.increment_at(index)
         self._leader_unaged += 1
         if self._leader_unaged >= self._leader_age_period:
             sketch.halve()
